@@ -1,0 +1,117 @@
+"""The interface every base recommender implements, the model registry and checkpoints.
+
+A recommender is a two-tower model: user embeddings (n_users, d), item embeddings (n_items, d) and
+a differentiable scorer ``g(user_emb, item_emb)`` that the SAE stage and the metrics call with the
+ORIGINAL or with RECONSTRUCTED embeddings. Scores are logits (before any sigmoid).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from recsae.io import atomic_write
+
+_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a Recommender subclass available under ``name`` in config."""
+
+    def wrap(cls: type[Recommender]) -> type[Recommender]:
+        if name in _REGISTRY:
+            raise ValueError(f"recommender {name!r} is registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def model_class(name: str) -> type[Recommender]:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown recommender {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def registered_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+class Recommender(nn.Module, ABC):
+    """Base class. Subclasses set ``scorer_kind`` to "dot" or "pairwise".
+
+    "dot": ``score_matrix(U, V) = U @ V.T`` (+ biases); the SAE's prediction loss compares score
+    matrices. "pairwise": scores need a network on (user, item) pairs (NCF); the SAE's prediction
+    loss compares ``score_pairs`` on sampled pairs.
+    """
+
+    name: ClassVar[str] = ""
+    scorer_kind: ClassVar[str] = "dot"
+
+    def __init__(self, n_users: int, n_items: int, params: dict):
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = n_items
+        self.params = dict(params)
+
+    @abstractmethod
+    def user_embeddings(self) -> torch.Tensor:
+        """(n_users, d) user embeddings the SAE analyses (for LightGCN: the propagated ones)."""
+
+    @abstractmethod
+    def item_embeddings(self) -> torch.Tensor:
+        """(n_items, d) item embeddings the SAE analyses."""
+
+    @abstractmethod
+    def score_pairs(
+        self, user_emb: torch.Tensor, item_emb: torch.Tensor, users=None, items=None
+    ) -> torch.Tensor:
+        """Logits (B,) for row-aligned pairs: user_emb (B, d), item_emb (B, d).
+
+        ``users``/``items`` (B,) int ids, when given, add per-id biases; without them the scorer is
+        a pure function of the embeddings.
+        """
+
+    @abstractmethod
+    def score_matrix(
+        self, user_emb: torch.Tensor, item_emb: torch.Tensor, users=None, items=None
+    ) -> torch.Tensor:
+        """Logits (U, I) for every user_emb (U, d) x item_emb (I, d) pair (ids as in score_pairs)."""
+
+    @abstractmethod
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scalar loss of one training batch (keys depend on the model's sampler)."""
+
+    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
+        """Logits (len(users), n_items) of the trained model, biases included."""
+        item_ids = torch.arange(self.n_items, device=users.device)
+        return self.score_matrix(
+            self.user_embeddings()[users], self.item_embeddings(), users=users, items=item_ids
+        )
+
+
+def save_checkpoint(model: Recommender, path: str | Path, extra: dict | None = None) -> None:
+    """state_dict + everything needed to rebuild the model; loads with weights_only=True."""
+    payload = {
+        "model": model.name,
+        "n_users": model.n_users,
+        "n_items": model.n_items,
+        "params": model.params,
+        "state_dict": model.state_dict(),
+        "extra": extra or {},
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Recommender:
+    """Rebuild a recommender from ``save_checkpoint`` output, in eval mode, on ``device``."""
+    payload = torch.load(Path(path), map_location=device, weights_only=True)
+    cls = model_class(payload["model"])
+    model = cls(payload["n_users"], payload["n_items"], payload["params"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()
