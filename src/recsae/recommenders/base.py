@@ -3,6 +3,9 @@
 A recommender is a two-tower model: user embeddings (n_users, d), item embeddings (n_items, d) and
 a differentiable scorer ``g(user_emb, item_emb)`` that the SAE stage and the metrics call with the
 ORIGINAL or with RECONSTRUCTED embeddings. Scores are logits (before any sigmoid).
+
+Adding a model = one module that defines a ``Recommender`` subclass decorated with
+``@register("name")`` and is imported by ``recsae.recommenders``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -48,16 +52,37 @@ class Recommender(nn.Module, ABC):
     "dot": ``score_matrix(U, V) = U @ V.T`` (+ biases); the SAE's prediction loss compares score
     matrices. "pairwise": scores need a network on (user, item) pairs (NCF); the SAE's prediction
     loss compares ``score_pairs`` on sampled pairs.
+
+    Class attributes a model module sets:
+    * ``objective``: which training batches ``training_loss`` takes: "pointwise" (keys users,
+      items, labels), "pairwise" (keys users, pos, neg) or None (nothing to train).
+    * ``default_params`` / ``default_train``: tuned defaults merged under the config's values;
+      ``presets`` maps a preset name (e.g. "paper") to ``{"params": ..., "train": ...}``.
     """
 
     name: ClassVar[str] = ""
     scorer_kind: ClassVar[str] = "dot"
+    objective: ClassVar[str | None] = "pointwise"
+    default_params: ClassVar[dict] = {}
+    default_train: ClassVar[dict] = {}
+    presets: ClassVar[dict[str, dict]] = {}
 
     def __init__(self, n_users: int, n_items: int, params: dict):
         super().__init__()
         self.n_users = n_users
         self.n_items = n_items
         self.params = dict(params)
+
+    @classmethod
+    def build(cls, n_users: int, n_items: int, params: dict) -> Recommender:
+        """A fresh model for training. Override when construction needs files (``embeddings``);
+        the returned model's ``params`` must be enough for ``cls(n_users, n_items, params)`` to
+        rebuild an instance that its state_dict loads into."""
+        return cls(n_users, n_items, params)
+
+    def prepare(self, train: sp.csr_matrix) -> None:
+        """Hook called once with the binary (n_users, n_items) TRAIN matrix before training
+        (LightGCN builds its graph here). Default: nothing."""
 
     @abstractmethod
     def user_embeddings(self) -> torch.Tensor:
@@ -85,7 +110,12 @@ class Recommender(nn.Module, ABC):
 
     @abstractmethod
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Scalar loss of one training batch (keys depend on the model's sampler)."""
+        """Scalar loss of one training batch (keys depend on ``objective``)."""
+
+    def bias_terms(self) -> dict[str, torch.Tensor]:
+        """Per-id biases the scorer adds when ids are passed: any of "global_bias" (0-d),
+        "user_bias" (n_users,), "item_bias" (n_items,). Default: none."""
+        return {}
 
     def full_scores(self, users: torch.Tensor) -> torch.Tensor:
         """Logits (len(users), n_items) of the trained model, biases included."""
@@ -95,16 +125,55 @@ class Recommender(nn.Module, ABC):
         )
 
 
+class DotRecommender(Recommender):
+    """A dot-product scorer ``U @ V.T`` plus the biases of ``bias_terms`` when ids are passed:
+    the global bias when any ids are given, user biases with ``users``, item biases with
+    ``items``."""
+
+    scorer_kind: ClassVar[str] = "dot"
+
+    def score_pairs(self, user_emb, item_emb, users=None, items=None) -> torch.Tensor:
+        scores = (user_emb * item_emb).sum(-1)
+        return self._add_biases(scores, users, items, pairs=True)
+
+    def score_matrix(self, user_emb, item_emb, users=None, items=None) -> torch.Tensor:
+        scores = user_emb @ item_emb.T
+        return self._add_biases(scores, users, items, pairs=False)
+
+    def _add_biases(self, scores, users, items, pairs: bool) -> torch.Tensor:
+        if users is None and items is None:
+            return scores
+        terms = self.bias_terms()
+        if "global_bias" in terms:
+            scores = scores + terms["global_bias"]
+        if users is not None and "user_bias" in terms:
+            b_u = terms["user_bias"][users]
+            scores = scores + (b_u if pairs else b_u[:, None])
+        if items is not None and "item_bias" in terms:
+            b_i = terms["item_bias"][items]
+            scores = scores + (b_i if pairs else b_i[None, :])
+        return scores
+
+
 def save_checkpoint(model: Recommender, path: str | Path, extra: dict | None = None) -> None:
-    """state_dict + everything needed to rebuild the model; loads with weights_only=True."""
+    """state_dict + everything needed to rebuild the model; loads with weights_only=True.
+
+    The state is taken in eval mode, so models that cache derived embeddings (LightGCN) save them.
+    """
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model.user_embeddings()
+        model.item_embeddings()
     payload = {
         "model": model.name,
         "n_users": model.n_users,
         "n_items": model.n_items,
         "params": model.params,
-        "state_dict": model.state_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra or {},
     }
+    model.train(was_training)
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -115,3 +184,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rec
     model = cls(payload["n_users"], payload["n_items"], payload["params"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()
+
+
+def checkpoint_extra(path: str | Path) -> dict:
+    """The ``extra`` dict stored by ``save_checkpoint`` (seed, training config, ...)."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)["extra"]

@@ -1,0 +1,53 @@
+"""recsae: sparse autoencoders on recommender embeddings, from raw data to the HTML report.
+
+Plain `snakemake` runs config/config.yaml (the full reproduction) with profiles/default;
+`snakemake --configfile config/demo.yaml` runs the offline demo. Every computation lives in the
+`recsae` package; each rule hands paths and one validated slice of the config to the `recsae` CLI.
+"""
+
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from recsae import workflow as wf
+from recsae.config import validate_config
+
+min_version("9.0")
+
+
+# The default config; a `--configfile` on the command line replaces it instead of merging into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+
+validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+
+RESULTS = wf.RESULTS
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    sae=wf.SAE_WILDCARD_REGEX,
+
+
+rule all:
+    input:
+        wf.all_targets(config),
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/recommenders.smk"
+include: "workflow/rules/sae.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/report.smk"
+
+
+for extra_rules in config["extra_rules"]:
+
+    include: extra_rules

@@ -1,0 +1,146 @@
+"""The ``recsae`` command: one subcommand per workflow stage (each Snakemake rule runs one), plus
+config validation and listing the registered datasets and models.
+
+Settings arrive as JSON strings (the rule serialises its part of the validated config).
+``--gpus N`` runs the stage on N free GPUs of the slot pool (see ``recsae.gpu_slots``); with 0 the
+stage sees no GPU and runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _json(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}): {text[:200]!r}") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text[:200]!r}")
+    return value
+
+
+def _fetch(args) -> None:
+    from recsae.data.fetch import fetch_raw
+
+    fetch_raw(args.dataset, args.settings, Path(args.raw_dir), args.mirror or None)
+
+
+def _prepare(args) -> None:
+    from recsae.data.prepare import prepare_dataset
+
+    prepare_dataset(args.dataset, args.settings, Path(args.raw_dir), Path(args.out_dir), args.seed)
+
+
+def _split(args) -> None:
+    from recsae.data.split import make_split
+
+    make_split(Path(args.data_dir), args.settings, args.seed, Path(args.out_dir))
+
+
+def _train_recommender(args) -> None:
+    from recsae.recommenders.train import run_training
+
+    s = args.settings
+    run_training(
+        args.data_dir, args.split_dir, s["model"], s["params"], s["train"], args.seed,
+        args.device, args.out_dir,
+    )
+
+
+def _evaluate_recommender(args) -> None:
+    from recsae.recommenders.train import run_evaluation
+
+    run_evaluation(args.data_dir, args.split_dir, args.model_path, args.settings, args.out, args.device)
+
+
+def _train_sae(args) -> None:
+    from recsae.sae.train import run_sae_training
+
+    run_sae_training(
+        args.model_path, args.data_dir, args.split_dir, args.settings, args.point, args.seed,
+        args.device, args.out_dir,
+    )
+
+
+def _evaluate_sae(args) -> None:
+    from recsae.metrics.evaluate import evaluate_sae
+
+    evaluate_sae(
+        args.model_path, args.sae_path, args.data_dir, args.split_dir, args.settings, args.seed,
+        args.device, args.metrics_out, args.interventions_out,
+    )
+
+
+def _validate(args) -> None:
+    from recsae.config import load_config
+
+    config = load_config(args.config, args.schema) if args.schema else load_config(args.config)
+    print(f"{args.config}: valid ({len(config['datasets'])} datasets, {len(config['models'])} models)")
+
+
+def _list(args) -> None:
+    import recsae.recommenders  # noqa: F401  (registers the models)
+    from recsae.data.registry import dataset_names
+    from recsae.recommenders.base import registered_models
+
+    print("dataset sources:", ", ".join(dataset_names()))
+    print("models:", ", ".join(registered_models()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsae", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stage(name, func, help_text, *flags):
+        p = sub.add_parser(name, help=help_text)
+        for flag in flags:
+            p.add_argument(f"--{flag}", required=True)
+        p.add_argument("--settings", type=_json, default={}, help="JSON object of settings")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+        p.add_argument("--gpus", type=int, default=0, help="GPUs to take from the slot pool")
+        p.set_defaults(func=func)
+        return p
+
+    stage("fetch", _fetch, "download, verify and extract a dataset's raw files",
+          "dataset", "raw-dir").add_argument("--mirror", default=None)
+    stage("prepare", _prepare, "raw files -> canonical tables", "dataset", "raw-dir", "out-dir")
+    stage("split", _split, "canonical tables -> train/valid/test", "data-dir", "out-dir")
+    stage("train-recommender", _train_recommender, "train a base recommender",
+          "data-dir", "split-dir", "out-dir")
+    stage("evaluate-recommender", _evaluate_recommender, "full-ranking evaluation + MostPop",
+          "data-dir", "split-dir", "model-path", "out")
+    stage("train-sae", _train_sae, "train one SAE sweep point",
+          "model-path", "data-dir", "split-dir", "point", "out-dir")
+    stage("evaluate-sae", _evaluate_sae, "monosemanticity, fidelity and interventions of an SAE",
+          "model-path", "sae-path", "data-dir", "split-dir", "metrics-out", "interventions-out")
+
+    p = sub.add_parser("validate-config", help="check a config file against the schema")
+    p.add_argument("config")
+    p.add_argument("--schema", default=None)
+    p.set_defaults(func=_validate)
+    sub.add_parser("list", help="registered dataset sources and models").set_defaults(func=_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if not hasattr(args, "gpus"):
+        args.func(args)
+        return 0
+    from recsae.gpu_slots import gpu_slot
+
+    with gpu_slot(args.gpus):
+        args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Config validation against config/schema.yaml (JSON Schema with defaults) and the targets a
+config asks for. The Snakefile calls ``validate_config`` before any job is scheduled."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config that does not match the schema; the message names the offending key."""
+
+
+def _with_defaults(validator_class):
+    """A validator class that fills in ``default`` values while it validates (objects only)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def key_path(error: jsonschema.ValidationError) -> str:
+    """Dotted config key of a validation error, e.g. ``sae.sweep.grid.beta[2]``."""
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source: str = "config") -> dict:
+    """Validate ``config`` in place, filling defaults; raise ConfigError naming every bad key."""
+    schema = load_schema(schema_path)
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  - {key_path(e)}: {e.message}" for e in errors]
+        raise ConfigError(f"{source} does not match {schema_path}:\n" + "\n".join(lines))
+    _check_references(config, source)
+    _check_stage_settings(config, source)
+    return config
+
+
+def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Read a YAML config file and validate it."""
+    with open(path, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle) or {}
+    return validate_config(config, schema_path, source=str(path))
+
+
+def _check_references(config: dict, source: str) -> None:
+    """Names used in ``experiments``, ``sae.targets`` and ``sae.overrides`` must exist."""
+    for where, groups in (("experiments", config["experiments"]), ("sae.targets", config["sae"]["targets"])):
+        for i, group in enumerate(groups):
+            for kind in ("datasets", "models"):
+                for name in group[kind]:
+                    if name not in config[kind]:
+                        raise ConfigError(
+                            f"{source}: {where}[{i}].{kind} names {name!r}, which is not a key "
+                            f"of {kind} (known: {sorted(config[kind])})"
+                        )
+    overrides = config["sae"]["overrides"]
+    for kind in ("datasets", "models"):
+        for name in overrides[kind]:
+            if name not in config[kind]:
+                raise ConfigError(f"{source}: sae.overrides.{kind}.{name} names an unknown {kind[:-1]}")
+    for pair in overrides["pairs"]:
+        dataset, model = pair.split("/")
+        if dataset not in config["datasets"] or model not in config["models"]:
+            raise ConfigError(f"{source}: sae.overrides.pairs.{pair} names an unknown dataset or model")
+
+
+def _check_stage_settings(config: dict, source: str) -> None:
+    """Run each stage's own resolver on its config slice, so that a key only a stage knows (a
+    model's params, an SAE sweep point, a metric setting) fails now, not hours into a run."""
+    import recsae.recommenders  # noqa: F401  (registers the models)
+    from recsae import workflow
+    from recsae.metrics.evaluate import resolve_metrics_config
+    from recsae.recommenders.train import resolve_config
+    from recsae.sae.config import resolve_sae_config
+
+    model_dims = {}
+    checks = []
+    for name, entry in config["models"].items():
+
+        def check_model(entry=entry, name=name):
+            params, _ = resolve_config(entry["model"], entry["params"], entry["train"])
+            model_dims[name] = params.get("dim") or 64
+
+        checks.append((f"models.{name}", check_model))
+    checks.append(("metrics", lambda: resolve_metrics_config(config["metrics"])))
+    for dataset, model in workflow.sae_pairs(config):
+
+        def check_points(dataset=dataset, model=model):
+            for path, point in workflow.sae_points(config, dataset, model).items():
+                try:
+                    resolve_sae_config(point, model_dims.get(model, 64))
+                except ValueError as err:
+                    raise ValueError(f"sweep point {path}: {err}") from err
+
+        checks.append((f"sae (dataset {dataset}, model {model})", check_points))
+    for where, check in checks:
+        try:
+            check()
+        except (KeyError, ValueError, TypeError) as err:
+            message = err.args[0] if err.args else str(err)
+            raise ConfigError(f"{source}: {where}: {message}") from err

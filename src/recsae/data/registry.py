@@ -1,0 +1,117 @@
+"""Dataset registry: every dataset module declares one ``DatasetSpec`` and registers it by name.
+
+A spec says where the raw files come from (``resources``: urls, checksums, key files), what the
+licence asks, and how to read the raw files into a ``RawData`` (raw ids, not yet filtered or
+remapped; ``recsae.data.prepare`` does the rest). Adding a dataset = one module in this package
+that calls ``register_dataset`` + one config entry with ``source: <name>``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+_DISCOVERED = False
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One file to fetch into the raw dir.
+
+    ``filename``: the archive (or single data file) name as served upstream; ``url`` its upstream
+    address (None: there is no public address, see ``DatasetSpec.how_to_get``). ``key_files``:
+    paths relative to the raw dir that must exist once fetched; their sha256 goes into the
+    manifest. ``unpack``: extract the archive (False: the file is itself a key file).
+    ``mirror_name``: the folder name under a mirror (``<mirror>/<mirror_name>/<filename>``).
+    ``local``: a local archive to use instead of downloading (the ``archive`` setting).
+    """
+
+    mirror_name: str
+    filename: str
+    url: str | None
+    key_files: tuple[str, ...]
+    md5: str | None = None
+    sha256: str | None = None
+    unpack: bool = True
+    local: Path | None = None
+
+
+@dataclass
+class RawData:
+    """What a reader returns, keyed by the dataset's own ids.
+
+    * ``interactions``: user, item (raw ids), rating (float), timestamp (int seconds, 0 unknown).
+    * ``items``: raw_id, title (nullable), year (nullable); may list items never interacted with.
+    * ``users``: raw_id plus attribute columns (nullable).
+    * ``concepts``: entity ("item" | "user"), raw_id, family, concept.
+    * ``extra_json``: file name -> JSON object written beside the tables (e.g. ground_truth.json).
+    """
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame | None = None
+    users: pd.DataFrame | None = None
+    concepts: pd.DataFrame | None = None
+    extra_json: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Declarative description of one dataset source.
+
+    ``resources(settings)`` lists what to fetch for these settings (variant, category, ...);
+    ``read(raw_dir, settings, seed)`` parses the fetched files. ``how_to_get`` is shown when a
+    resource has no url and nothing local was found.
+    """
+
+    name: str
+    description: str
+    licence: str
+    homepage: str
+    resources: Callable[[dict], list[Resource]]
+    read: Callable[[Path, dict, int], RawData]
+    how_to_get: str = ""
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Make ``spec`` available as ``source: <spec.name>`` in config."""
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
+        raise ValueError(f"dataset source {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def dataset_names() -> list[str]:
+    """Names of all registered dataset sources."""
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The spec registered as ``name``."""
+    _discover()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown dataset source {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def _discover() -> None:
+    """Import every module of ``recsae.data`` once so their ``register_dataset`` calls run."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    package = importlib.import_module("recsae.data")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"recsae.data.{module.name}")
+    _DISCOVERED = True
+
+
+def local_archive(settings: dict) -> Path | None:
+    """The ``archive`` setting (a local archive file to use instead of downloading), if set."""
+    value = settings.get("archive")
+    return Path(value).expanduser() if value else None

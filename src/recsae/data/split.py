@@ -1,0 +1,137 @@
+"""Seeded per-user train / valid / test split of the canonical interactions.
+
+Protocols (setting ``protocol``):
+* ``random_holdout``: per user, a random ``test_n`` (or ``test_fraction``) of the interactions go
+  to test, then a random ``valid_n`` (or ``valid_fraction`` of the rest) to valid.
+* ``leave_last_out``: per user, the latest ``test_n`` (or fraction) by timestamp go to test, the
+  ones just before them to valid (ties in time broken at random).
+
+A fraction, when set, takes precedence over the count; it is rounded half up, at least 1.
+Small users: a user needs test + valid + ``min_train`` interactions. Otherwise ``small_users``
+decides: ``train_only`` (default) keeps all of them in train (the user is not evaluated), ``drop``
+removes them from every part. Each (user, item) pair lies in exactly one part, so no test or valid
+item of a user is in that user's train set. Everything is vectorised (no per-user loop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsae.data.tables import INTERACTION_COLUMNS, SPLIT_PARTS, as_interactions, validate_canonical
+from recsae.io import result_metadata, write_json, write_parquet
+from recsae.seeding import numpy_rng
+
+PROTOCOLS = ("random_holdout", "leave_last_out")
+SMALL_USER_RULES = ("train_only", "drop")
+_TRAIN, _VALID, _TEST, _DROP = 0, 1, 2, -1
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """The ``split`` config block (see the module doc)."""
+
+    protocol: str = "random_holdout"
+    test_n: int = 5
+    test_fraction: float | None = None
+    valid_n: int = 1
+    valid_fraction: float | None = None
+    small_users: str = "train_only"
+    min_train: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: dict | None) -> SplitSettings:
+        settings = dict(settings or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(f"split: unknown setting(s) {unknown}; known: {sorted(known)}")
+        out = cls(**settings)
+        if out.protocol not in PROTOCOLS:
+            raise ValueError(f"split.protocol must be one of {PROTOCOLS}, got {out.protocol!r}")
+        if out.small_users not in SMALL_USER_RULES:
+            raise ValueError(
+                f"split.small_users must be one of {SMALL_USER_RULES}, got {out.small_users!r}"
+            )
+        for key in ("test_n", "valid_n", "min_train"):
+            if int(getattr(out, key)) != getattr(out, key) or getattr(out, key) < 0:
+                raise ValueError(f"split.{key} must be a non-negative integer")
+        for key in ("test_fraction", "valid_fraction"):
+            value = getattr(out, key)
+            if value is not None and not 0.0 < value < 1.0:
+                raise ValueError(f"split.{key} must be null or in (0, 1), got {value}")
+        return out
+
+
+def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict:
+    """Split ``data_dir/interactions.parquet`` (validated first) into ``out_dir/{train,valid,
+    test}.parquet`` and ``out_dir/stats.json``; return the stats."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    stats_in = validate_canonical(data_dir)
+    cfg = SplitSettings.from_settings(settings)
+    inter = pd.read_parquet(data_dir / "interactions.parquet")
+    inter = as_interactions(inter, str(data_dir / "interactions.parquet"))
+    inter = inter.sort_values(["user", "item"], kind="stable").reset_index(drop=True)
+    part, eligible = assign_parts(
+        inter["user"].to_numpy(), inter["timestamp"].to_numpy(), cfg, numpy_rng(seed, "split")
+    )
+    frames = {
+        name: inter[part == code].sort_values(["user", "timestamp", "item"], kind="stable")
+        for name, code in zip(SPLIT_PARTS, (_TRAIN, _VALID, _TEST), strict=True)
+    }
+    users_with = {name: int(frame["user"].nunique()) for name, frame in frames.items()}
+    stats = {
+        "n_users": stats_in["n_users"],
+        "n_items": stats_in["n_items"],
+        **{f"n_{name}": len(frame) for name, frame in frames.items()},
+        **{f"n_users_{name}": n for name, n in users_with.items()},
+        "n_eval_users": users_with["test"],
+        "n_small_users": int((~eligible).sum()),
+        "n_dropped_interactions": int((part == _DROP).sum()),
+        **result_metadata(asdict(cfg), seed),
+    }
+    for name, frame in frames.items():
+        write_parquet(out_dir / f"{name}.parquet", frame[list(INTERACTION_COLUMNS)])
+    write_json(out_dir / "stats.json", stats)
+    return stats
+
+
+def assign_parts(
+    users: np.ndarray, timestamps: np.ndarray, cfg: SplitSettings, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(part, eligible): part code per interaction (n,) int8: 0 train, 1 valid, 2 test, -1
+    dropped; eligible per user id (max id + 1,) bool: large enough for the protocol.
+
+    ``users``, ``timestamps``: (n,) int arrays (dense user ids). Each user's interactions are
+    ranked (random order, or latest first for leave_last_out); rank < n_test is test, the next
+    n_valid are valid. Users without rows count as eligible.
+    """
+    n = len(users)
+    key = rng.random(n)
+    if cfg.protocol == "leave_last_out":
+        order = np.lexsort((key, -timestamps, users))
+    else:
+        order = np.lexsort((key, users))
+    count = np.bincount(users)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - start[users[order]]
+
+    n_test = _per_user(count, cfg.test_n, cfg.test_fraction)
+    n_valid = _per_user(count - n_test, cfg.valid_n, cfg.valid_fraction)
+    eligible = count - n_test - n_valid >= cfg.min_train
+    part = np.full(n, _TRAIN, dtype=np.int8)
+    part[rank < n_valid[users] + n_test[users]] = _VALID
+    part[rank < n_test[users]] = _TEST
+    part[~eligible[users]] = _DROP if cfg.small_users == "drop" else _TRAIN
+    return part, eligible | (count == 0)
+
+
+def _per_user(count: np.ndarray, n: int, fraction: float | None) -> np.ndarray:
+    """Per-user size: ``n``, or ``fraction`` of ``count`` rounded half up and at least 1."""
+    if fraction is None:
+        return np.full(count.shape, int(n), dtype=np.int64)
+    return np.maximum(np.floor(fraction * count + 0.5), 1).astype(np.int64)

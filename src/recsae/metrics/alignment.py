@@ -1,0 +1,286 @@
+"""Alignment of SAE neurons with external metadata concepts, and planted-concept recovery.
+
+For activations A (N entities, H neurons) and binary concept labels Y (N, C):
+* AUROC[k, c]: area under the ROC curve of neuron k's activation as a score for concept c, from
+  average ranks (ties share their mean rank), i.e. exactly ``sklearn.metrics.roc_auc_score``:
+  ``(sum of positive ranks - P(P+1)/2) / (P * Q)`` with P positives and Q negatives. A neuron that
+  is constant on the entities scores 0.5 everywhere.
+* precision[k, c]: share of concept c among neuron k's top-``top_k`` ACTIVE entities (latent > 0),
+  i.e. the top-k minus the entities it does not fire on; 0 for a neuron that never fires.
+* best concept of a neuron: argmax of AUROC over concepts (first on ties), reported with its AUROC
+  and precision; null for neurons that never fire on this entity kind.
+* coverage: share of concepts whose best neuron reaches AUROC >= threshold (also per family).
+
+Concepts come from ``concepts.parquet`` plus count buckets computed here from the TRAIN split:
+items get family "popularity" (tail/mid/head), users family "activity" (light/mid/heavy). An entity
+is placed by the average-rank quantile q of its train count (ties share a bucket): q <= cuts[0]
+-> first bucket, cuts[0] < q <= cuts[1] -> second, ...; default cuts (0.5, 0.8): bottom half,
+next 30 %, top 20 % of the catalogue. A concept is skipped (counted per family in "skipped") when it
+has fewer than ``min_count`` positives or fewer than ``min_count`` negatives.
+
+Planted-concept recovery (synthetic data, families starting with "planted_"): per planted concept
+the best neuron's AUROC, their mean, and the same for a seeded random baseline that projects the
+embeddings on as many random unit directions as there are neurons, followed by a ReLU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from recsae.seeding import torch_generator
+
+PLANTED_PREFIX = "planted_"
+BUCKET_NAMES = {"popularity": ("tail", "mid", "head"), "activity": ("light", "mid", "heavy")}
+
+
+@dataclass(frozen=True)
+class Concepts:
+    """Binary labels (N, C) as CSR float64 with each column's family, name and positive count."""
+
+    labels: sp.csr_matrix
+    family: list[str]
+    name: list[str]
+    skipped: dict[str, int]
+
+    @property
+    def n_positives(self) -> np.ndarray:
+        return np.asarray(self.labels.sum(0)).ravel().astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    def dense(self) -> np.ndarray:
+        """(N, C) bool labels."""
+        return self.labels.toarray().astype(bool)
+
+    def select(self, columns) -> Concepts:
+        columns = list(columns)
+        return Concepts(
+            self.labels[:, columns].tocsr(),
+            [self.family[j] for j in columns],
+            [self.name[j] for j in columns],
+            dict(self.skipped),
+        )
+
+
+def build_concepts(frame: pd.DataFrame, n_entities: int, min_count: int = 5) -> Concepts:
+    """Concepts from long-format labels (columns id, family, concept) over ids 0..n_entities-1.
+
+    Keeps concepts with at least ``min_count`` positives and ``min_count`` negatives.
+    """
+    if len(frame) and (frame["id"].min() < 0 or frame["id"].max() >= n_entities):
+        raise ValueError(
+            f"concept ids must lie in [0, {n_entities}), got {frame['id'].min()} to "
+            f"{frame['id'].max()}"
+        )
+    keys = (
+        frame[["family", "concept"]]
+        .astype(str)
+        .drop_duplicates()
+        .sort_values(["family", "concept"])
+    )
+    keys = keys.reset_index(drop=True)
+    col = pd.MultiIndex.from_frame(keys).get_indexer(
+        pd.MultiIndex.from_frame(frame[["family", "concept"]].astype(str))
+    )
+    labels = sp.csr_matrix(
+        (np.ones(len(frame)), (frame["id"].to_numpy(np.int64), col)), shape=(n_entities, len(keys))
+    )
+    labels.sum_duplicates()
+    labels.data[:] = 1.0
+    pos = np.asarray(labels.sum(0)).ravel()
+    keep = (pos >= min_count) & (n_entities - pos >= min_count)
+    skipped = keys.loc[~keep, "family"].value_counts().sort_index()
+    return Concepts(
+        labels[:, np.flatnonzero(keep)].tocsr(),
+        keys.loc[keep, "family"].tolist(),
+        keys.loc[keep, "concept"].tolist(),
+        {str(k): int(v) for k, v in skipped.items()},
+    )
+
+
+def count_buckets(counts: np.ndarray, family: str, cuts=(0.5, 0.8)) -> pd.DataFrame:
+    """Long-format labels (id, family, concept) bucketing entities by the quantile of ``counts``."""
+    cuts = np.asarray(cuts, dtype=np.float64)
+    if len(cuts) == 0 or np.any(np.diff(cuts) <= 0) or cuts[0] <= 0 or cuts[-1] >= 1:
+        raise ValueError(f"bucket cuts must be increasing and inside (0, 1), got {cuts.tolist()}")
+    names = BUCKET_NAMES.get(family) if len(cuts) == 2 else None
+    names = names or tuple(f"q{i}" for i in range(len(cuts) + 1))
+    quantile = average_ranks(torch.as_tensor(counts, dtype=torch.float64)[:, None])[:, 0].numpy()
+    bucket = np.searchsorted(cuts, quantile / len(counts), side="left")
+    return pd.DataFrame(
+        {
+            "id": np.arange(len(counts), dtype=np.int64),
+            "family": family,
+            "concept": np.asarray(names, dtype=object)[bucket],
+        }
+    )
+
+
+def average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """(N, H) float64 ranks 1..N of each column of x (N, H), ties given their average rank."""
+    n = x.shape[0]
+    vals, order = x.sort(dim=0)
+    pos = torch.arange(1, n + 1, dtype=torch.float64, device=x.device)[:, None].expand_as(vals)
+    starts = torch.ones_like(vals, dtype=torch.bool)
+    starts[1:] = vals[1:] != vals[:-1]
+    ends = torch.ones_like(starts)
+    ends[:-1] = starts[1:]
+    first = torch.where(starts, pos, torch.zeros_like(pos)).cummax(0).values
+    last = torch.where(ends, pos, torch.full_like(pos, n + 1)).flip(0).cummin(0).values.flip(0)
+    return torch.empty_like(pos).scatter_(0, order, (first + last) / 2)
+
+
+def auroc_matrix(acts: torch.Tensor, labels: sp.csr_matrix, chunk: int = 256) -> np.ndarray:
+    """(H, C) AUROC of every neuron's activation (acts (N, H)) for every concept (labels (N, C))."""
+    if acts.shape[0] != labels.shape[0]:
+        raise ValueError(f"activations have {acts.shape[0]} rows, labels {labels.shape[0]}")
+    n = acts.shape[0]
+    pos = np.asarray(labels.sum(0)).ravel()
+    neg = n - pos
+    labels_t = labels.T.tocsr()
+    out = np.empty((acts.shape[1], labels.shape[1]))
+    for start in range(0, acts.shape[1], chunk):
+        ranks = average_ranks(acts[:, start : start + chunk]).cpu().numpy()  # (N, c)
+        rank_sum = np.asarray(labels_t @ ranks).T  # (c, C)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[start : start + chunk] = (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+    return out
+
+
+def top_precision(acts: torch.Tensor, labels: sp.csr_matrix, top_k: int = 30) -> np.ndarray:
+    """(H, C) share of each concept among each neuron's top-``top_k`` active entities."""
+    k = min(top_k, acts.shape[0])
+    top = acts.topk(k, dim=0)
+    active = (top.values > 0).cpu().numpy().T  # (H, k)
+    idx = top.indices.cpu().numpy().T
+    rows = np.repeat(np.arange(acts.shape[1]), k)
+    member = sp.csr_matrix(
+        (active.ravel().astype(np.float64), (rows, idx.ravel())),
+        shape=(acts.shape[1], acts.shape[0]),
+    )
+    hits = np.asarray((member @ labels).todense())
+    n_active = active.sum(1, keepdims=True)
+    return np.divide(hits, n_active, out=np.zeros_like(hits), where=n_active > 0)
+
+
+def alignment(
+    acts: torch.Tensor, concepts: Concepts, top_k: int = 30, threshold: float = 0.8
+) -> dict:
+    """Alignment summary of activations (N, H) against ``concepts``; see ``alignment_summary``."""
+    if len(concepts) == 0:
+        return alignment_summary(acts, concepts, None, None, top_k, threshold)
+    auroc = auroc_matrix(acts, concepts.labels)
+    return alignment_summary(
+        acts, concepts, auroc, top_precision(acts, concepts.labels, top_k), top_k, threshold
+    )
+
+
+def alignment_summary(
+    acts: torch.Tensor,
+    concepts: Concepts,
+    auroc: np.ndarray | None,
+    precision: np.ndarray | None,
+    top_k: int,
+    threshold: float,
+) -> dict:
+    """Summary of the (H, C) AUROC and precision tables of activations acts (N, H).
+
+    Keys: n_concepts, skipped (family -> count), top_k, threshold, coverage (None without
+    concepts), coverage_by_family, mean_best_auroc / mean_best_precision (over neurons that fire),
+    per_neuron {concept, family, auroc, precision} (null for neurons that never fire) and
+    per_concept {family, concept, n_positives, best_neuron, auroc, precision}, as column lists.
+    """
+    n_neurons = acts.shape[1]
+    alive = (acts > 0).any(0).cpu().numpy()
+    out = {
+        "n_concepts": len(concepts),
+        "skipped": concepts.skipped,
+        "top_k": top_k,
+        "threshold": threshold,
+    }
+    if len(concepts) == 0:
+        none = [None] * n_neurons
+        empty = ("family", "concept", "n_positives", "best_neuron", "auroc", "precision")
+        return out | {
+            "coverage": None,
+            "coverage_by_family": {},
+            "mean_best_auroc": None,
+            "mean_best_precision": None,
+            "per_neuron": {"concept": none, "family": none, "auroc": none, "precision": none},
+            "per_concept": {key: [] for key in empty},
+        }
+    neurons = np.arange(n_neurons)
+    best_c = auroc.argmax(1)
+    best_n = auroc.argmax(0)
+    concept_best = auroc.max(0)
+    covered = concept_best >= threshold
+    families = np.asarray(concepts.family, dtype=object)
+    neuron_auroc, neuron_precision = auroc[neurons, best_c], precision[neurons, best_c]
+
+    def if_alive(values):
+        return [v if a else None for v, a in zip(values, alive, strict=True)]
+
+    return out | {
+        "coverage": float(covered.mean()),
+        "coverage_by_family": {
+            fam: float(covered[families == fam].mean()) for fam in sorted(set(concepts.family))
+        },
+        "mean_best_auroc": float(neuron_auroc[alive].mean()) if alive.any() else None,
+        "mean_best_precision": float(neuron_precision[alive].mean()) if alive.any() else None,
+        "per_neuron": {
+            "concept": if_alive([concepts.name[c] for c in best_c]),
+            "family": if_alive([concepts.family[c] for c in best_c]),
+            "auroc": if_alive(neuron_auroc.tolist()),
+            "precision": if_alive(neuron_precision.tolist()),
+        },
+        "per_concept": {
+            "family": list(concepts.family),
+            "concept": list(concepts.name),
+            "n_positives": concepts.n_positives.tolist(),
+            "best_neuron": best_n.tolist(),
+            "auroc": concept_best.tolist(),
+            "precision": precision[best_n, np.arange(len(concepts))].tolist(),
+        },
+    }
+
+
+def random_directions(emb: torch.Tensor, n_directions: int, seed: int) -> torch.Tensor:
+    """(N, n_directions) ReLU of emb (N, d) projected on seeded random unit directions."""
+    gen = torch_generator(seed, "random_directions")
+    dirs = torch.randn(emb.shape[1], n_directions, generator=gen, dtype=torch.float64)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    return torch.relu(emb.detach().cpu().to(torch.float64) @ dirs)
+
+
+def planted_recovery(
+    acts: torch.Tensor, emb: torch.Tensor, concepts: Concepts, seed: int
+) -> dict | None:
+    """Best-neuron AUROC per planted concept vs a random-direction baseline; None without any.
+
+    Keys: n_concepts, auroc_mean, random_auroc_mean, per_concept {family, concept, best_neuron,
+    auroc, random_auroc}.
+    """
+    cols = [j for j, fam in enumerate(concepts.family) if fam.startswith(PLANTED_PREFIX)]
+    if not cols:
+        return None
+    planted = concepts.select(cols)
+    auroc = auroc_matrix(acts, planted.labels)
+    random_auroc = auroc_matrix(random_directions(emb, acts.shape[1], seed), planted.labels)
+    return {
+        "n_concepts": len(cols),
+        "auroc_mean": float(auroc.max(0).mean()),
+        "random_auroc_mean": float(random_auroc.max(0).mean()),
+        "per_concept": {
+            "family": planted.family,
+            "concept": planted.name,
+            "best_neuron": auroc.argmax(0).tolist(),
+            "auroc": auroc.max(0).tolist(),
+            "random_auroc": random_auroc.max(0).tolist(),
+        },
+    }

@@ -1,0 +1,310 @@
+"""Per-SAE evaluation entry point: writes ``metrics.json`` and ``interventions.json``.
+
+Populations. Held-out users = ``split_sae_users(n_users, holdout_fraction, seed)`` with the
+fraction and seed the SAE was trained with (read from the checkpoint's ``extra``: ``sae_cfg.
+holdout_fraction`` and ``seed``; a metrics-config ``holdout_fraction`` that disagrees is an error).
+With no held-out users (fraction 0) all users stand in, and ``heldout.users`` says "all".
+* monosemanticity, item alignment, planted recovery: all items; user alignment: all users.
+* health: held-out users + all items (as the SAE training log).
+* fidelity and accuracy: held-out users (x all items); item embedding fidelity: all items.
+* interventions: held-out users (see ``recsae.interventions``).
+
+metrics.json (NaN written as null)::
+
+    config, seed, recsae_version, git_commit      # recsae.io.result_metadata; config = resolved cfg
+    heldout: {users: "heldout"|"all", n_users, holdout_fraction, holdout_seed}
+    summary: flat scalars for tables --
+        ms_mean, ms_alive, coverage_items, coverage_users, best_auroc_items, best_auroc_users,
+        best_precision_items, planted_auroc, planted_auroc_random (null without planted concepts),
+        l0_users, l0_items, dead_fraction, dense_fraction,
+        mse_users, fvu_users, cos_users, mse_items, fvu_items, cos_items,
+        score_mse, score_recovered, rbo{k} (e.g. rbo30), rbo_ext, kendall_tau, overlap@K per K,
+        per accuracy metric m (hr@K, ndcg@K, mrr@K, recall@K, precision@K, mpr): m (reconstructed
+        embeddings) and delta_m (reconstructed - original)
+    monosemanticity: recsae.metrics.monosemanticity.monosemanticity (per_neuron: H floats)
+    alignment: {items: ..., users: ...}  recsae.metrics.alignment.alignment_summary
+    planted: {items: ... | null, users: ... | null}  recsae.metrics.alignment.planted_recovery
+    health: recsae.metrics.health.health
+    fidelity: {users: {mse, fvu, cosine}, items: {...}, scores: score_fidelity}
+    accuracy: {original: {...}, reconstructed: {...}, delta: {...}}  (rank_metrics keys)
+
+interventions.json::
+
+    config, seed, recsae_version, git_commit
+    summary: {filtering|nudging|promotion: {n_concepts, share_original, share_reconstructed,
+              levels: [per-level means over concepts]}}
+    concepts: [{family, concept, neuron, auroc, filtering, promotion, nudging}]
+      (per-level rows: level, raw_level, share, ndcg@K, delta_ndcg@K, overlap@k,
+       off_target_change; promotion rows add success and mean_rank)
+
+Metrics config keys (``METRIC_DEFAULTS``; ``interventions`` is a nested dict): see the comments.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recsae.data.tables import Split, load_concepts, load_split
+from recsae.device import resolve_device
+from recsae.interventions import ConceptEditor, run_interventions, sae_decode
+from recsae.io import result_metadata, write_json
+from recsae.metrics.alignment import (
+    alignment_summary,
+    auroc_matrix,
+    build_concepts,
+    count_buckets,
+    planted_recovery,
+    top_precision,
+)
+from recsae.metrics.fidelity import accuracy_fidelity, embedding_fidelity, score_fidelity
+from recsae.metrics.health import health
+from recsae.metrics.monosemanticity import monosemanticity
+from recsae.recommenders.base import load_checkpoint
+from recsae.sae.holdout import split_sae_users
+
+METRIC_DEFAULTS: dict = {
+    "holdout_fraction": None,  # null: the SAE checkpoint's; a number must equal it
+    "ms_top_k": 30,  # items per neuron in the MS score
+    "align_top_k": 30,  # top activating items/users per neuron for concept precision
+    "auroc_threshold": 0.8,  # a concept is covered when some neuron reaches this AUROC
+    "min_concept_count": 5,  # concepts with fewer positives (or negatives) are skipped
+    "bucket_cuts": [0.5, 0.8],  # popularity (items) / activity (users) quantile cuts
+    "dense_threshold": 0.5,  # a neuron active on more than this share of inputs is dense
+    "agreement_k": 30,  # depth of the top-k lists compared (RBO, tau, overlap)
+    "rbo_p": 0.9,  # RBO persistence
+    "overlap_ks": [10, 30],  # overlap@K reported (each <= agreement_k)
+    "ks": [10, 20],  # cut-offs of the accuracy metrics
+    "batch_size": 1024,  # users per scoring batch
+    "interventions": {
+        "n_concepts": 3,  # item concepts intervened on: the best captured by a neuron (AUROC)
+        "audience_size": 20,  # held-out users per concept audience
+        "top_k": 30,  # depth of the lists whose concept share is measured
+        "cost_k": 10,  # NDCG cut-off of the cost
+        "filter_levels": [0.0, -0.5, -1.0, -1.5],  # set in heavy users' latents
+        "nudge_levels": [0.5, 1.0, 2.0],  # added in light users' latents
+        "promotion_levels": [1.0, 2.0, 4.0],  # applied to target items' latents
+        "promotion_mode": "set",  # set | add
+        "promotion_th": 20,  # audience rank threshold; success = rank <= th + 10
+        "promotion_targets": 5,  # target items sampled per concept
+        "level_scale": "max",  # max: levels x the neuron's max activation | absolute
+        "keep_error": False,  # true: edits keep the SAE reconstruction error
+    },
+}
+
+
+def resolve_metrics_config(metrics_cfg: dict | None) -> dict:
+    """METRIC_DEFAULTS overlaid with ``metrics_cfg`` (one nested level); unknown keys raise."""
+    cfg = copy.deepcopy(METRIC_DEFAULTS)
+    for key, value in (metrics_cfg or {}).items():
+        if key not in cfg:
+            raise ValueError(f"unknown metrics config key {key!r}; known: {sorted(cfg)}")
+        if key == "interventions":
+            unknown = sorted(set(value or {}) - set(cfg[key]))
+            if unknown:
+                raise ValueError(
+                    f"unknown metrics.interventions key(s) {unknown}; known: {sorted(cfg[key])}"
+                )
+            cfg[key].update(value or {})
+        else:
+            cfg[key] = copy.deepcopy(value)
+    bad = [k for k in cfg["overlap_ks"] if not 1 <= k <= cfg["agreement_k"]]
+    if bad:
+        raise ValueError(
+            f"metrics overlap_ks {bad} must lie in [1, agreement_k={cfg['agreement_k']}]"
+        )
+    mode = cfg["interventions"]["promotion_mode"]
+    if mode not in ("set", "add"):
+        raise ValueError(f"metrics.interventions.promotion_mode must be set|add, got {mode!r}")
+    return cfg
+
+
+def evaluate_sae(
+    model_path,
+    sae_path,
+    data_dir,
+    split_dir,
+    metrics_cfg: dict,
+    seed: int,
+    device,
+    metrics_out,
+    interventions_out,
+) -> None:
+    """Workflow entry: evaluate one SAE of one recommender and write both JSON files."""
+    from recsae.sae.model import load_sae
+
+    cfg = resolve_metrics_config(metrics_cfg)
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    model = load_checkpoint(model_path, device)
+    sae = load_sae(sae_path, device)
+    split = load_split(data_dir, split_dir)
+    fraction, holdout_seed = sae_holdout(sae_path, cfg["holdout_fraction"], seed)
+    _, heldout = split_sae_users(split.n_users, fraction, holdout_seed)
+    concepts = pd.concat(
+        [
+            load_concepts(data_dir, "item").assign(entity="item"),
+            load_concepts(data_dir, "user").assign(entity="user"),
+        ],
+        ignore_index=True,
+    )
+    metrics, interventions = evaluate_loaded(model, sae, split, concepts, heldout, cfg, seed)
+    metrics["heldout"].update(holdout_fraction=fraction, holdout_seed=holdout_seed)
+    write_json(metrics_out, _finite({**result_metadata(cfg, seed), **metrics}))
+    write_json(interventions_out, _finite({**result_metadata(cfg, seed), **interventions}))
+
+
+def sae_holdout(sae_path, fraction: float | None, seed: int) -> tuple[float, int]:
+    """(holdout_fraction, seed) the SAE at ``sae_path`` was trained with (falling back to
+    ``fraction`` and ``seed`` when the checkpoint does not record them)."""
+    payload = torch.load(Path(sae_path), map_location="cpu", weights_only=True)
+    extra = payload.get("extra", {}) if isinstance(payload, dict) else {}
+    stored = (extra.get("sae_cfg") or {}).get("holdout_fraction")
+    if stored is not None and fraction is not None and not math.isclose(stored, fraction):
+        raise ValueError(
+            f"metrics holdout_fraction {fraction} differs from the SAE's {stored} ({sae_path}); "
+            "fidelity must be measured on the users the SAE did not see"
+        )
+    if stored is None and fraction is None:
+        raise ValueError(
+            f"{sae_path} does not record holdout_fraction; set metrics holdout_fraction"
+        )
+    return float(stored if stored is not None else fraction), int(extra.get("seed", seed))
+
+
+@torch.no_grad()
+def evaluate_loaded(
+    model, sae, split: Split, concepts: pd.DataFrame, heldout: np.ndarray, cfg: dict, seed: int
+):
+    """(metrics, interventions) dicts for a loaded recommender and SAE.
+
+    concepts: long-format labels (entity, id, family, concept); heldout: sorted user ids (empty:
+    all users); cfg: a resolved metrics config (``resolve_metrics_config``).
+    """
+    users = heldout if len(heldout) else np.arange(split.n_users, dtype=np.int64)
+    icfg = cfg["interventions"]
+    editor = ConceptEditor(model, sae, icfg["level_scale"], icfg["keep_error"])
+    user_emb, item_emb = editor.embeddings["user"], editor.embeddings["item"]
+    z_users, z_items = editor.latents("user"), editor.latents("item")
+    user_hat = sae_decode(sae, z_users, user_emb)
+    item_hat = sae_decode(sae, z_items, item_emb)
+    matrices = {part: split.matrix(part) for part in ("train", "valid", "test")}
+    train = matrices["train"]
+
+    item_concepts = _concepts(concepts, "item", np.asarray(train.sum(0)).ravel(), "popularity", cfg)
+    user_concepts = _concepts(concepts, "user", np.asarray(train.sum(1)).ravel(), "activity", cfg)
+    item_align, item_auroc = _alignment(z_items, item_concepts, cfg)
+    align = {"items": item_align, "users": _alignment(z_users, user_concepts, cfg)[0]}
+    planted = {
+        "items": planted_recovery(z_items, item_emb, item_concepts, seed),
+        "users": planted_recovery(z_users, user_emb, user_concepts, seed),
+    }
+    idx = torch.as_tensor(users, device=user_emb.device)
+    emb, recon = (user_emb, item_emb), (user_hat, item_hat)
+    seen = matrices["train"] + matrices["valid"]
+    metrics = {
+        "heldout": {"users": "heldout" if len(heldout) else "all", "n_users": len(users)},
+        "monosemanticity": monosemanticity(z_items, item_emb, cfg["ms_top_k"]),
+        "alignment": align,
+        "planted": planted,
+        "health": health(z_users[idx], z_items, cfg["dense_threshold"]),
+        "fidelity": {
+            "users": embedding_fidelity(user_emb[idx], user_hat[idx]),
+            "items": embedding_fidelity(item_emb, item_hat),
+            "scores": score_fidelity(
+                model,
+                emb,
+                recon,
+                users,
+                train,
+                cfg["agreement_k"],
+                cfg["rbo_p"],
+                cfg["overlap_ks"],
+                cfg["batch_size"],
+            ),
+        },
+        "accuracy": accuracy_fidelity(
+            model, emb, recon, users, seen, matrices["test"], cfg["ks"], cfg["batch_size"]
+        ),
+    }
+    metrics = {"summary": _summary(metrics, cfg), **metrics}
+    interventions = run_interventions(
+        editor, matrices, item_concepts, item_auroc, users, icfg, seed
+    )
+    return metrics, interventions
+
+
+def _concepts(frame: pd.DataFrame, entity: str, counts: np.ndarray, bucket_family: str, cfg: dict):
+    rows = frame.loc[frame["entity"] == entity, ["id", "family", "concept"]]
+    buckets = count_buckets(counts, bucket_family, cfg["bucket_cuts"])
+    return build_concepts(
+        pd.concat([rows, buckets], ignore_index=True), len(counts), cfg["min_concept_count"]
+    )
+
+
+def _alignment(acts, concepts, cfg) -> tuple[dict, np.ndarray]:
+    """Alignment summary and the (H, C) AUROC table of activations acts (N, H)."""
+    k, threshold = cfg["align_top_k"], cfg["auroc_threshold"]
+    if len(concepts) == 0:
+        empty = np.zeros((acts.shape[1], 0))
+        return alignment_summary(acts, concepts, None, None, k, threshold), empty
+    auroc = auroc_matrix(acts, concepts.labels)
+    precision = top_precision(acts, concepts.labels, k)
+    return alignment_summary(acts, concepts, auroc, precision, k, threshold), auroc
+
+
+def _summary(m: dict, cfg: dict) -> dict:
+    fid, scores, planted = m["fidelity"], m["fidelity"]["scores"], m["planted"]["items"]
+    out = {
+        "ms_mean": m["monosemanticity"]["ms_mean"],
+        "ms_alive": m["monosemanticity"]["ms_alive"],
+        "coverage_items": m["alignment"]["items"]["coverage"],
+        "coverage_users": m["alignment"]["users"]["coverage"],
+        "best_auroc_items": m["alignment"]["items"]["mean_best_auroc"],
+        "best_auroc_users": m["alignment"]["users"]["mean_best_auroc"],
+        "best_precision_items": m["alignment"]["items"]["mean_best_precision"],
+        "planted_auroc": planted["auroc_mean"] if planted else None,
+        "planted_auroc_random": planted["random_auroc_mean"] if planted else None,
+        **{
+            key: m["health"][key]
+            for key in ("l0_users", "l0_items", "dead_fraction", "dense_fraction")
+        },
+    }
+    for part in ("users", "items"):
+        out.update(
+            {
+                f"mse_{part}": fid[part]["mse"],
+                f"fvu_{part}": fid[part]["fvu"],
+                f"cos_{part}": fid[part]["cosine"],
+            }
+        )
+    out.update(
+        score_mse=scores["score_mse"],
+        score_recovered=scores["score_recovered"],
+        **{
+            f"rbo{cfg['agreement_k']}": scores["rbo"],
+            "rbo_ext": scores["rbo_ext"],
+            "kendall_tau": scores["kendall_tau"],
+        },
+        **{f"overlap@{k}": scores[f"overlap@{k}"] for k in cfg["overlap_ks"]},
+    )
+    for key, value in m["accuracy"]["reconstructed"].items():
+        if key in m["accuracy"]["delta"]:
+            out[key] = value
+            out[f"delta_{key}"] = m["accuracy"]["delta"][key]
+    return out
+
+
+def _finite(obj):
+    """Copy of a JSON-like object with NaN/inf floats replaced by None."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

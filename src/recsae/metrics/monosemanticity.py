@@ -1,0 +1,65 @@
+"""Monosemanticity (MS) score of SAE neurons, measured in the recommender's own item geometry.
+
+METHOD.md §6 (adapted from Pach et al. 2025). Item latents A (n_items, H) are min-max scaled per
+neuron over ALL items (one scaling, used everywhere; a neuron that is constant over the items scales
+to 0). For neuron k let T be its ``top_k`` most activating items and a (top_k,) their scaled
+activations; R = a a^T with zero diagonal, S = cosine similarity of the recommender's item
+embeddings of T with zero diagonal; MS_k = sum(R * S) / sum(R), and 0 when sum(R) = 0 (a neuron
+active on fewer than two items). With fewer than ``top_k`` items all items are used.
+
+"Alive" for the MS mean means active (latent > 0) on at least one item: a neuron that never fires on
+an item has no item geometry to score (its MS is 0 and only enters ``ms_mean``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def minmax_scale(acts: torch.Tensor) -> torch.Tensor:
+    """(N, H) float64 activations scaled per column to [0, 1] over all N rows (constant -> 0)."""
+    acts = acts.to(torch.float64)
+    low = acts.min(0).values
+    span = acts.max(0).values - low
+    return torch.where(span > 0, (acts - low) / span.clamp_min(1e-300), torch.zeros_like(acts))
+
+
+def ms_scores(
+    item_latents: torch.Tensor, item_emb: torch.Tensor, top_k: int = 30, chunk: int = 512
+) -> torch.Tensor:
+    """(H,) float64 MS score per neuron from item latents (I, H) and item embeddings (I, d)."""
+    if item_latents.shape[0] != item_emb.shape[0]:
+        raise ValueError(
+            f"item latents have {item_latents.shape[0]} rows, item embeddings {item_emb.shape[0]}"
+        )
+    scaled = minmax_scale(item_latents)
+    unit = torch.nn.functional.normalize(item_emb.to(torch.float64), dim=1)
+    k = min(top_k, scaled.shape[0])
+    out = []
+    for start in range(0, scaled.shape[1], chunk):
+        top = scaled[:, start : start + chunk].topk(k, dim=0)
+        a, idx = top.values.T, top.indices.T  # (c, k)
+        emb = unit[idx]  # (c, k, d)
+        sim = emb @ emb.transpose(1, 2)  # (c, k, k)
+        weight = a[:, :, None] * a[:, None, :]
+        weight.diagonal(dim1=1, dim2=2).zero_()
+        sim.diagonal(dim1=1, dim2=2).zero_()
+        den = weight.sum((1, 2))
+        num = (weight * sim).sum((1, 2))
+        out.append(torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(den)))
+    return torch.cat(out)
+
+
+def monosemanticity(item_latents: torch.Tensor, item_emb: torch.Tensor, top_k: int = 30) -> dict:
+    """MS summary: ms_mean (all neurons), ms_alive (neurons active on some item; None when there
+    are none), n_alive, top_k, and per_neuron (list of H floats)."""
+    scores = ms_scores(item_latents, item_emb, top_k)
+    alive = (item_latents > 0).any(0)
+    n_alive = int(alive.sum())
+    return {
+        "top_k": top_k,
+        "ms_mean": float(scores.mean()),
+        "ms_alive": float(scores[alive].mean()) if n_alive else None,
+        "n_alive": n_alive,
+        "per_neuron": scores.tolist(),
+    }

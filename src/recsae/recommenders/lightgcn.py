@@ -1,0 +1,136 @@
+"""LightGCN (He et al., SIGIR 2020): ego embeddings E0 propagated K times over the symmetric-
+normalised user-item graph A_hat = D^-1/2 [[0, R], [R^T, 0]] D^-1/2 built from the TRAIN matrix R;
+final embeddings = mean(E0, ..., EK); dot-product scores; BPR loss with L2 on the ego embeddings.
+
+Propagation is a sparse CSR matrix product (memory O(nnz + (n_users + n_items) * dim)). In eval
+mode the final embeddings are cached in buffers, which the checkpoint saves: a loaded model scores
+without the graph.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsae.recommenders.base import DotRecommender, register
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """adj @ x for a symmetric sparse adj (N, N) and dense x (N, d); backward adj @ grad."""
+
+    @staticmethod
+    def forward(ctx, adj, x):
+        ctx.adj = adj
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, ctx.adj @ grad
+
+
+def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
+    """A_hat (n_users + n_items, n_users + n_items) as a float32 torch CSR tensor (int32 indices
+    where they fit: the faster CPU kernel)."""
+    train = sp.csr_matrix(train, dtype=np.float32)
+    train.sum_duplicates()
+    train.data[:] = 1.0
+    adj = sp.bmat([[None, train], [train.T, None]], format="csr", dtype=np.float32)
+    degree = np.asarray(adj.sum(1)).ravel()
+    inv_sqrt = np.zeros_like(degree)
+    np.power(degree, -0.5, out=inv_sqrt, where=degree > 0)
+    adj = sp.csr_matrix(sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt), dtype=np.float32)
+    adj.sort_indices()
+    index_dtype = np.int32 if adj.nnz < 2**31 else np.int64
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(adj.indptr.astype(index_dtype)),
+            torch.from_numpy(adj.indices.astype(index_dtype)),
+            torch.from_numpy(adj.data),
+            size=adj.shape,
+            check_invariants=False,
+        )
+
+
+@register("lightgcn")
+class LightGCN(DotRecommender):
+    """Parameters: user_emb (n_users, dim), item_emb (n_items, dim) (ego embeddings). Buffers:
+    final_user (n_users, dim), final_item (n_items, dim), final_valid () bool."""
+
+    objective = "pairwise"
+    default_params = {"dim": 64, "n_layers": 3, "reg": 1e-4, "init_std": 0.1}
+    default_train = {"epochs": 200, "lr": 0.005, "batch_size": 8192, "negatives": 1}
+
+    def __init__(self, n_users: int, n_items: int, params: dict):
+        super().__init__(n_users, n_items, params)
+        dim, std = int(params["dim"]), float(params["init_std"])
+        self.n_layers = int(params["n_layers"])
+        self.user_emb = nn.Parameter(torch.randn(n_users, dim) * std)
+        self.item_emb = nn.Parameter(torch.randn(n_items, dim) * std)
+        self.register_buffer("final_user", torch.zeros(n_users, dim))
+        self.register_buffer("final_item", torch.zeros(n_items, dim))
+        self.register_buffer("final_valid", torch.zeros((), dtype=torch.bool))
+        self.graph: torch.Tensor | None = None
+
+    def prepare(self, train: sp.csr_matrix) -> None:
+        self.graph = normalized_adjacency(train).to(self.user_emb.device)
+        self.final_valid.fill_(False)
+
+    def train(self, mode: bool = True):
+        """Switching to training mode invalidates the cached final embeddings."""
+        super().train(mode)
+        if mode:
+            self.final_valid.fill_(False)
+        return self
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final (layer-mean) embeddings (n_users, dim), (n_items, dim), differentiable."""
+        if self.graph is None:
+            raise RuntimeError(
+                "lightgcn: no graph to propagate over; call prepare(train_matrix) first "
+                "(a loaded checkpoint scores from its cached final embeddings in eval mode)"
+            )
+        if self.graph.device != self.user_emb.device:
+            self.graph = self.graph.to(self.user_emb.device)
+        x = torch.cat([self.user_emb, self.item_emb])
+        total = x
+        for _ in range(self.n_layers):
+            x = _SymmetricSpMM.apply(self.graph, x)
+            total = total + x
+        final = total / (self.n_layers + 1)
+        return final[: self.n_users], final[self.n_users :]
+
+    def _final(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training:
+            return self.propagate()
+        if not bool(self.final_valid):
+            with torch.no_grad():
+                users, items = self.propagate()
+                self.final_user.copy_(users)
+                self.final_item.copy_(items)
+                self.final_valid.fill_(True)
+        return self.final_user, self.final_item
+
+    def user_embeddings(self) -> torch.Tensor:
+        return self._final()[0]
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self._final()[1]
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """BPR on propagated rows of batch users/pos/neg (B,) + reg * mean squared ego norms."""
+        users, pos, neg = batch["users"], batch["pos"], batch["neg"]
+        final_users, final_items = self.propagate()
+        u = final_users[users]
+        diff = (u * (final_items[pos] - final_items[neg])).sum(1)
+        ego = (
+            self.user_emb[users].square().sum(1)
+            + self.item_emb[pos].square().sum(1)
+            + self.item_emb[neg].square().sum(1)
+        ).mean()
+        return -F.logsigmoid(diff).mean() + float(self.params["reg"]) * ego

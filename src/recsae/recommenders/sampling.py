@@ -1,0 +1,118 @@
+"""Negative sampling and the per-epoch training samples.
+
+Negatives are drawn from ``uniform`` (every item alike) or ``popularity`` (probability proportional
+to training popularity ** exponent; exponent 0 is uniform) and are NEVER a training positive of
+their user: all draws happen at once, collisions are found with ``np.searchsorted`` on the sorted
+keys ``user * n_items + item`` of the positives, and only the collisions are drawn again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+SAMPLERS = ("uniform", "popularity")
+
+
+class NegativeSampler:
+    """Draws, for each given user, an item that is not one of the user's training positives."""
+
+    def __init__(
+        self,
+        train: sp.csr_matrix,
+        kind: str = "uniform",
+        exponent: float = 1.0,
+        max_rounds: int = 1000,
+    ):
+        if kind not in SAMPLERS:
+            raise ValueError(f"sampler {kind!r} is unknown; choose one of {SAMPLERS}")
+        train = sp.csr_matrix(train)
+        train.sum_duplicates()
+        self.n_users, self.n_items = train.shape
+        self.kind = kind
+        self.max_rounds = max_rounds
+        users = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(train.indptr))
+        self.keys = np.sort(users * self.n_items + train.indices.astype(np.int64))
+        self.popularity = np.bincount(train.indices, minlength=self.n_items).astype(np.float64)
+        if kind == "popularity":
+            weights = self.popularity**exponent
+            if weights.sum() <= 0:
+                raise ValueError("popularity sampler: no item has positive sampling weight")
+            self.cdf = np.cumsum(weights)
+            self.probabilities = weights / weights.sum()
+        else:
+            self.cdf = None
+            self.probabilities = np.full(self.n_items, 1.0 / self.n_items)
+
+    def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Bool (N,): whether (users[n], items[n]) is a training positive."""
+        query = users.astype(np.int64) * self.n_items + items
+        if len(self.keys) == 0:
+            return np.zeros(len(query), dtype=bool)
+        pos = np.minimum(np.searchsorted(self.keys, query), len(self.keys) - 1)
+        return self.keys[pos] == query
+
+    def draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """(size,) int64 items from the sampling distribution, positives not yet removed."""
+        if self.cdf is None:
+            return rng.integers(0, self.n_items, size=size, dtype=np.int64)
+        idx = np.searchsorted(self.cdf, rng.random(size) * self.cdf[-1], side="right")
+        return np.minimum(idx, self.n_items - 1).astype(np.int64)
+
+    def sample(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(N,) int64 negatives for users (N,): none is a training positive of its user."""
+        users = np.asarray(users, dtype=np.int64)
+        items = self.draw(len(users), rng)
+        todo = np.flatnonzero(self.is_positive(users, items))
+        for _ in range(self.max_rounds):
+            if len(todo) == 0:
+                return items
+            items[todo] = self.draw(len(todo), rng)
+            todo = todo[self.is_positive(users[todo], items[todo])]
+        stuck = np.unique(users[todo])[:10].tolist()
+        raise RuntimeError(
+            f"{self.kind} sampler: no negative found after {self.max_rounds} rounds for users "
+            f"{stuck} (they interacted with (almost) every item that can be sampled)"
+        )
+
+
+def train_pairs(train: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(users, items) int64 arrays (nnz,) of the distinct training positives."""
+    train = sp.csr_matrix(train)
+    train.sum_duplicates()
+    users = np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr))
+    return users, train.indices.astype(np.int64)
+
+
+def pointwise_epoch(
+    users: np.ndarray,
+    items: np.ndarray,
+    sampler: NegativeSampler,
+    ratio: int,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Shuffled samples of one epoch for BCE: every positive (label 1) and ``ratio`` fresh
+    negatives per positive (label 0). Arrays of length nnz * (1 + ratio)."""
+    neg_users = np.tile(users, ratio)
+    all_users = np.concatenate([users, neg_users])
+    all_items = np.concatenate([items, sampler.sample(neg_users, rng)])
+    labels = np.concatenate(
+        [np.ones(len(users), np.float32), np.zeros(len(neg_users), np.float32)]
+    )
+    order = rng.permutation(len(all_users))
+    return {"users": all_users[order], "items": all_items[order], "labels": labels[order]}
+
+
+def pairwise_epoch(
+    users: np.ndarray,
+    items: np.ndarray,
+    sampler: NegativeSampler,
+    ratio: int,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Shuffled (user, positive, negative) triples of one epoch for BPR: every positive repeated
+    ``ratio`` times, each with one fresh negative. Arrays of length nnz * ratio."""
+    rep_users, rep_items = np.tile(users, ratio), np.tile(items, ratio)
+    neg = sampler.sample(rep_users, rng)
+    order = rng.permutation(len(rep_users))
+    return {"users": rep_users[order], "pos": rep_items[order], "neg": neg[order]}

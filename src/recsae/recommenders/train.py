@@ -1,0 +1,285 @@
+"""Training, export and evaluation of a base recommender: one plain loop, no framework.
+
+Per epoch: fresh negatives (``sampling``), one shuffled pass in minibatches, the mean loss, and
+every ``eval_every`` epochs the full-ranking validation metrics (training items excluded). The
+best state by ``early_stopping_metric`` is kept in memory and restored at the end; training stops
+after ``early_stopping_patience`` evaluations without improvement (0 = never stop early).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recsae.data.tables import Split, load_split
+from recsae.device import resolve_device
+from recsae.io import atomic_write, result_metadata, write_json
+from recsae.metrics.accuracy import rank_metrics
+from recsae.recommenders.base import (
+    Recommender,
+    checkpoint_extra,
+    load_checkpoint,
+    model_class,
+    save_checkpoint,
+)
+from recsae.recommenders.mostpop import MostPop
+from recsae.recommenders.sampling import (
+    NegativeSampler,
+    pairwise_epoch,
+    pointwise_epoch,
+    train_pairs,
+)
+from recsae.seeding import numpy_rng, seed_everything
+
+TRAIN_DEFAULTS = {
+    "preset": "default",
+    "epochs": 50,
+    "lr": 0.005,
+    "batch_size": 8192,
+    "weight_decay": 0.0,
+    "optimizer": "adam",
+    "negatives": 1,
+    "sampler": "uniform",
+    "sampler_exponent": 0.75,
+    "eval_every": 1,
+    "early_stopping_patience": 10,
+    "early_stopping_metric": "ndcg@10",
+    "eval_ks": [10, 20],
+    "eval_batch_size": 1024,
+}
+EVAL_DEFAULTS = {"ks": [10, 20], "batch_size": 1024}
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
+
+
+def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict, dict]:
+    """Full (params, train_cfg): global defaults < the model's defaults < its preset (named by
+    train_cfg["preset"]) < the given values. Unknown keys raise a KeyError naming them."""
+    cls = model_class(model_name)
+    preset_name = train_cfg.get("preset", TRAIN_DEFAULTS["preset"])
+    if preset_name == "default":
+        preset = {}
+    elif preset_name in cls.presets:
+        preset = cls.presets[preset_name]
+    else:
+        raise KeyError(f"{model_name}: unknown preset {preset_name!r}; have {sorted(cls.presets)}")
+    full_params = {**cls.default_params, **preset.get("params", {}), **params}
+    full_train = {**TRAIN_DEFAULTS, **cls.default_train, **preset.get("train", {}), **train_cfg}
+    for given, allowed, what in ((params, cls.default_params, "params"),
+                                 (train_cfg, TRAIN_DEFAULTS, "train")):
+        unknown = sorted(set(given) - set(allowed))
+        if unknown:
+            raise KeyError(f"{model_name}: unknown {what} key(s) {unknown}; known {sorted(allowed)}")
+    if full_train["optimizer"] not in OPTIMIZERS:
+        raise KeyError(f"train optimizer {full_train['optimizer']!r} unknown; use {list(OPTIMIZERS)}")
+    return full_params, full_train
+
+
+def train_recommender(
+    split: Split,
+    model_name: str,
+    params: dict,
+    train_cfg: dict,
+    seed: int,
+    device="cpu",
+    log=print,
+) -> tuple[Recommender, list[dict]]:
+    """Train ``model_name`` on ``split.train`` with early stopping on ``split.valid``.
+
+    Returns the model (best validation state, eval mode) and the history: one dict per epoch with
+    epoch, loss, seconds and, on evaluated epochs, "valid" metrics.
+    """
+    params, cfg = resolve_config(model_name, params, train_cfg)
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    seed_everything(seed)
+    cls = model_class(model_name)
+    train = split.matrix("train")
+    valid = split.matrix("valid")
+    model = cls.build(split.n_users, split.n_items, params).to(device)
+    model.prepare(train)
+
+    def validate() -> dict | None:
+        if valid.nnz == 0:
+            return None
+        model.eval()
+        return rank_metrics(
+            model.full_scores, train, valid, cfg["eval_ks"],
+            batch_size=cfg["eval_batch_size"], device=device,
+        )
+
+    history: list[dict] = []
+    if cls.objective is None or cfg["epochs"] == 0:
+        metrics = validate()
+        history.append({"epoch": 0, "loss": None, "seconds": 0.0, "valid": metrics})
+        log(f"{model_name}: nothing to train; valid {_summary(metrics, cfg)}")
+        return model.eval(), history
+
+    sampler = NegativeSampler(train, cfg["sampler"], cfg["sampler_exponent"])
+    pos_users, pos_items = train_pairs(train)
+    make_epoch = pointwise_epoch if cls.objective == "pointwise" else pairwise_epoch
+    optimizer = OPTIMIZERS[cfg["optimizer"]](
+        model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"]
+    )
+    metric = cfg["early_stopping_metric"]
+    batch_size, patience = int(cfg["batch_size"]), int(cfg["early_stopping_patience"])
+    best_value, best_state, since_best = -np.inf, None, 0
+    for epoch in range(1, int(cfg["epochs"]) + 1):
+        start_time = time.perf_counter()
+        model.train()
+        rng = numpy_rng(seed, "epoch", epoch)
+        arrays = make_epoch(pos_users, pos_items, sampler, int(cfg["negatives"]), rng)
+        data = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+        n_samples = len(data["users"])
+        loss_sum = torch.zeros((), device=device)
+        for batch_idx, begin in enumerate(range(0, n_samples, batch_size)):
+            batch = {k: v[begin : begin + batch_size] for k, v in data.items()}
+            loss = model.training_loss(batch)
+            if not torch.isfinite(loss):
+                raise RuntimeError(
+                    f"{model_name}: non-finite loss {loss.item()} at epoch {epoch}, batch {batch_idx}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(batch["users"])
+        record = {
+            "epoch": epoch,
+            "loss": float(loss_sum) / n_samples,
+            "seconds": time.perf_counter() - start_time,
+        }
+        if epoch % int(cfg["eval_every"]) == 0 or epoch == int(cfg["epochs"]):
+            metrics = validate()
+            record["valid"] = metrics
+            if metrics is not None:
+                if metrics[metric] > best_value:
+                    best_value, since_best = metrics[metric], 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    since_best += 1
+        history.append(record)
+        log(
+            f"{model_name} epoch {epoch:3d} loss {record['loss']:.4f} "
+            f"valid {_summary(record.get('valid'), cfg)} ({record['seconds']:.1f}s)"
+        )
+        if patience and since_best >= patience:
+            log(f"{model_name}: early stop at epoch {epoch}; best {metric} {best_value:.4f}")
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), history
+
+
+def _summary(metrics: dict | None, cfg: dict) -> str:
+    if metrics is None:
+        return "-"
+    name = cfg["early_stopping_metric"]
+    return f"{name} {metrics[name]:.4f}"
+
+
+def best_epoch(history: list[dict], metric: str) -> int | None:
+    """The epoch whose validation ``metric`` is highest (the restored state), or None."""
+    scored = [(r["valid"][metric], -r["epoch"]) for r in history if r.get("valid")]
+    return -max(scored)[1] if scored else None
+
+
+def embedding_arrays(model: Recommender) -> dict[str, np.ndarray]:
+    """user (n_users, d), item (n_items, d) and user_bias/item_bias/global_bias where they exist."""
+    model.eval()
+    with torch.no_grad():
+        arrays = {
+            "user": model.user_embeddings().detach().cpu().numpy(),
+            "item": model.item_embeddings().detach().cpu().numpy(),
+        }
+        for key, value in model.bias_terms().items():
+            arrays[key] = value.detach().cpu().numpy()
+    return arrays
+
+
+def run_training(
+    data_dir, split_dir, model_name: str, params: dict, train_cfg: dict, seed: int, device, out_dir
+) -> None:
+    """Train and write out_dir/model.pt (checkpoint), embeddings.npz and train_log.json."""
+    out_dir = Path(out_dir)
+    split = load_split(data_dir, split_dir)
+    full_params, full_train = resolve_config(model_name, params, train_cfg)
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
+    started = time.perf_counter()
+    model, history = train_recommender(split, model_name, params, train_cfg, seed, device, log)
+    seconds = time.perf_counter() - started
+    epoch = best_epoch(history, full_train["early_stopping_metric"])
+    config = {"model": model_name, "params": full_params, "train": full_train}
+    save_checkpoint(
+        model, out_dir / "model.pt", extra={"seed": seed, "config": config, "best_epoch": epoch}
+    )
+    arrays = embedding_arrays(model)
+    atomic_write(out_dir / "embeddings.npz", lambda tmp: _save_npz(tmp, arrays))
+    write_json(
+        out_dir / "train_log.json",
+        {
+            "model": model_name,
+            "n_users": split.n_users,
+            "n_items": split.n_items,
+            "best_epoch": epoch,
+            "train_seconds": seconds,
+            "history": history,
+            "log": lines,
+            **result_metadata(config, seed),
+        },
+    )
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def evaluate_model(
+    score_fn, split: Split, ks, batch_size: int = 1024, device="cpu"
+) -> dict[str, dict]:
+    """{"valid": metrics (train excluded), "test": metrics (train and valid excluded)}."""
+    train, valid, test = split.matrix("train"), split.matrix("valid"), split.matrix("test")
+    seen = train + valid
+    return {
+        "valid": rank_metrics(score_fn, train, valid, ks, batch_size=batch_size, device=device),
+        "test": rank_metrics(score_fn, seen, test, ks, batch_size=batch_size, device=device),
+    }
+
+
+def run_evaluation(data_dir, split_dir, model_path, eval_cfg: dict, out_path, device) -> None:
+    """Write out_path (metrics.json): test and validation metrics of the checkpoint AND of MostPop
+    (popularity from train), ranked identically, with the config, seed and version."""
+    unknown = sorted(set(eval_cfg) - set(EVAL_DEFAULTS))
+    if unknown:
+        raise KeyError(f"eval: unknown key(s) {unknown}; known {sorted(EVAL_DEFAULTS)}")
+    cfg = {**EVAL_DEFAULTS, **eval_cfg}
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    split = load_split(data_dir, split_dir)
+    model = load_checkpoint(model_path, device)
+    extra = checkpoint_extra(model_path)
+    started = time.perf_counter()
+    results = evaluate_model(model.full_scores, split, cfg["ks"], cfg["batch_size"], device)
+    seconds = time.perf_counter() - started
+    mostpop = MostPop(split.matrix("train"), device)
+    baseline = evaluate_model(mostpop.full_scores, split, cfg["ks"], cfg["batch_size"], device)
+    config = {**extra.get("config", {"model": model.name, "params": model.params}), "eval": cfg}
+    write_json(
+        out_path,
+        {
+            "model": model.name,
+            "n_users": split.n_users,
+            "n_items": split.n_items,
+            "test": results["test"],
+            "valid": results["valid"],
+            "baselines": {"mostpop": baseline},
+            "eval_seconds": seconds,
+            **result_metadata(config, extra.get("seed")),
+        },
+    )

@@ -1,0 +1,282 @@
+"""The sparse autoencoder: one module for every variant, selected by ``SAEConfig``.
+
+Shapes: N inputs, d = ``input_dim``, h = ``width``. Forward pass (the paper's SAE):
+
+    x_n  = (x - mean_row(x)) / std_row(x)             if standardize, else x      (N, d)
+    pre  = (x_n - pre_bias) @ encoder_weight.T + latent_bias                     (N, h)
+    z    = activation(pre)                            ReLU | TopK | BatchTopK     (N, h)
+    xh_n = z @ W_dec.T + pre_bias                     W_dec = encoder_weight.T if tied (d, h)
+    x_hat = xh_n * std_row(x) + mean_row(x)           if standardize, else xh_n   (N, d)
+
+The per-row statistics of x are not recoverable from z, so ``decode`` takes the ``InputStats``
+that ``encode(x, return_stats=True)`` returns (required when the SAE standardises).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsae.io import atomic_write
+from recsae.sae.config import SAEConfig
+
+STD_EPS = 1e-6
+CHECKPOINT_FORMAT = "recsae-sae-1"
+
+
+class TopK(nn.Module):
+    """Keep each row's k largest pre-activations (then ReLU): at most k active per input."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def forward(self, pre_acts: torch.Tensor) -> torch.Tensor:
+        """(N, h) -> (N, h)."""
+        top = pre_acts.topk(self.k, dim=-1)
+        return torch.zeros_like(pre_acts).scatter(-1, top.indices, F.relu(top.values))
+
+
+class BatchTopK(nn.Module):
+    """Training: keep the k * N largest ReLU activations of the whole batch (k per input on
+    average). Inference (eval mode): keep activations above ``threshold``, a running average
+    (EMA with weight ``momentum``) of the smallest activation selected in each training batch."""
+
+    def __init__(self, k: int, momentum: float = 0.01):
+        super().__init__()
+        self.k = k
+        self.momentum = momentum
+        self.register_buffer("threshold", torch.zeros(()))
+        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
+
+    def forward(self, pre_acts: torch.Tensor) -> torch.Tensor:
+        """(N, h) -> (N, h)."""
+        acts = F.relu(pre_acts)
+        if not self.training:
+            return acts * (acts > self.threshold)
+        flat = acts.flatten()
+        top = flat.topk(min(self.k * acts.shape[0], flat.numel()))
+        with torch.no_grad():
+            self._update_threshold(top.values)
+        return torch.zeros_like(flat).scatter(0, top.indices, top.values).view_as(acts)
+
+    def _update_threshold(self, selected: torch.Tensor) -> None:
+        """Fold the smallest positive selected activation into the EMA (no host sync)."""
+        smallest = torch.where(selected > 0, selected, torch.full_like(selected, float("inf"))).min()
+        seen = torch.isfinite(smallest)
+        ema = (1 - self.momentum) * self.threshold + self.momentum * smallest
+        new = torch.where(self.threshold_updates == 0, smallest, ema)
+        self.threshold.copy_(torch.where(seen, new, self.threshold))
+        self.threshold_updates.add_(seen.long())
+
+
+def make_activation(config: SAEConfig) -> nn.Module:
+    """The activation module ``config`` names (Matryoshka: its base activation)."""
+    kind = config.activation_kind
+    if kind == "relu":
+        return nn.ReLU()
+    if kind == "topk":
+        return TopK(config.k)
+    if kind == "batchtopk":
+        return BatchTopK(config.k, config.threshold_momentum)
+    raise ValueError(f"sae config key 'variant'/'matryoshka_base': unknown activation {kind!r}")
+
+
+@dataclass
+class InputStats:
+    """Per-row statistics removed by standardisation: mean (N, 1), std (N, 1)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __getitem__(self, rows) -> InputStats:
+        return InputStats(self.mean[rows], self.std[rows])
+
+
+@dataclass
+class SAEOutput:
+    """One forward pass. x_* are (N, d), z and pre_acts (N, h).
+
+    ``x_hat`` is in the original embedding space; ``x_norm``/``x_hat_norm`` are the standardised
+    input and its reconstruction (equal to x / x_hat when ``standardize`` is off).
+    """
+
+    z: torch.Tensor
+    pre_acts: torch.Tensor
+    x_hat: torch.Tensor
+    x_norm: torch.Tensor
+    x_hat_norm: torch.Tensor
+    stats: InputStats | None
+
+
+class SparseAutoencoder(nn.Module):
+    """Sparse autoencoder on (N, input_dim) embeddings with ``width`` latents.
+
+    Parameters: ``pre_bias`` (d,), ``encoder_weight`` (h, d), ``latent_bias`` (h,), and
+    ``decoder_weight`` (d, h) when untied. Buffers: ``steps_since_active`` (h,) and, for
+    BatchTopK, ``activation.threshold``. ``activation`` may be injected (a callable (N, h) ->
+    (N, h)); checkpoints rebuild the one the config names.
+    """
+
+    def __init__(
+        self,
+        config: SAEConfig,
+        activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        d, h = config.input_dim, config.width
+        directions = torch.randn(d, h, generator=generator)
+        directions = directions / directions.norm(dim=0, keepdim=True).clamp_min(STD_EPS)
+        self.pre_bias = nn.Parameter(torch.zeros(d))
+        self.encoder_weight = nn.Parameter(directions.T.contiguous())
+        self.latent_bias = nn.Parameter(torch.zeros(h))
+        self.register_parameter(
+            "decoder_weight", None if config.tied else nn.Parameter(directions.clone())
+        )
+        self.activation = activation if activation is not None else make_activation(config)
+        self.register_buffer("steps_since_active", torch.zeros(h, dtype=torch.long))
+
+    @property
+    def input_dim(self) -> int:
+        return self.config.input_dim
+
+    @property
+    def width(self) -> int:
+        return self.config.width
+
+    @property
+    def decoder(self) -> torch.Tensor:
+        """(d, h) decoder matrix: column j is latent j's direction (in standardised space)."""
+        return self.encoder_weight.T if self.decoder_weight is None else self.decoder_weight
+
+    def standardize(self, x: torch.Tensor) -> tuple[torch.Tensor, InputStats | None]:
+        """(N, d) -> standardised (N, d) and the stats that undo it (None when off)."""
+        if not self.config.standardize:
+            return x, None
+        mean = x.mean(dim=-1, keepdim=True)
+        std = x.std(dim=-1, keepdim=True, unbiased=False) + STD_EPS
+        return (x - mean) / std, InputStats(mean, std)
+
+    def pre_activations(self, x_norm: torch.Tensor) -> torch.Tensor:
+        """Standardised (N, d) -> pre-activations (N, h)."""
+        return F.linear(x_norm - self.pre_bias, self.encoder_weight, self.latent_bias)
+
+    def encode(self, x: torch.Tensor, return_stats: bool = False):
+        """(N, d) -> latents z (N, h); with ``return_stats`` also the InputStats for ``decode``.
+
+        In eval mode BatchTopK uses its inference threshold."""
+        x_norm, stats = self.standardize(x)
+        z = self.activation(self.pre_activations(x_norm))
+        return (z, stats) if return_stats else z
+
+    def decode_norm(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, h) -> reconstruction (N, d) in the standardised space."""
+        return z @ self.decoder.T + self.pre_bias
+
+    def unstandardize(self, x_norm: torch.Tensor, stats: InputStats | None) -> torch.Tensor:
+        """Standardised (N, d) -> original space (N, d)."""
+        if not self.config.standardize:
+            return x_norm
+        if stats is None:
+            raise ValueError(
+                "this SAE standardises its inputs (sae config key 'standardize'); pass the stats "
+                "from encode(x, return_stats=True) to decode"
+            )
+        return x_norm * stats.std + stats.mean
+
+    def decode(self, z: torch.Tensor, stats: InputStats | None = None) -> torch.Tensor:
+        """Latents (N, h) -> reconstruction (N, d) in the original embedding space."""
+        return self.unstandardize(self.decode_norm(z), stats)
+
+    def decode_direction(self, z: torch.Tensor, stats: InputStats | None = None) -> torch.Tensor:
+        """The linear part of ``decode`` (no biases, no mean): (N, h) -> (N, d), original scale."""
+        out = z @ self.decoder.T
+        return out if stats is None or not self.config.standardize else out * stats.std
+
+    def decode_prefixes(self, z: torch.Tensor, stats: InputStats | None = None) -> list[torch.Tensor]:
+        """Matryoshka reconstructions from each nested prefix of latents: a list of (N, d), one per
+        entry of ``config.prefix_sizes`` (the last one uses every latent)."""
+        sizes = self.config.prefix_sizes or (self.width,)
+        bounds = (0, *sizes)
+        parts = torch.stack(
+            [z[:, a:b] @ self.decoder[:, a:b].T for a, b in zip(bounds, bounds[1:])]
+        )
+        partial = parts.cumsum(dim=0) + self.pre_bias
+        return [self.unstandardize(p, stats) for p in partial]
+
+    def forward(self, x: torch.Tensor) -> SAEOutput:
+        """(N, d) -> SAEOutput (z, pre-activations, reconstruction in both spaces, stats)."""
+        x_norm, stats = self.standardize(x)
+        pre_acts = self.pre_activations(x_norm)
+        z = self.activation(pre_acts)
+        x_hat_norm = self.decode_norm(z)
+        return SAEOutput(z, pre_acts, self.unstandardize(x_hat_norm, stats), x_norm, x_hat_norm, stats)
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        """Untied with ``normalize_decoder == "unit_norm"``: rescale decoder columns to norm 1."""
+        if self.decoder_weight is not None and self.config.normalize_decoder == "unit_norm":
+            norms = self.decoder_weight.norm(dim=0, keepdim=True).clamp_min(STD_EPS)
+            self.decoder_weight.div_(norms)
+
+    def l1_weights(self) -> torch.Tensor | None:
+        """(h,) decoder column norms when the L1 penalty is weighted by them, else None."""
+        if self.decoder_weight is not None and self.config.normalize_decoder == "weighted_l1":
+            return self.decoder_weight.norm(dim=0)
+        return None
+
+    @torch.no_grad()
+    def update_activity(self, active: torch.Tensor) -> None:
+        """Record one training step: ``active`` (h,) bool marks latents that fired in it."""
+        self.steps_since_active.add_(1).masked_fill_(active, 0)
+
+    def dead_mask(self, dead_steps_threshold: int) -> torch.Tensor:
+        """(h,) bool: latents inactive for at least ``dead_steps_threshold`` steps."""
+        return self.steps_since_active >= dead_steps_threshold
+
+    @torch.no_grad()
+    def init_pre_bias_(self, x: torch.Tensor) -> None:
+        """Set the pre-bias to the mean of the standardised inputs x (N, d)."""
+        self.pre_bias.copy_(self.standardize(x)[0].mean(dim=0))
+
+
+def build_sae(config: SAEConfig, seed: int | None = None) -> SparseAutoencoder:
+    """A freshly initialised SAE; ``seed`` fixes the initial weights."""
+    gen = None
+    if seed is not None:
+        gen = torch.Generator().manual_seed(seed)
+    return SparseAutoencoder(config, generator=gen)
+
+
+def save_sae(sae: SparseAutoencoder, path: str | Path, extra: dict | None = None) -> None:
+    """Write state_dict + config (+ ``extra``: plain JSON-like values) atomically; the file loads
+    with ``torch.load(weights_only=True)``."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": sae.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in sae.state_dict().items()},
+        "extra": extra or {},
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
+    """Rebuild an SAE written by ``save_sae``, in eval mode, on ``device``."""
+    payload = torch.load(Path(path), map_location=device, weights_only=True)
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an SAE checkpoint (format {payload.get('format')!r})")
+    sae = SparseAutoencoder(SAEConfig(**payload["config"]))
+    sae.load_state_dict(payload["state_dict"])
+    return sae.to(device).eval()
+
+
+def load_sae_extra(path: str | Path) -> dict:
+    """The ``extra`` dict stored by ``save_sae`` (training config, point id, seed)."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)["extra"]

@@ -1,0 +1,337 @@
+"""Prediction-aware SAE training on a frozen recommender's user and item embeddings.
+
+One SAE is shared by users and items. Each step draws a batch of SAE-training users and a batch of
+items (an epoch is one pass over the larger pool; the smaller one cycles through fresh
+permutations) and minimises
+
+    alpha * L_emb + beta * L_pred + lambda_kl * L_KL + lambda_l1 * L_1 (+ aux_k_coef * AuxK)
+
+(METHOD.md section 4). The recommender is frozen (``requires_grad_(False)``, eval mode): gradients
+of L_pred flow through its scorer into the SAE only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recsae.data.tables import Split, load_split
+from recsae.device import resolve_device
+from recsae.io import result_metadata, write_json
+from recsae.recommenders.base import Recommender, load_checkpoint
+from recsae.sae import losses
+from recsae.sae.config import SAEConfig, resolve_sae_config, uses_topk
+from recsae.sae.holdout import split_sae_users
+from recsae.sae.model import SAEOutput, SparseAutoencoder, save_sae
+from recsae.seeding import numpy_rng, torch_generator
+
+TERMS = ("loss", "emb", "pred", "kl", "l1", "auxk")
+EVAL_CHUNK = 4096
+SCORE_CHUNK = 256
+NEGATIVE_RESAMPLE_ROUNDS = 10
+
+
+@dataclass
+class PairBatch:
+    """Scored (user, item) pairs of one step: ``user_rows`` (P,) index the step's user batch,
+    ``users``/``items`` (P,) are global ids, ``item_emb`` (P, d) the items' original embeddings."""
+
+    user_rows: torch.Tensor
+    users: torch.Tensor
+    items: torch.Tensor
+    item_emb: torch.Tensor
+
+
+class PairSampler:
+    """Observed training pairs of a batch's users plus uniformly sampled unobserved negatives."""
+
+    def __init__(self, split: Split):
+        csr = split.matrix("train")
+        self.indptr = csr.indptr.astype(np.int64)
+        self.indices = csr.indices.astype(np.int64)
+        self.n_items = split.n_items
+        self.codes = np.sort(np.repeat(np.arange(split.n_users), np.diff(self.indptr)) * self.n_items
+                             + self.indices)
+
+    def _observed(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        codes = users * self.n_items + items
+        pos = np.searchsorted(self.codes, codes).clip(max=len(self.codes) - 1)
+        return self.codes[pos] == codes if len(self.codes) else np.zeros(len(codes), bool)
+
+    def sample(self, batch_users: np.ndarray, negatives_per_positive: int, rng: np.random.Generator):
+        """(rows, users, items) int64 arrays: one observed training item per batch user that has
+        one, then ``negatives_per_positive`` unobserved items per positive."""
+        start = self.indptr[batch_users]
+        deg = self.indptr[batch_users + 1] - start
+        rows = np.flatnonzero(deg > 0)
+        pos = self.indices[start[rows] + (rng.random(len(rows)) * deg[rows]).astype(np.int64)]
+        neg_rows = np.repeat(rows, negatives_per_positive)
+        neg_users = batch_users[neg_rows]
+        neg = rng.integers(0, self.n_items, len(neg_rows))
+        for _ in range(NEGATIVE_RESAMPLE_ROUNDS):
+            clash = self._observed(neg_users, neg)
+            if not clash.any():
+                break
+            neg[clash] = rng.integers(0, self.n_items, int(clash.sum()))
+        all_rows = np.concatenate([rows, neg_rows])
+        return all_rows, batch_users[all_rows], np.concatenate([pos, neg])
+
+
+def freeze(recommender: Recommender) -> Recommender:
+    """Eval mode and no gradients for every recommender parameter (in place)."""
+    recommender.requires_grad_(False)
+    return recommender.eval()
+
+
+def sae_loss_terms(
+    sae: SparseAutoencoder,
+    recommender: Recommender,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    cfg: dict,
+    pairs: PairBatch | None = None,
+    dead: torch.Tensor | None = None,
+) -> tuple[dict[str, torch.Tensor], SAEOutput, SAEOutput]:
+    """Every loss term of one step and the forward outputs.
+
+    u (Bu, d) user and v (Bv, d) item embeddings (originals); ``cfg`` a resolved sae config;
+    ``pairs`` the scored pairs for a pairwise recommender; ``dead`` (h,) bool for AuxK.
+    Returns ({"loss", "emb", "pred", "kl", "l1", "auxk"} scalars, users' output, items' output).
+    """
+    out_u, out_v = sae(u), sae(v)
+    zero = u.new_zeros(())
+    if sae.config.variant == "matryoshka":
+        emb = losses.matryoshka_embedding_loss(
+            sae.decode_prefixes(out_u.z, out_u.stats), u, sae.decode_prefixes(out_v.z, out_v.stats), v
+        )
+    else:
+        emb = losses.embedding_loss(out_u.x_hat, u, out_v.x_hat, v)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and cfg["beta"] > 0):
+        if recommender.scorer_kind == "pairwise":
+            pred = zero
+            if pairs is not None and len(pairs.users):
+                v_hat = sae(pairs.item_emb).x_hat
+                ids = {"users": pairs.users, "items": pairs.items}
+                recon = recommender.score_pairs(out_u.x_hat[pairs.user_rows], v_hat, **ids)
+                with torch.no_grad():
+                    orig = recommender.score_pairs(u[pairs.user_rows], pairs.item_emb, **ids)
+                pred = losses.pairwise_prediction_loss(recon, orig, cfg["pred_loss"])
+        else:
+            recon = recommender.score_matrix(out_u.x_hat, out_v.x_hat)
+            with torch.no_grad():
+                orig = recommender.score_matrix(u, v)
+            pred = losses.score_mse(recon, orig)
+    kl = losses.kl_sparsity_loss(out_u.z, cfg["rho"]) + losses.kl_sparsity_loss(out_v.z, cfg["rho"])
+    weights = sae.l1_weights()
+    l1 = losses.l1_loss(out_u.z, weights) + losses.l1_loss(out_v.z, weights)
+    auxk = zero
+    if dead is not None and uses_topk(cfg):
+        auxk = sum(
+            losses.auxk_loss(
+                sae.decode_direction(losses.auxk_latents(o.pre_acts, dead, cfg["aux_k"]), o.stats),
+                x - o.x_hat,
+                dead,
+            )
+            for o, x in ((out_u, u), (out_v, v))
+        )
+    total = (
+        cfg["alpha"] * emb
+        + cfg["beta"] * pred
+        + cfg["lambda_kl"] * kl
+        + cfg["lambda_l1"] * l1
+        + cfg["aux_k_coef"] * auxk
+    )
+    terms = {"loss": total, "emb": emb, "pred": pred, "kl": kl, "l1": l1, "auxk": auxk}
+    return terms, out_u, out_v
+
+
+def _batches(pool: np.ndarray, steps: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """(steps, size) ids: consecutive fresh permutations of ``pool``, cut into batches."""
+    reps = math.ceil(steps * size / len(pool))
+    seq = np.concatenate([pool[rng.permutation(len(pool))] for _ in range(reps)])
+    return seq[: steps * size].reshape(steps, size)
+
+
+def train_sae(
+    recommender: Recommender,
+    split: Split,
+    sae_cfg: dict,
+    point_id: str,
+    seed: int,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] | None = print,
+) -> tuple[SparseAutoencoder, list[dict]]:
+    """Train one SAE (one sweep point) on the frozen ``recommender``'s embeddings.
+
+    Returns the SAE (eval mode) and the per-epoch history: mean loss terms, L0 of users and items,
+    dead fraction (latents never active in the epoch), the BatchTopK threshold where there is one,
+    seconds and embeddings per second. A non-finite loss raises a RuntimeError naming ``point_id``.
+    """
+    device = torch.device(device)
+    recommender = freeze(recommender.to(device))
+    with torch.no_grad():
+        user_emb = recommender.user_embeddings().detach().float()
+        item_emb = recommender.item_embeddings().detach().float()
+    input_dim = user_emb.shape[1]
+    cfg = resolve_sae_config(sae_cfg, input_dim)
+    train_users, _ = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
+    config = SAEConfig.from_sae_cfg(cfg, input_dim)
+    sae = SparseAutoencoder(config, generator=torch_generator(seed, "sae_init")).to(device)
+    sae.init_pre_bias_(torch.cat([user_emb[torch.as_tensor(train_users, device=device)], item_emb]))
+    sae.train()
+    optimizer = torch.optim.Adam(sae.parameters(), lr=cfg["lr"])
+    sampler = PairSampler(split) if recommender.scorer_kind == "pairwise" else None
+    track_dead = uses_topk(cfg) and cfg["aux_k_coef"] > 0
+    n_items = item_emb.shape[0]
+    bu, bv = min(cfg["batch_size"], len(train_users)), min(cfg["batch_size"], n_items)
+    steps = math.ceil(max(len(train_users), n_items) / cfg["batch_size"])
+    history: list[dict] = []
+    for epoch in range(cfg["epochs"]):
+        start = time.perf_counter()
+        rng = numpy_rng(seed, "sae_batches", epoch)
+        user_batches = _batches(train_users, steps, bu, rng)
+        item_batches = _batches(np.arange(n_items), steps, bv, rng)
+        sums = {name: torch.zeros((), device=device) for name in (*TERMS, "l0_users", "l0_items")}
+        epoch_active = torch.zeros(config.width, dtype=torch.bool, device=device)
+        for step in range(steps):
+            users = torch.as_tensor(user_batches[step], device=device)
+            items = torch.as_tensor(item_batches[step], device=device)
+            u, v = user_emb[users], item_emb[items]
+            pairs = None
+            if sampler is not None:
+                rows, pu, pi = sampler.sample(user_batches[step], cfg["negatives_per_positive"], rng)
+                pi_t = torch.as_tensor(pi, device=device)
+                pairs = PairBatch(
+                    torch.as_tensor(rows, device=device),
+                    torch.as_tensor(pu, device=device),
+                    pi_t,
+                    item_emb[pi_t],
+                )
+            dead = sae.dead_mask(cfg["dead_steps_threshold"]) if track_dead else None
+            terms, out_u, out_v = sae_loss_terms(sae, recommender, u, v, cfg, pairs, dead)
+            if not torch.isfinite(terms["loss"]):
+                values = {k: float(t.detach()) for k, t in terms.items()}
+                raise RuntimeError(
+                    f"SAE training of sweep point {point_id!r} diverged at epoch {epoch + 1}, "
+                    f"step {step + 1}: non-finite loss; terms {values}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            sae.normalize_decoder_()
+            with torch.no_grad():
+                active_u, active_v = out_u.z > 0, out_v.z > 0
+                active = active_u.any(dim=0) | active_v.any(dim=0)
+                sae.update_activity(active)
+                epoch_active |= active
+                for name in TERMS:
+                    sums[name] += terms[name].detach()
+                sums["l0_users"] += active_u.sum(dim=1).float().mean()
+                sums["l0_items"] += active_v.sum(dim=1).float().mean()
+        seconds = time.perf_counter() - start
+        record = {"epoch": epoch + 1, **{k: float(t) / steps for k, t in sums.items()}}
+        record["dead_fraction"] = float((~epoch_active).float().mean())
+        threshold = getattr(sae.activation, "threshold", None)
+        if threshold is not None:
+            record["threshold"] = float(threshold)
+        record["seconds"] = seconds
+        record["embeddings_per_second"] = steps * (bu + bv) / max(seconds, 1e-9)
+        history.append(record)
+        if log is not None:
+            log(
+                f"[{point_id}] epoch {epoch + 1}/{cfg['epochs']} loss {record['loss']:.5g} "
+                f"emb {record['emb']:.4g} pred {record['pred']:.4g} kl {record['kl']:.4g} "
+                f"l1 {record['l1']:.4g} auxk {record['auxk']:.4g} L0 u/i {record['l0_users']:.2f}/"
+                f"{record['l0_items']:.2f} dead {record['dead_fraction']:.3f}"
+            )
+    return sae.eval(), history
+
+
+@torch.no_grad()
+def _encode_all(sae: SparseAutoencoder, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, d) -> latents (N, h) and reconstructions (N, d), in chunks."""
+    outs = [sae(chunk) for chunk in x.split(EVAL_CHUNK)]
+    return torch.cat([o.z for o in outs]), torch.cat([o.x_hat for o in outs])
+
+
+@torch.no_grad()
+def evaluate_sae(sae: SparseAutoencoder, recommender: Recommender, users: np.ndarray) -> dict:
+    """Summary of a trained SAE (eval mode) on ``users``' embeddings and all items.
+
+    L0 (mean active latents) of users and items, dead fraction (never active on either),
+    embedding MSE and FVU, and prediction MSE between the recommender's logits (no per-id biases)
+    on reconstructed vs original embeddings over users x all items.
+    """
+    sae.eval()
+    device = next(sae.parameters()).device
+    u = recommender.user_embeddings().detach().float()[torch.as_tensor(users, device=device)]
+    v = recommender.item_embeddings().detach().float()
+    zu, u_hat = _encode_all(sae, u)
+    zv, v_hat = _encode_all(sae, v)
+    sq_err, count = 0.0, 0
+    for rows in torch.arange(len(u), device=device).split(SCORE_CHUNK):
+        diff = recommender.score_matrix(u_hat[rows], v_hat) - recommender.score_matrix(u[rows], v)
+        sq_err += float(diff.pow(2).sum())
+        count += diff.numel()
+    active = (zu > 0).any(dim=0) | (zv > 0).any(dim=0)
+    return {
+        "n_eval_users": len(users),
+        "n_items": len(v),
+        "l0_users": float((zu > 0).sum(dim=1).float().mean()),
+        "l0_items": float((zv > 0).sum(dim=1).float().mean()),
+        "dead_fraction": float((~active).float().mean()),
+        "emb_mse_users": float(losses.mse(u_hat, u)),
+        "emb_mse_items": float(losses.mse(v_hat, v)),
+        "fvu_users": float(losses.fraction_variance_unexplained(u_hat, u)),
+        "fvu_items": float(losses.fraction_variance_unexplained(v_hat, v)),
+        "prediction_mse": sq_err / max(count, 1),
+    }
+
+
+def run_sae_training(
+    model_path: str | Path,
+    data_dir: str | Path,
+    split_dir: str | Path,
+    sae_cfg: dict,
+    point_id: str,
+    seed: int,
+    device: str | torch.device,
+    out_dir: str | Path,
+) -> None:
+    """Workflow entry: train one sweep point and write ``out_dir/sae.pt`` and
+    ``out_dir/train_log.json`` (config, seed, version, commit, history, summary on held-out
+    users and all items)."""
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    out_dir = Path(out_dir)
+    recommender = load_checkpoint(model_path, device)
+    split = load_split(data_dir, split_dir)
+    start = time.perf_counter()
+    sae, history = train_sae(recommender, split, sae_cfg, point_id, seed, device)
+    seconds = time.perf_counter() - start
+    cfg = resolve_sae_config(sae_cfg, sae.input_dim)
+    train_users, heldout = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
+    eval_users = heldout if len(heldout) else train_users
+    summary = {
+        "eval_users": "heldout" if len(heldout) else "train",
+        **evaluate_sae(sae, recommender, eval_users),
+        "train_seconds": seconds,
+    }
+    extra = {"point_id": point_id, "seed": seed, "sae_cfg": cfg, "model_path": str(model_path)}
+    save_sae(sae, out_dir / "sae.pt", extra)
+    write_json(
+        out_dir / "train_log.json",
+        {
+            **result_metadata(cfg, seed),
+            "point_id": point_id,
+            "model_path": str(model_path),
+            "device": str(device),
+            "history": history,
+            "summary": summary,
+        },
+    )

@@ -1,0 +1,130 @@
+"""What a validated config asks the workflow to build: the (dataset, model) pairs, the SAE sweep
+points of each pair, and the target paths. The Snakefile and the rules only call these."""
+
+from __future__ import annotations
+
+import re
+
+from recsae.data.tables import SPLIT_PARTS
+from recsae.sae.config import SAE_DEFAULTS
+from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, sweep_points
+
+RESULTS = "results"
+CANONICAL_TABLES = ("interactions", "items", "users", "concepts")
+
+
+
+def _pairs(groups: list[dict]) -> list[tuple[str, str]]:
+    """Distinct (dataset, model) pairs of a list of {datasets: [...], models: [...]}, in order."""
+    out: list[tuple[str, str]] = []
+    for group in groups:
+        for dataset in group["datasets"]:
+            for model in group["models"]:
+                if (dataset, model) not in out:
+                    out.append((dataset, model))
+    return out
+
+
+def recommender_pairs(config: dict) -> list[tuple[str, str]]:
+    """(dataset, model) pairs whose recommender is trained and evaluated."""
+    return _pairs(config["experiments"] + config["sae"]["targets"])
+
+
+def sae_pairs(config: dict) -> list[tuple[str, str]]:
+    """(dataset, model) pairs that get an SAE sweep."""
+    return _pairs(config["sae"]["targets"])
+
+
+def sae_defaults(config: dict, dataset: str, model: str) -> dict:
+    """Full SAE config before the sweep: package defaults < sae.defaults < per-dataset < per-model
+    < per-pair ("dataset/model")."""
+    overrides = config["sae"]["overrides"]
+    return {
+        **SAE_DEFAULTS,
+        **config["sae"]["defaults"],
+        **overrides["datasets"].get(dataset, {}),
+        **overrides["models"].get(model, {}),
+        **overrides["pairs"].get(f"{dataset}/{model}", {}),
+    }
+
+
+def sae_points(config: dict, dataset: str, model: str) -> dict[str, dict]:
+    """{sweep path: full SAE config} of one (dataset, model) pair."""
+    return sweep_points(config["sae"]["sweep"], sae_defaults(config, dataset, model))
+
+
+def sae_point(config: dict, dataset: str, model: str, path: str) -> dict:
+    """The full SAE config that one sweep path names."""
+    return point_from_path(path, sae_defaults(config, dataset, model))
+
+
+def dataset_settings(config: dict, dataset: str) -> dict:
+    return config["datasets"][dataset]
+
+
+def model_settings(config: dict, model: str) -> dict:
+    return config["models"][model]
+
+
+def fetchable_datasets(config: dict) -> list[str]:
+    """Datasets the suite fetches and prepares itself (``source: custom`` ones come from a rule of
+    the user's that writes the canonical tables)."""
+    return [name for name, s in config["datasets"].items() if s["source"] != "custom"]
+
+
+def name_regex(names: list[str]) -> str:
+    """A wildcard constraint matching exactly these names."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def sae_dirs(config: dict) -> list[str]:
+    return [
+        f"{RESULTS}/{dataset}/{model}/sae/{path}"
+        for dataset, model in sae_pairs(config)
+        for path in sae_points(config, dataset, model)
+    ]
+
+
+def recommender_targets(config: dict) -> list[str]:
+    return [f"{RESULTS}/{d}/{m}/metrics.json" for d, m in recommender_pairs(config)]
+
+
+def sae_targets(config: dict) -> list[str]:
+    return [f"{d}/{name}" for d in sae_dirs(config) for name in ("metrics.json", "interventions.json")]
+
+
+def split_inputs(wildcards) -> dict[str, str]:
+    """Input files of a job that reads the prepared dataset and its split (Snakemake unpack)."""
+    base = f"{RESULTS}/{wildcards.dataset}"
+    return {
+        "data_stats": f"{base}/data/stats.json",
+        "concepts": f"{base}/data/concepts.parquet",
+        **{f"{part}_split": f"{base}/split/{part}.parquet" for part in SPLIT_PARTS},
+    }
+
+
+def all_targets(config: dict) -> list[str]:
+    """Everything ``rule all`` asks for."""
+    return recommender_targets(config) + sae_targets(config)
+
+
+__all__ = [
+    "CANONICAL_TABLES",
+    "SPLIT_PARTS",
+    "all_targets",
+    "split_inputs",
+    "SAE_WILDCARD_REGEX",
+    "dataset_settings",
+    "fetchable_datasets",
+    "model_settings",
+    "name_regex",
+    "recommender_pairs",
+    "recommender_targets",
+    "sae_dirs",
+    "sae_pairs",
+    "sae_point",
+    "sae_points",
+    "sae_targets",
+]

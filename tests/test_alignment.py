@@ -1,0 +1,123 @@
+"""Concept alignment against sklearn/scipy, concept building, planted recovery."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
+
+from recsae.metrics.alignment import (
+    alignment,
+    auroc_matrix,
+    average_ranks,
+    build_concepts,
+    count_buckets,
+    planted_recovery,
+    random_directions,
+    top_precision,
+)
+
+
+def test_average_ranks_match_scipy():
+    x = np.random.default_rng(0).integers(0, 5, size=(50, 7)).astype(np.float32)
+    np.testing.assert_allclose(average_ranks(torch.as_tensor(x)).numpy(), rankdata(x, axis=0))
+
+
+def test_auroc_matches_sklearn_with_ties_and_dead_neurons():
+    rng = np.random.default_rng(1)
+    acts = np.maximum(rng.integers(-3, 4, size=(120, 9)), 0).astype(np.float32)  # many ties
+    acts[:, 2] = 0.0  # never fires
+    labels = (rng.random((120, 4)) < 0.3).astype(float)
+    got = auroc_matrix(torch.as_tensor(acts), sp.csr_matrix(labels), chunk=4)
+    for k in range(9):
+        for c in range(4):
+            assert got[k, c] == pytest.approx(roc_auc_score(labels[:, c], acts[:, k]))
+    assert np.allclose(got[2], 0.5)
+
+
+def test_top_precision_counts_only_active_entities():
+    acts = torch.tensor([[3.0, 0.0, 1.0], [2.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.0, 0.0]])
+    labels = sp.csr_matrix(np.array([[1, 0], [1, 1], [0, 1], [0, 0]], dtype=float))
+    got = top_precision(acts, labels, top_k=3)
+    np.testing.assert_allclose(got[0], [2 / 3, 2 / 3])  # top-3 = items 0, 1, 2
+    np.testing.assert_allclose(got[1], [0.0, 0.0])  # never fires
+    np.testing.assert_allclose(got[2], [1.0, 0.0])  # fires on item 0 only
+
+
+def test_build_concepts_skips_rare_and_ubiquitous():
+    frame = pd.DataFrame(
+        {
+            "id": [0, 1, 2, 3, 4, 5, 0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 7],
+            "family": ["genre"] * 6 + ["genre"] * 2 + ["decade"] * 8 + ["genre"],
+            "concept": ["a"] * 6 + ["b"] * 2 + ["1990s"] * 8 + ["a"],
+        }
+    )
+    concepts = build_concepts(frame, n_entities=10, min_count=3)
+    assert list(zip(concepts.family, concepts.name, strict=True)) == [("genre", "a")]
+    assert concepts.n_positives.tolist() == [7]
+    assert concepts.skipped == {"decade": 1, "genre": 1}  # 1990s: 2 negatives; b: 2 positives
+    with pytest.raises(ValueError, match="concept ids"):
+        build_concepts(frame, n_entities=5)
+
+
+def test_build_concepts_min_negatives():
+    frame = pd.DataFrame({"id": range(9), "family": "f", "concept": "c"})
+    assert len(build_concepts(frame, 10, min_count=2)) == 0
+    assert len(build_concepts(frame, 11, min_count=2)) == 1
+    assert len(build_concepts(frame.iloc[:0], 11)) == 0
+
+
+def test_count_buckets_ties_share_a_bucket():
+    counts = np.array([0, 0, 0, 0, 1, 2, 3, 5, 8, 13])
+    out = count_buckets(counts, "popularity")
+    assert out["concept"].tolist() == ["tail"] * 5 + ["mid"] * 3 + ["head"] * 2
+    assert count_buckets(counts, "activity")["concept"].iloc[-1] == "heavy"
+    assert set(count_buckets(counts, "popularity", [0.3, 0.6, 0.9])["concept"]) <= {
+        "q0",
+        "q1",
+        "q2",
+        "q3",
+    }
+    with pytest.raises(ValueError, match="increasing"):
+        count_buckets(counts, "popularity", [0.8, 0.5])
+
+
+def planted_data(seed=0, n=300, n_concepts=4, d=8):
+    rng = np.random.default_rng(seed)
+    concept = rng.integers(0, n_concepts, size=n)
+    emb = rng.normal(scale=0.3, size=(n, d))
+    emb[np.arange(n), concept] += 2.0
+    frame = pd.DataFrame(
+        {"id": np.arange(n), "family": "planted_cluster", "concept": concept.astype(str)}
+    )
+    return torch.as_tensor(emb), build_concepts(frame, n), concept
+
+
+def test_alignment_summary_and_coverage():
+    emb, concepts, _ = planted_data()
+    acts = torch.relu(emb[:, :5])  # neurons 0-3 = planted concepts, neuron 4 = noise
+    acts = torch.cat([acts, torch.zeros(len(acts), 1)], dim=1)  # neuron 5 never fires
+    out = alignment(acts, concepts, top_k=30, threshold=0.8)
+    assert out["coverage"] == 1.0 and out["coverage_by_family"] == {"planted_cluster": 1.0}
+    assert out["per_concept"]["best_neuron"] == [0, 1, 2, 3]
+    assert out["per_neuron"]["concept"][:4] == ["0", "1", "2", "3"]
+    assert out["per_neuron"]["precision"][:4] == [1.0] * 4
+    assert out["per_neuron"]["auroc"][5] is None and out["per_neuron"]["concept"][5] is None
+    assert out["mean_best_auroc"] > 0.8
+    empty = alignment(acts, build_concepts(pd.DataFrame(columns=["id", "family", "concept"]), 300))
+    assert empty["coverage"] is None and empty["per_neuron"]["auroc"] == [None] * 6
+
+
+def test_planted_recovery_beats_random_and_is_seeded():
+    emb, concepts, _ = planted_data()
+    out = planted_recovery(torch.relu(emb[:, :4]), emb, concepts, seed=3)
+    assert out["n_concepts"] == 4 and out["auroc_mean"] > 0.99
+    assert out["random_auroc_mean"] < out["auroc_mean"] - 0.1
+    assert out == planted_recovery(torch.relu(emb[:, :4]), emb, concepts, seed=3)
+    assert torch.equal(random_directions(emb, 4, 1), random_directions(emb, 4, 1))
+    frame = pd.DataFrame({"id": range(20), "family": "genre", "concept": ["x", "y"] * 10})
+    assert (
+        planted_recovery(torch.relu(emb[:20, :4]), emb[:20], build_concepts(frame, 20), 0) is None
+    )

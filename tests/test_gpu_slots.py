@@ -1,0 +1,110 @@
+"""The GPU slot pool, with fake device pools (RECSAE_GPUS) and concurrent processes."""
+
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from recsae import gpu_slots
+from recsae.gpu_slots import acquire_gpu, gpu_pool, gpu_slot
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for var in ("RECSAE_GPUS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID"):
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+def test_pool_sources(env):
+    env.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert gpu_pool() == ["3", "5"]
+    assert gpu_pool(1) == ["3"]
+    env.setenv("RECSAE_GPUS", "0, 1,2")
+    assert gpu_pool() == ["0", "1", "2"]
+    env.setenv("RECSAE_GPUS", "")
+    assert gpu_pool() == []
+    env.delenv("RECSAE_GPUS")
+    env.delenv("CUDA_VISIBLE_DEVICES")
+    assert gpu_pool(2) == ["0", "1"]
+
+
+def test_zero_gpus_or_empty_pool_hide_devices(env, tmp_path):
+    env.setenv("RECSAE_GPUS", "0,1")
+    with gpu_slot(0, tmp_path) as value:
+        assert value == "" and os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    env.setenv("RECSAE_GPUS", "")
+    with acquire_gpu(None, tmp_path) as value:
+        assert value == ""
+
+
+def test_respects_parent_restriction_and_restores_it(env, tmp_path):
+    env.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    with acquire_gpu(None, tmp_path) as first, acquire_gpu(None, tmp_path) as second:
+        assert {first, second} == {"4", "6"}
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == second
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,6"
+
+
+def test_timeout_and_oversized_request(env, tmp_path):
+    env.setenv("RECSAE_GPUS", "0")
+    with acquire_gpu(None, tmp_path):
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="free GPU"):
+            with acquire_gpu(None, tmp_path, timeout=0.3):
+                pass
+        assert time.monotonic() - start >= 0.3
+    with pytest.raises(ValueError, match="pool has 1"):
+        with gpu_slot(2, tmp_path):
+            pass
+
+
+def test_slurm_allocations_do_not_share_locks(env, tmp_path):
+    env.setenv("CUDA_VISIBLE_DEVICES", "0")
+    env.setenv("SLURM_JOB_ID", "101")
+    with acquire_gpu(None, tmp_path) as a:
+        env.setenv("SLURM_JOB_ID", "102")
+        with acquire_gpu(None, tmp_path, timeout=0.5) as b:
+            assert a == b == "0"
+
+
+def _job(lock_dir, log_path, hold):
+    with gpu_slot(1, lock_dir) as gpu:
+        start = time.monotonic()
+        time.sleep(hold)
+        end = time.monotonic()
+    with open(log_path, "a") as log:
+        log.write(f"{gpu} {start} {end}\n")
+
+
+def test_concurrent_jobs_never_share_a_gpu(env, tmp_path):
+    env.setenv("RECSAE_GPUS", "0,1")
+    log_path = tmp_path / "log.txt"
+    ctx = mp.get_context("fork")
+    jobs = [ctx.Process(target=_job, args=(tmp_path / "locks", log_path, 0.15)) for _ in range(6)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(timeout=30)
+    assert all(job.exitcode == 0 for job in jobs)
+    rows = [line.split() for line in log_path.read_text().splitlines()]
+    assert len(rows) == 6 and {gpu for gpu, _, _ in rows} == {"0", "1"}
+    for gpu in ("0", "1"):
+        spans = sorted((float(s), float(e)) for g, s, e in rows if g == gpu)
+        assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:]))
+
+
+def test_cli_runs_command_with_slot(env, tmp_path):
+    env.setenv("RECSAE_GPUS", "7")
+    code = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"
+    out = subprocess.run(
+        [sys.executable, "-m", "recsae.gpu_slots", "--lock-dir", str(tmp_path), "--",
+         sys.executable, "-c", code],
+        capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() == "7"
+    assert gpu_slots.main(["--gpus", "0", "--", sys.executable, "-c", "import sys; sys.exit(3)"]) == 3

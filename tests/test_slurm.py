@@ -1,0 +1,203 @@
+"""Run workflows through ``profiles/slurm`` on a real SLURM cluster.
+
+Opt-in: these tests run only with ``RECSAE_TEST_SLURM=1``; without it they are skipped. With it, a
+cluster that does not answer is a FAILURE, not a skip, so CI cannot go green on a cluster that
+never came up. Bring the one-node cluster up first (as root)::
+
+    profiles/slurm/local_cluster.sh up --install
+    RECSAE_TEST_SLURM=1 python -m pytest -m slurm tests/test_slurm.py
+
+``run_snakemake_on_slurm`` is the one entry point; pointing these tests at another workflow is a
+change of its arguments (see ``test_demo_workflow_on_slurm``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "profiles" / "slurm"
+OPT_IN = "RECSAE_TEST_SLURM"
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+
+
+def _cluster_problem() -> str | None:
+    """Why no SLURM cluster can take jobs here, or None when one can."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "sinfo/sbatch not on PATH (profiles/slurm/local_cluster.sh up --install)"
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer within 20 s"
+    if out.returncode != 0:
+        return f"sinfo failed: {out.stderr.strip()}"
+    states = out.stdout.split()
+    if not any(s.rstrip("*~#$@") in {"idle", "mixed", "allocated", "completing"} for s in states):
+        return f"no node can run jobs (node states: {states or 'none'})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> None:
+    if os.environ.get(OPT_IN) != "1":
+        pytest.skip(f"SLURM tests are opt-in: set {OPT_IN}=1 (and bring a cluster up)")
+    problem = _cluster_problem()
+    if problem:
+        pytest.fail(f"{OPT_IN}=1 but SLURM is not usable: {problem}")
+    # The profile asks for a GPU for the training rules; without gpu GRES sbatch rejects them.
+    # local_cluster.sh declares a fake GPU on CPU-only machines, so this only trips elsewhere.
+    gres = subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True).stdout
+    if "gpu" not in gres:
+        pytest.fail("the cluster has no gpu GRES; the profile's `gpu: 1` rules cannot run")
+
+
+def run_snakemake_on_slurm(
+    workdir: Path,
+    snakefile: Path,
+    configfile: Path | None = None,
+    targets: list[str] | tuple[str, ...] = (),
+    extra_args: list[str] | tuple[str, ...] = (),
+    timeout: float = 1200,
+) -> tuple[subprocess.CompletedProcess[str], dict[int, int]]:
+    """Run snakemake in ``workdir`` with ``--workflow-profile profiles/slurm``; fail on error.
+
+    Returns the finished process (stdout and stderr merged) and the map from Snakemake job id to
+    the SLURM job id it was submitted as, read from the plugin's log.
+
+    The first status check comes 2 s after a submission instead of the profile's 20 s: jobs here
+    take seconds, and the chain of dependent jobs would otherwise wait mostly on polling.
+    """
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+        "--workflow-profile",
+        str(PROFILE),
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--slurm-keep-successful-logs",
+    ]
+    if configfile is not None:
+        cmd += ["--configfile", str(configfile)]
+    cmd += [*extra_args, *targets]
+    proc = subprocess.run(
+        cmd,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        logs = sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
+        tails = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in logs[-5:])
+        pytest.fail(
+            f"snakemake exited {proc.returncode}\n$ {' '.join(cmd)}\n{proc.stdout[-8000:]}\n{tails}"
+        )
+    submitted = {int(job): int(slurm) for job, slurm in SUBMITTED.findall(proc.stdout)}
+    return proc, submitted
+
+
+# A two-rule workflow named like the real heavy rules, so the profile's set-resources apply.
+# Each job writes the SLURM job id it ran under and SLURM's own record of that job.
+TOY_SNAKEFILE = """\
+rule all:
+    input: "out/evaluate_sae.txt"
+
+rule train_sae:
+    output: "out/train_sae.txt"
+    threads: {threads}
+    shell: "echo job=$SLURM_JOB_ID > {{output}}; scontrol show job $SLURM_JOB_ID >> {{output}}"
+
+rule evaluate_sae:
+    input: "out/train_sae.txt"
+    output: "out/evaluate_sae.txt"
+    threads: 1
+    resources: gpu=0
+    shell: "echo job=$SLURM_JOB_ID > {{output}}; scontrol show job $SLURM_JOB_ID >> {{output}}"
+"""
+
+
+def _job_record(path: Path) -> tuple[int, dict[str, str]]:
+    """The SLURM job id and the `scontrol show job` fields a toy job wrote."""
+    text = path.read_text()
+    first, _, rest = text.partition("\n")
+    assert first.startswith("job=") and first[4:].strip().isdigit(), (
+        f"{path} was not written inside a SLURM job (no SLURM_JOB_ID): {first!r}"
+    )
+    fields = dict(re.findall(r"(\w[\w/:]*)=(\S*)", rest))
+    return int(first[4:]), fields
+
+
+def test_profile_submits_jobs_through_sbatch(slurm_cluster, tmp_path):
+    threads = min(2, os.cpu_count() or 1)
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(textwrap.dedent(TOY_SNAKEFILE.format(threads=threads)))
+
+    proc, submitted = run_snakemake_on_slurm(tmp_path, snakefile)
+
+    # both rules went through sbatch (the local `all` rule does not)
+    assert len(submitted) == 2, proc.stdout[-4000:]
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    slurm_ids = set()
+    for rule in ("train_sae", "evaluate_sae"):
+        job_id, fields = _job_record(tmp_path / "out" / f"{rule}.txt")
+        slurm_ids.add(job_id)
+        wanted = profile["set-resources"][rule]
+        assert fields["JobState"] in {"RUNNING", "COMPLETING"}
+        # the profile's per-rule resources reached sbatch
+        assert fields["MinMemoryNode"] == f"{wanted['mem_mb']}M", fields
+        hours, minutes = divmod(wanted["runtime"], 60)
+        assert fields["TimeLimit"] == f"{hours:02d}:{minutes:02d}:00", fields
+        # cpus_per_task: threads
+        assert fields["NumCPUs"] == str(threads if rule == "train_sae" else 1), fields
+        # default partition when the profile names none
+        assert fields["Partition"] == _default_partition(), fields
+        gpu_requested = "gres/gpu" in fields.get("TRES", "") or "gpu" in fields.get(
+            "TresPerJob", ""
+        )
+        assert gpu_requested == bool(wanted.get("gpu")), fields
+    assert slurm_ids == set(submitted.values())
+
+
+def _default_partition() -> str:
+    out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout
+    return next(p.rstrip("*") for p in out.split() if p.endswith("*"))
+
+
+DEMO_SNAKEFILE = REPO / "Snakefile"
+DEMO_CONFIG = REPO / "config" / "demo.yaml"
+
+
+@pytest.mark.skipif(
+    not (DEMO_SNAKEFILE.exists() and DEMO_CONFIG.exists()),
+    reason="the workflow (Snakefile, config/demo.yaml) is not there yet",
+)
+def test_demo_workflow_on_slurm(slurm_cluster, tmp_path):
+    """The real demo workflow up to the SAE evaluations, every heavy job on SLURM."""
+    proc, submitted = run_snakemake_on_slurm(
+        tmp_path,
+        DEMO_SNAKEFILE,
+        DEMO_CONFIG,
+        extra_args=["--until", "evaluate_sae"],
+    )
+    assert submitted, proc.stdout[-4000:]
+    assert list(tmp_path.glob("results/*/*/sae/**/metrics.json")), proc.stdout[-4000:]

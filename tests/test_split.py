@@ -1,0 +1,106 @@
+"""Per-user splits: determinism, no leakage, exact sizes, small users, leave-last-out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from data_fixtures import random_interactions, write_canonical
+
+from recsae.data.split import make_split
+from recsae.data.tables import CanonicalTableError, load_split
+
+PER_USER = np.array([20, 3, 7, 6, 12, 1, 30, 8])
+SETTINGS = {"protocol": "random_holdout", "test_n": 5, "valid_n": 1}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    frame = random_interactions(len(PER_USER), 40, PER_USER)
+    return write_canonical(tmp_path_factory.mktemp("canonical"), frame)
+
+
+def split(data_dir, tmp_path, settings=SETTINGS, seed=0, name="split"):
+    stats = make_split(data_dir, settings, seed, tmp_path / name)
+    return stats, load_split(data_dir, tmp_path / name)
+
+
+def pairs(frame: pd.DataFrame) -> set[tuple[int, int]]:
+    return set(zip(frame["user"], frame["item"], strict=True))
+
+
+def test_same_seed_same_split_other_seed_differs(data_dir, tmp_path):
+    _, a = split(data_dir, tmp_path, name="a")
+    _, b = split(data_dir, tmp_path, name="b")
+    _, c = split(data_dir, tmp_path, seed=1, name="c")
+    pd.testing.assert_frame_equal(a.test, b.test)
+    pd.testing.assert_frame_equal(a.train, b.train)
+    assert pairs(a.test) != pairs(c.test)
+
+
+def test_no_leakage_and_partition(data_dir, tmp_path):
+    stats, s = split(data_dir, tmp_path)
+    train, valid, test = pairs(s.train), pairs(s.valid), pairs(s.test)
+    assert not train & test and not train & valid and not valid & test
+    all_pairs = pairs(pd.read_parquet(data_dir / "interactions.parquet"))
+    assert train | valid | test == all_pairs
+    assert stats["n_train"] + stats["n_valid"] + stats["n_test"] == len(all_pairs)
+
+
+def test_exact_sizes_and_small_users_train_only(data_dir, tmp_path):
+    stats, s = split(data_dir, tmp_path)
+    eligible = np.flatnonzero(PER_USER >= 5 + 1 + 1)
+    assert sorted(s.test["user"].unique()) == eligible.tolist()
+    assert (s.test.groupby("user").size() == 5).all()
+    assert (s.valid.groupby("user").size() == 1).all()
+    assert stats["n_small_users"] == int((PER_USER < 7).sum())
+    small = np.flatnonzero(PER_USER < 7)
+    counts = s.train.groupby("user").size()
+    assert all(counts[u] == PER_USER[u] for u in small)
+
+
+def test_small_users_drop(data_dir, tmp_path):
+    stats, s = split(data_dir, tmp_path, {**SETTINGS, "small_users": "drop"})
+    small = set(np.flatnonzero(PER_USER < 7))
+    assert not small & set(s.train["user"])
+    assert stats["n_dropped_interactions"] == int(PER_USER[PER_USER < 7].sum())
+
+
+def test_fractions(data_dir, tmp_path):
+    settings = {**SETTINGS, "test_fraction": 0.2, "valid_fraction": 0.1}
+    _, s = split(data_dir, tmp_path, settings)
+    sizes = s.test.groupby("user").size()
+    assert sizes[0] == 4 and sizes[6] == 6 and sizes[1] == 1  # 20 * .2, 30 * .2, max(1, .6)
+    assert s.valid.groupby("user").size()[6] == 2  # round(.1 * 24)
+
+
+def test_leave_last_out_takes_the_latest(data_dir, tmp_path):
+    settings = {"protocol": "leave_last_out", "test_n": 2, "valid_n": 1}
+    _, s = split(data_dir, tmp_path, settings)
+    for user in np.flatnonzero(PER_USER >= 4):
+        last_train = s.train.loc[s.train["user"] == user, "timestamp"].max()
+        valid = s.valid.loc[s.valid["user"] == user, "timestamp"]
+        test = s.test.loc[s.test["user"] == user, "timestamp"]
+        assert len(test) == 2 and len(valid) == 1
+        assert last_train < valid.min() and valid.max() < test.min()
+
+
+def test_unknown_setting_and_bad_tables_are_rejected(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="unknown setting"):
+        make_split(data_dir, {**SETTINGS, "tets_n": 3}, 0, tmp_path / "x")
+    bad = write_canonical(tmp_path / "bad", pd.DataFrame({"user": [0, 1], "item": [0, 1]}))
+    pd.DataFrame({"user": [0, 0], "item": [0, 0], "rating": 1.0, "timestamp": 0}).to_parquet(
+        bad / "interactions.parquet"
+    )
+    with pytest.raises(CanonicalTableError):
+        make_split(bad, SETTINGS, 0, tmp_path / "y")
+
+
+def test_vectorised_split_is_fast_at_scale(tmp_path):
+    rng = np.random.default_rng(0)
+    n_users, n_items, n = 10_000, 3_000, 300_000
+    codes = np.unique(rng.integers(0, n_users * n_items, size=n))
+    frame = pd.DataFrame({"user": codes // n_items, "item": codes % n_items})
+    data = write_canonical(tmp_path / "big", frame)
+    stats, _ = split(data, tmp_path)
+    assert stats["n_test"] == 5 * stats["n_eval_users"]

@@ -1,0 +1,27 @@
+rule train_sae:
+    input:
+        unpack(wf.split_inputs),
+        model=f"{RESULTS}/{{dataset}}/{{model}}/model.pt",
+    output:
+        sae=f"{RESULTS}/{{dataset}}/{{model}}/sae/{{sae}}/sae.pt",
+        train_log=f"{RESULTS}/{{dataset}}/{{model}}/sae/{{sae}}/train_log.json",
+    params:
+        settings=lambda w: as_json(wf.sae_point(config, w.dataset, w.model, w.sae)),
+        point=lambda w: f"{w.dataset}/{w.model}/{w.sae}",
+        seed=config["seed"],
+        device=config["resources"]["device"],
+    threads: config["resources"]["threads_per_job"]
+    resources:
+        gpu=job_gpus,
+    conda:
+        "../../envs/recsae.yaml"
+    log:
+        f"{LOGS}/{{dataset}}/{{model}}/sae/{{sae}}/train.log",
+    benchmark:
+        f"{BENCH}/{{dataset}}/{{model}}/sae/{{sae}}/train.tsv"
+    shell:
+        "recsae train-sae --model-path {input.model:q} --data-dir {RESULTS}/{wildcards.dataset:q}/data"
+        " --split-dir {RESULTS}/{wildcards.dataset:q}/split --settings {params.settings:q}"
+        " --point {params.point:q} --seed {params.seed} --device {params.device}"
+        " --gpus {resources.gpu} --out-dir {RESULTS}/{wildcards.dataset:q}/{wildcards.model:q}/sae/{wildcards.sae}"
+        " > {log:q} 2>&1"
