@@ -30,7 +30,8 @@ def random_case(seed: int, n_users=40, n_items=30, tied=True):
     relevant = (draw > 0.85) & (rng.random(n_users) > 0.2)[:, None]
     # excluded items get the best scores: any leak into the ranking changes every metric
     scores[exclude] += 100.0
-    return scores, sp.csr_matrix(exclude.astype(np.float32)), sp.csr_matrix(relevant.astype(np.float32))
+    as_csr = sp.csr_matrix
+    return scores, as_csr(exclude.astype(np.float32)), as_csr(relevant.astype(np.float32))
 
 
 def brute_force(scores, exclude, relevant, ks):

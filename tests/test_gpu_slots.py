@@ -44,9 +44,27 @@ def test_zero_gpus_or_empty_pool_hide_devices(env, tmp_path):
 
 def test_respects_parent_restriction_and_restores_it(env, tmp_path):
     env.setenv("CUDA_VISIBLE_DEVICES", "4,6")
-    with acquire_gpu(None, tmp_path) as first, acquire_gpu(None, tmp_path) as second:
-        assert {first, second} == {"4", "6"}
-        assert os.environ["CUDA_VISIBLE_DEVICES"] == second
+    code = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"
+    with acquire_gpu(None, tmp_path) as first:
+        assert first == "4" and os.environ["CUDA_VISIBLE_DEVICES"] == "4"
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "recsae.gpu_slots",
+                "--lock-dir",
+                str(tmp_path),
+                "--",
+                sys.executable,
+                "-c",
+                code,
+            ],
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": "4,6"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert other.stdout.strip() == "6"
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,6"
 
 
@@ -95,16 +113,31 @@ def test_concurrent_jobs_never_share_a_gpu(env, tmp_path):
     assert len(rows) == 6 and {gpu for gpu, _, _ in rows} == {"0", "1"}
     for gpu in ("0", "1"):
         spans = sorted((float(s), float(e)) for g, s, e in rows if g == gpu)
-        assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:]))
+        assert all(
+            prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:], strict=False)
+        )
 
 
 def test_cli_runs_command_with_slot(env, tmp_path):
     env.setenv("RECSAE_GPUS", "7")
     code = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"
     out = subprocess.run(
-        [sys.executable, "-m", "recsae.gpu_slots", "--lock-dir", str(tmp_path), "--",
-         sys.executable, "-c", code],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "recsae.gpu_slots",
+            "--lock-dir",
+            str(tmp_path),
+            "--",
+            sys.executable,
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == "7"
-    assert gpu_slots.main(["--gpus", "0", "--", sys.executable, "-c", "import sys; sys.exit(3)"]) == 3
+    assert (
+        gpu_slots.main(["--gpus", "0", "--", sys.executable, "-c", "import sys; sys.exit(3)"]) == 3
+    )

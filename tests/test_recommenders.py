@@ -25,15 +25,23 @@ from recsae.recommenders.train import (
 
 TRAINABLE = ["mf", "ncf", "bpr", "lightgcn"]
 FAST = {"epochs": 40, "lr": 0.03, "batch_size": 512, "eval_every": 5, "early_stopping_patience": 0}
-SMALL = {"mf": {"dim": 8}, "ncf": {"dim": 8, "layers": [16, 8]}, "bpr": {"dim": 8},
-         "lightgcn": {"dim": 8, "n_layers": 2}}
+SMALL = {
+    "mf": {"dim": 8},
+    "ncf": {"dim": 8, "layers": [16, 8]},
+    "bpr": {"dim": 8},
+    "lightgcn": {"dim": 8, "n_layers": 2},
+}
 
 
 def frame(users, items) -> pd.DataFrame:
     n = len(users)
     return pd.DataFrame(
-        {"user": np.asarray(users, np.int64), "item": np.asarray(items, np.int64),
-         "rating": np.ones(n, np.float32), "timestamp": np.zeros(n, np.int64)}
+        {
+            "user": np.asarray(users, np.int64),
+            "item": np.asarray(items, np.int64),
+            "rating": np.ones(n, np.float32),
+            "timestamp": np.zeros(n, np.int64),
+        }
     )
 
 
@@ -48,8 +56,11 @@ def planted_split(seed: int = 0, n_users: int = 80, n_items: int = 60) -> Split:
         other = np.arange(half) + (0 if u >= n_users // 2 else half)
         liked = rng.permutation(own)[: int(0.7 * half)]
         popular = other[:3]
-        for name, items in (("test", liked[:2]), ("valid", liked[2:3]),
-                            ("train", np.concatenate([liked[3:], popular]))):
+        for name, items in (
+            ("test", liked[:2]),
+            ("valid", liked[2:3]),
+            ("train", np.concatenate([liked[3:], popular])),
+        ):
             parts[name][0].extend([u] * len(items))
             parts[name][1].extend(items.tolist())
     frames = {k: frame(*v) for k, v in parts.items()}
@@ -69,7 +80,7 @@ def trained(split):
     }
 
 
-def test_matrix(split) -> tuple:
+def held_out(split) -> tuple:
     seen = split.matrix("train") + split.matrix("valid")
     return seen, split.matrix("test")
 
@@ -77,7 +88,7 @@ def test_matrix(split) -> tuple:
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_models_learn_the_planted_groups(name, split, trained):
     model, history = trained[name]
-    seen, test = test_matrix(split)
+    seen, test = held_out(split)
     got = rank_metrics(model.full_scores, seen, test, [10])["ndcg@10"]
     baseline = rank_metrics(MostPop(split.matrix("train")).full_scores, seen, test, [10])["ndcg@10"]
     assert got > baseline + 0.15, (name, got, baseline)
@@ -158,9 +169,10 @@ def test_lightgcn_caches_propagated_embeddings_in_eval(trained):
 
 @pytest.mark.parametrize("kind", ["uniform", "popularity"])
 def test_negatives_never_hit_training_positives(kind):
-    rng = np.random.default_rng(0)
-    train = sp.csr_matrix((rng.random((50, 30)) < 0.8).astype(np.float32))
-    train[0, :29] = 1.0  # user 0 has a single possible negative
+    dense = np.random.default_rng(0).random((50, 30)) < 0.8
+    dense[0, :29] = True  # user 0 has a single possible negative
+    dense[0, 29] = False
+    train = sp.csr_matrix(dense.astype(np.float32))
     sampler = NegativeSampler(train, kind, exponent=0.5)
     users = np.repeat(np.arange(50), 200)
     negatives = sampler.sample(users, np.random.default_rng(1))
@@ -169,19 +181,20 @@ def test_negatives_never_hit_training_positives(kind):
 
 
 def test_popularity_sampler_follows_popularity():
-    counts = np.array([1, 2, 4, 8, 16, 0, 32])
-    rows = np.repeat(np.arange(40), 1)[: counts.sum()]
-    items = np.repeat(np.arange(len(counts)), counts)
-    train = sp.csr_matrix(
-        (np.ones(len(items), np.float32), (rows[: len(items)] % 39 + 1, items)), shape=(40, 7)
-    )
+    pop = np.array([1, 2, 4, 8, 16, 0, 32])
+    dense = np.arange(1, 41)[:, None] <= pop[None, :]  # item j: users 0..pop[j]-1 minus user 0
+    dense[0] = False
+    dense[33:] = False
+    dense[1:33][np.arange(32)[:, None] < pop[None, :]] = True
+    train = sp.csr_matrix(dense.astype(np.float32))
+    assert np.array_equal(np.bincount(train.indices, minlength=7), pop)
     sampler = NegativeSampler(train, "popularity", exponent=0.75)
-    pop = np.bincount(train.indices, minlength=7)
     draws = sampler.sample(np.zeros(200_000, np.int64), np.random.default_rng(2))
     want = pop**0.75 / (pop**0.75).sum()
     np.testing.assert_allclose(np.bincount(draws, minlength=7) / len(draws), want, atol=0.005)
-    uniform = NegativeSampler(train, "uniform").sample(np.zeros(70_000, np.int64),
-                                                      np.random.default_rng(3))
+    uniform = NegativeSampler(train, "uniform").sample(
+        np.zeros(70_000, np.int64), np.random.default_rng(3)
+    )
     np.testing.assert_allclose(np.bincount(uniform, minlength=7) / 70_000, 1 / 7, atol=0.01)
 
 
@@ -250,17 +263,23 @@ def factor_files(tmp_path_factory, split):
 @pytest.fixture(scope="module")
 def embeddings_model(split, factor_files):
     root = factor_files[0]
-    params = {"user_path": str(root / "users.npy"), "item_path": str(root / "items.npy"),
-              "item_bias_path": str(root / "item_bias.npy")}
+    params = {
+        "user_path": str(root / "users.npy"),
+        "item_path": str(root / "items.npy"),
+        "item_bias_path": str(root / "item_bias.npy"),
+    }
     return train_recommender(split, "embeddings", params, {}, seed=0, log=lambda s: None)[0]
 
 
 def test_embeddings_model_loads_npy_and_parquet(split, factor_files):
     root, users, items, item_bias = factor_files
     for suffix in ("npy", "parquet"):
-        params = {"user_path": str(root / f"users.{suffix}"),
-                  "item_path": str(root / f"items.{suffix}"),
-                  "item_bias_path": str(root / f"item_bias.{suffix}"), "global_bias": 0.25}
+        params = {
+            "user_path": str(root / f"users.{suffix}"),
+            "item_path": str(root / f"items.{suffix}"),
+            "item_bias_path": str(root / f"item_bias.{suffix}"),
+            "global_bias": 0.25,
+        }
         model, history = train_recommender(split, "embeddings", params, {}, 0, log=lambda s: None)
         np.testing.assert_array_equal(model.user_embeddings(), users)
         np.testing.assert_array_equal(model.item_embeddings(), items)
@@ -274,7 +293,8 @@ def test_embeddings_model_names_bad_files(split, tmp_path):
     np.save(tmp_path / "users.npy", np.zeros((3, 2), np.float32))
     with pytest.raises(ValueError, match="user_path"):
         model_class("embeddings").build(
-            split.n_users, split.n_items,
+            split.n_users,
+            split.n_items,
             {"user_path": str(tmp_path / "users.npy"), "item_path": str(tmp_path / "users.npy")},
         )
     with pytest.raises(FileNotFoundError, match="item_path"):
@@ -298,8 +318,9 @@ def test_run_training_and_evaluation_write_their_files(split, tmp_path):
     assert log["seed"] == 3 and len(log["history"]) == 5 and log["config"]["train"]["epochs"] == 5
     arrays = np.load(out_dir / "embeddings.npz")
     assert arrays["user"].shape == (split.n_users, 8) and arrays["item"].shape == (split.n_items, 8)
-    run_evaluation(data_dir, split_dir, out_dir / "model.pt", {"ks": [5, 10]}, out_dir / "m.json",
-                   "cpu")
+    run_evaluation(
+        data_dir, split_dir, out_dir / "model.pt", {"ks": [5, 10]}, out_dir / "m.json", "cpu"
+    )
     metrics = json.loads((out_dir / "m.json").read_text())
     assert metrics["seed"] == 3 and metrics["config"]["eval"]["ks"] == [5, 10]
     for block in (metrics["test"], metrics["valid"], metrics["baselines"]["mostpop"]["test"]):

@@ -200,20 +200,30 @@ def test_loss_functions_by_hand():
         kl += rho * math.log(rho / rho_hat) + (1 - rho) * math.log((1 - rho) / (1 - rho_hat))
     assert float(losses.kl_sparsity_loss(z, rho)) == pytest.approx(kl, rel=1e-5)
     dead = torch.zeros(2, 2)
-    expected_clamped = 2 * (rho * math.log(rho / 1e-6) + (1 - rho) * math.log((1 - rho) / (1 - 1e-6)))
+    expected_clamped = 2 * (
+        rho * math.log(rho / 1e-6) + (1 - rho) * math.log((1 - rho) / (1 - 1e-6))
+    )
     assert float(losses.kl_sparsity_loss(dead, rho)) == pytest.approx(expected_clamped, rel=1e-4)
     assert float(losses.l1_loss(z)) == pytest.approx(0.7 / 4)
     w = torch.tensor([2.0, 1.0])
     assert float(losses.l1_loss(z, w)) == pytest.approx((0.1 * 2 + 0.6) / 4)
     r, o = torch.tensor([0.5, -1.0]), torch.tensor([1.0, 0.0])
-    bce = -sum(
-        torch.sigmoid(t) * math.log(torch.sigmoid(s)) + (1 - torch.sigmoid(t)) * math.log(1 - torch.sigmoid(s))
-        for s, t in zip(r, o)
-    ) / 2
-    assert float(losses.pairwise_prediction_loss(r, o, "bce")) == pytest.approx(float(bce), rel=1e-5)
+    bce = (
+        -sum(
+            torch.sigmoid(t) * math.log(torch.sigmoid(s))
+            + (1 - torch.sigmoid(t)) * math.log(1 - torch.sigmoid(s))
+            for s, t in zip(r, o, strict=True)
+        )
+        / 2
+    )
+    assert float(losses.pairwise_prediction_loss(r, o, "bce")) == pytest.approx(
+        float(bce), rel=1e-5
+    )
     assert float(losses.pairwise_prediction_loss(r, o, "mse")) == pytest.approx((0.25 + 1.0) / 2)
     x = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
-    assert float(losses.fraction_variance_unexplained(x.mean(0).expand(2, 2), x)) == pytest.approx(1.0)
+    assert float(losses.fraction_variance_unexplained(x.mean(0).expand(2, 2), x)) == pytest.approx(
+        1.0
+    )
 
 
 def test_auxk_latents_only_use_dead():

@@ -140,8 +140,16 @@ def test_dot_loss_terms_by_hand():
     """A 2-d, 3-latent tied ReLU SAE with fixed weights, no standardisation."""
     rec = TinyDot(2, 2, {"dim": 2})
     cfg = resolve_sae_config(
-        {"width": 3, "standardize": False, "alpha": 0.5, "beta": 2.0, "lambda_kl": 0.1,
-         "rho": 0.2, "lambda_l1": 0.3}, 2
+        {
+            "width": 3,
+            "standardize": False,
+            "alpha": 0.5,
+            "beta": 2.0,
+            "lambda_kl": 0.1,
+            "rho": 0.2,
+            "lambda_l1": 0.3,
+        },
+        2,
     )
     sae = build_sae(SAEConfig.from_sae_cfg(cfg, 2))
     W = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]])
@@ -201,13 +209,13 @@ def test_pairwise_prediction_loss_by_hand(pred_loss):
 
 def test_pair_sampler_positives_and_negatives():
     split = tiny_split()
-    observed = set(zip(split.train.user, split.train.item))
+    observed = set(zip(split.train.user, split.train.item, strict=True))
     users = np.arange(0, 30)
     rows, pu, pi = PairSampler(split).sample(users, 2, np.random.default_rng(0))
     assert len(rows) == 3 * 30
     assert np.array_equal(pu, users[rows])
-    assert all((u, i) in observed for u, i in zip(pu[:30], pi[:30]))
-    assert not any((u, i) in observed for u, i in zip(pu[30:], pi[30:]))
+    assert all((u, i) in observed for u, i in zip(pu[:30], pi[:30], strict=True))
+    assert not any((u, i) in observed for u, i in zip(pu[30:], pi[30:], strict=True))
 
 
 def test_epoch_passes_over_larger_pool():
@@ -308,7 +316,9 @@ def test_run_sae_training_writes_checkpoint_and_log(tmp_path):
     rec = TinyDot(N_USERS, N_ITEMS, {"seed": 3})
     save_checkpoint(rec, tmp_path / "model.pt")
     cfg = {**FAST, "variant": "topk", "k": 4, "beta": 2}
-    run_sae_training(tmp_path / "model.pt", data_dir, split_dir, cfg, "variant~topk", 7, "cpu", out_dir)
+    run_sae_training(
+        tmp_path / "model.pt", data_dir, split_dir, cfg, "variant~topk", 7, "cpu", out_dir
+    )
     log = json.loads((out_dir / "train_log.json").read_text())
     assert log["seed"] == 7 and log["point_id"] == "variant~topk"
     assert log["config"]["beta"] == 2 and log["config"]["width"] == 16

@@ -53,7 +53,9 @@ def test_format_value_is_canonical(value, text):
     assert parsed == value and format_value(parsed) == text
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "a/b", "x~y", "1.5", "true", "", {"a": 1}])
+@pytest.mark.parametrize(
+    "bad", [float("nan"), float("inf"), "a/b", "x~y", "1.5", "true", "", {"a": 1}]
+)
 def test_unformattable_values_raise(bad):
     with pytest.raises(ValueError):
         format_value(bad)
@@ -98,7 +100,9 @@ def test_paths_are_stable_and_rebuild_points():
     assert sweep_points(reordered, SAE_DEFAULTS) == first
     for path, point in first.items():
         assert point_from_path(path, SAE_DEFAULTS) == point
-    smaller = sweep_points({"grids": {"paper_beta": PAPER_LIKE["grids"]["paper_beta"]}}, SAE_DEFAULTS)
+    smaller = sweep_points(
+        {"grids": {"paper_beta": PAPER_LIKE["grids"]["paper_beta"]}}, SAE_DEFAULTS
+    )
     assert set(smaller) <= set(first)
 
 

@@ -48,23 +48,37 @@ def _train_recommender(args) -> None:
 
     s = args.settings
     run_training(
-        args.data_dir, args.split_dir, s["model"], s["params"], s["train"], args.seed,
-        args.device, args.out_dir,
+        args.data_dir,
+        args.split_dir,
+        s["model"],
+        s["params"],
+        s["train"],
+        args.seed,
+        args.device,
+        args.out_dir,
     )
 
 
 def _evaluate_recommender(args) -> None:
     from recsae.recommenders.train import run_evaluation
 
-    run_evaluation(args.data_dir, args.split_dir, args.model_path, args.settings, args.out, args.device)
+    run_evaluation(
+        args.data_dir, args.split_dir, args.model_path, args.settings, args.out, args.device
+    )
 
 
 def _train_sae(args) -> None:
     from recsae.sae.train import run_sae_training
 
     run_sae_training(
-        args.model_path, args.data_dir, args.split_dir, args.settings, args.point, args.seed,
-        args.device, args.out_dir,
+        args.model_path,
+        args.data_dir,
+        args.split_dir,
+        args.settings,
+        args.point,
+        args.seed,
+        args.device,
+        args.out_dir,
     )
 
 
@@ -72,8 +86,30 @@ def _evaluate_sae(args) -> None:
     from recsae.metrics.evaluate import evaluate_sae
 
     evaluate_sae(
-        args.model_path, args.sae_path, args.data_dir, args.split_dir, args.settings, args.seed,
-        args.device, args.metrics_out, args.interventions_out,
+        args.model_path,
+        args.sae_path,
+        args.data_dir,
+        args.split_dir,
+        args.settings,
+        args.seed,
+        args.device,
+        args.metrics_out,
+        args.interventions_out,
+    )
+
+
+def _report(args) -> None:
+    from recsae.device import resolve_device
+    from recsae.report import run_report
+
+    run_report(
+        args.part,
+        args.results_dir,
+        args.settings,
+        args.out_dir,
+        args.dataset,
+        args.model,
+        resolve_device(args.device),
     )
 
 
@@ -81,7 +117,9 @@ def _validate(args) -> None:
     from recsae.config import load_config
 
     config = load_config(args.config, args.schema) if args.schema else load_config(args.config)
-    print(f"{args.config}: valid ({len(config['datasets'])} datasets, {len(config['models'])} models)")
+    print(
+        f"{args.config}: valid ({len(config['datasets'])} datasets, {len(config['models'])} models)"
+    )
 
 
 def _list(args) -> None:
@@ -105,21 +143,65 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
         p.add_argument("--gpus", type=int, default=0, help="GPUs to take from the slot pool")
+        p.add_argument(
+            "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+        )
         p.set_defaults(func=func)
         return p
 
-    stage("fetch", _fetch, "download, verify and extract a dataset's raw files",
-          "dataset", "raw-dir").add_argument("--mirror", default=None)
+    stage(
+        "fetch", _fetch, "download, verify and extract a dataset's raw files", "dataset", "raw-dir"
+    ).add_argument("--mirror", default=None)
     stage("prepare", _prepare, "raw files -> canonical tables", "dataset", "raw-dir", "out-dir")
     stage("split", _split, "canonical tables -> train/valid/test", "data-dir", "out-dir")
-    stage("train-recommender", _train_recommender, "train a base recommender",
-          "data-dir", "split-dir", "out-dir")
-    stage("evaluate-recommender", _evaluate_recommender, "full-ranking evaluation + MostPop",
-          "data-dir", "split-dir", "model-path", "out")
-    stage("train-sae", _train_sae, "train one SAE sweep point",
-          "model-path", "data-dir", "split-dir", "point", "out-dir")
-    stage("evaluate-sae", _evaluate_sae, "monosemanticity, fidelity and interventions of an SAE",
-          "model-path", "sae-path", "data-dir", "split-dir", "metrics-out", "interventions-out")
+    stage(
+        "train-recommender",
+        _train_recommender,
+        "train a base recommender",
+        "data-dir",
+        "split-dir",
+        "out-dir",
+    )
+    stage(
+        "evaluate-recommender",
+        _evaluate_recommender,
+        "full-ranking evaluation + MostPop",
+        "data-dir",
+        "split-dir",
+        "model-path",
+        "out",
+    )
+    stage(
+        "train-sae",
+        _train_sae,
+        "train one SAE sweep point",
+        "model-path",
+        "data-dir",
+        "split-dir",
+        "point",
+        "out-dir",
+    )
+    stage(
+        "evaluate-sae",
+        _evaluate_sae,
+        "monosemanticity, fidelity and interventions of an SAE",
+        "model-path",
+        "sae-path",
+        "data-dir",
+        "split-dir",
+        "metrics-out",
+        "interventions-out",
+    )
+    p = stage(
+        "report",
+        _report,
+        "tables, figures and neuron cards from the results (--part)",
+        "part",
+        "results-dir",
+        "out-dir",
+    )
+    p.add_argument("--dataset", default=None, help="interventions / neuron-cards: the pair")
+    p.add_argument("--model", default=None)
 
     p = sub.add_parser("validate-config", help="check a config file against the schema")
     p.add_argument("config")
@@ -130,12 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     if not hasattr(args, "gpus"):
         args.func(args)
         return 0
     from recsae.gpu_slots import gpu_slot
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     with gpu_slot(args.gpus):
         args.func(args)

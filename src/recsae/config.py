@@ -46,7 +46,9 @@ def key_path(error: jsonschema.ValidationError) -> str:
     return out or "(top level)"
 
 
-def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source: str = "config") -> dict:
+def validate_config(
+    config: dict, schema_path: str | Path = SCHEMA_PATH, source: str = "config"
+) -> dict:
     """Validate ``config`` in place, filling defaults; raise ConfigError naming every bad key."""
     schema = load_schema(schema_path)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -67,7 +69,10 @@ def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict
 
 def _check_references(config: dict, source: str) -> None:
     """Names used in ``experiments``, ``sae.targets`` and ``sae.overrides`` must exist."""
-    for where, groups in (("experiments", config["experiments"]), ("sae.targets", config["sae"]["targets"])):
+    for where, groups in (
+        ("experiments", config["experiments"]),
+        ("sae.targets", config["sae"]["targets"]),
+    ):
         for i, group in enumerate(groups):
             for kind in ("datasets", "models"):
                 for name in group[kind]:
@@ -80,11 +85,15 @@ def _check_references(config: dict, source: str) -> None:
     for kind in ("datasets", "models"):
         for name in overrides[kind]:
             if name not in config[kind]:
-                raise ConfigError(f"{source}: sae.overrides.{kind}.{name} names an unknown {kind[:-1]}")
+                raise ConfigError(
+                    f"{source}: sae.overrides.{kind}.{name} names an unknown {kind[:-1]}"
+                )
     for pair in overrides["pairs"]:
         dataset, model = pair.split("/")
         if dataset not in config["datasets"] or model not in config["models"]:
-            raise ConfigError(f"{source}: sae.overrides.pairs.{pair} names an unknown dataset or model")
+            raise ConfigError(
+                f"{source}: sae.overrides.pairs.{pair} names an unknown dataset or model"
+            )
 
 
 def _check_stage_settings(config: dict, source: str) -> None:

@@ -116,8 +116,8 @@ def acquire_gpu(
     """
     if count < 0:
         raise ValueError(f"gpu count must be >= 0, got {count}")
-    pool = gpu_pool(n_gpus_total)
-    if count == 0 or not pool:
+    pool = gpu_pool(n_gpus_total) if count else []
+    if not pool:
         with _visible("") as value:
             yield value
         return
@@ -149,9 +149,7 @@ def acquire_gpu(
         _release([fd for _, fd in held])
 
 
-def gpu_slot(
-    resources_gpu: int, lock_dir: str | Path | None = None, timeout: float | None = None
-):
+def gpu_slot(resources_gpu: int, lock_dir: str | Path | None = None, timeout: float | None = None):
     """``acquire_gpu`` for a Snakemake job: ``with gpu_slot(resources.gpu, lock_dir): ...``."""
     return acquire_gpu(None, lock_dir, timeout, count=int(resources_gpu))
 

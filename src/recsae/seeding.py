@@ -25,7 +25,9 @@ def numpy_rng(seed: int, *stream: int | str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(keys))
 
 
-def torch_generator(seed: int, *stream: int | str, device: str | torch.device = "cpu") -> torch.Generator:
+def torch_generator(
+    seed: int, *stream: int | str, device: str | torch.device = "cpu"
+) -> torch.Generator:
     """A torch generator seeded from ``seed`` and a named sub-stream (see ``numpy_rng``)."""
     sub_seed = int(numpy_rng(seed, *stream).integers(0, 2**63 - 1))
     gen = torch.Generator(device=device)

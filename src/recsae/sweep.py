@@ -157,7 +157,7 @@ def _grid_overrides(grid: dict, where: str) -> list[dict]:
         if not vals:
             raise ValueError(f"{where}: key {key!r} has an empty list of values")
         values.append(vals)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def _named_grids(sweep_cfg: dict) -> list[tuple[str, dict]]:

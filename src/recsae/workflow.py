@@ -13,7 +13,6 @@ RESULTS = "results"
 CANONICAL_TABLES = ("interactions", "items", "users", "concepts")
 
 
-
 def _pairs(groups: list[dict]) -> list[tuple[str, str]]:
     """Distinct (dataset, model) pairs of a list of {datasets: [...], models: [...]}, in order."""
     out: list[tuple[str, str]] = []
@@ -59,7 +58,12 @@ def sae_point(config: dict, dataset: str, model: str, path: str) -> dict:
 
 
 def dataset_settings(config: dict, dataset: str) -> dict:
-    return config["datasets"][dataset]
+    """A dataset's entry without its ``split`` block (so a split change re-runs only the split)."""
+    return {k: v for k, v in config["datasets"][dataset].items() if k != "split"}
+
+
+def split_settings(config: dict, dataset: str) -> dict:
+    return config["datasets"][dataset]["split"]
 
 
 def model_settings(config: dict, model: str) -> dict:
@@ -72,9 +76,13 @@ def fetchable_datasets(config: dict) -> list[str]:
     return [name for name, s in config["datasets"].items() if s["source"] != "custom"]
 
 
+def custom_datasets(config: dict) -> list[str]:
+    """Datasets whose canonical tables a user rule writes (``source: custom``)."""
+    return [name for name, s in config["datasets"].items() if s["source"] == "custom"]
+
+
 def name_regex(names: list[str]) -> str:
     """A wildcard constraint matching exactly these names."""
-    import re
 
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
@@ -92,7 +100,9 @@ def recommender_targets(config: dict) -> list[str]:
 
 
 def sae_targets(config: dict) -> list[str]:
-    return [f"{d}/{name}" for d in sae_dirs(config) for name in ("metrics.json", "interventions.json")]
+    return [
+        f"{d}/{name}" for d in sae_dirs(config) for name in ("metrics.json", "interventions.json")
+    ]
 
 
 def split_inputs(wildcards) -> dict[str, str]:
@@ -116,6 +126,7 @@ __all__ = [
     "all_targets",
     "split_inputs",
     "SAE_WILDCARD_REGEX",
+    "custom_datasets",
     "dataset_settings",
     "fetchable_datasets",
     "model_settings",
@@ -127,4 +138,5 @@ __all__ = [
     "sae_point",
     "sae_points",
     "sae_targets",
+    "split_settings",
 ]

@@ -2,6 +2,7 @@ rule fetch_dataset:
     output:
         manifest="resources/raw/{dataset}/MANIFEST.json",
     params:
+        raw_dir=lambda w: f"resources/raw/{w.dataset}",
         settings=lambda w: as_json(wf.dataset_settings(config, w.dataset)),
         mirror=config["mirror"] or "",
     conda:
@@ -12,8 +13,7 @@ rule fetch_dataset:
         dataset=wf.name_regex(wf.fetchable_datasets(config)),
     shell:
         "recsae fetch --dataset {wildcards.dataset:q} --settings {params.settings:q}"
-        " --raw-dir resources/raw/{wildcards.dataset:q} --mirror {params.mirror:q} > {log:q} 2>&1"
-
+        " --raw-dir {params.raw_dir:q} --mirror={params.mirror:q} > {log:q} 2>&1"
 
 rule prepare_dataset:
     input:
@@ -22,6 +22,8 @@ rule prepare_dataset:
         **{f"{name}_table": f"{RESULTS}/{{dataset}}/data/{name}.parquet" for name in wf.CANONICAL_TABLES},
         stats=f"{RESULTS}/{{dataset}}/data/stats.json",
     params:
+        data_dir=dataset_dir("data"),
+        raw_dir=lambda w: f"resources/raw/{w.dataset}",
         settings=lambda w: as_json(wf.dataset_settings(config, w.dataset)),
         seed=config["seed"],
     conda:
@@ -34,9 +36,8 @@ rule prepare_dataset:
         dataset=wf.name_regex(wf.fetchable_datasets(config)),
     shell:
         "recsae prepare --dataset {wildcards.dataset:q} --settings {params.settings:q}"
-        " --raw-dir resources/raw/{wildcards.dataset:q} --out-dir {RESULTS}/{wildcards.dataset:q}/data"
+        " --raw-dir {params.raw_dir:q} --out-dir {params.data_dir:q}"
         " --seed {params.seed} > {log:q} 2>&1"
-
 
 rule split_dataset:
     input:
@@ -46,12 +47,14 @@ rule split_dataset:
         **{f"{part}_split": f"{RESULTS}/{{dataset}}/split/{part}.parquet" for part in wf.SPLIT_PARTS},
         stats=f"{RESULTS}/{{dataset}}/split/stats.json",
     params:
-        settings=lambda w: as_json(wf.dataset_settings(config, w.dataset)["split"]),
+        data_dir=dataset_dir("data"),
+        split_dir=dataset_dir("split"),
+        settings=lambda w: as_json(wf.split_settings(config, w.dataset)),
         seed=config["seed"],
     conda:
         "../../envs/recsae.yaml"
     log:
         f"{LOGS}/{{dataset}}/split.log",
     shell:
-        "recsae split --data-dir {RESULTS}/{wildcards.dataset:q}/data --settings {params.settings:q}"
-        " --seed {params.seed} --out-dir {RESULTS}/{wildcards.dataset:q}/split > {log:q} 2>&1"
+        "recsae split --data-dir {params.data_dir:q} --settings {params.settings:q}"
+        " --seed {params.seed} --out-dir {params.split_dir:q} > {log:q} 2>&1"

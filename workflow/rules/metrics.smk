@@ -7,6 +7,8 @@ rule evaluate_sae:
         metrics=f"{RESULTS}/{{dataset}}/{{model}}/sae/{{sae}}/metrics.json",
         interventions=f"{RESULTS}/{{dataset}}/{{model}}/sae/{{sae}}/interventions.json",
     params:
+        data_dir=dataset_dir("data"),
+        split_dir=dataset_dir("split"),
         settings=as_json(config["metrics"]),
         seed=config["seed"],
         device=config["resources"]["device"],
@@ -21,7 +23,7 @@ rule evaluate_sae:
         f"{BENCH}/{{dataset}}/{{model}}/sae/{{sae}}/evaluate.tsv"
     shell:
         "recsae evaluate-sae --model-path {input.model:q} --sae-path {input.sae:q}"
-        " --data-dir {RESULTS}/{wildcards.dataset:q}/data"
-        " --split-dir {RESULTS}/{wildcards.dataset:q}/split --settings {params.settings:q}"
-        " --seed {params.seed} --device {params.device} --gpus {resources.gpu}"
+        " --data-dir {params.data_dir:q}"
+        " --split-dir {params.split_dir:q} --settings {params.settings:q}"
+        " --seed {params.seed} --device {params.device} --gpus {resources.gpu} --threads {threads}"
         " --metrics-out {output.metrics:q} --interventions-out {output.interventions:q} > {log:q} 2>&1"

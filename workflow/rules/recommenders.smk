@@ -6,6 +6,9 @@ rule train_recommender:
         embeddings=f"{RESULTS}/{{dataset}}/{{model}}/embeddings.npz",
         train_log=f"{RESULTS}/{{dataset}}/{{model}}/train_log.json",
     params:
+        data_dir=dataset_dir("data"),
+        split_dir=dataset_dir("split"),
+        out_dir=lambda w: f"{RESULTS}/{w.dataset}/{w.model}",
         settings=lambda w: as_json(wf.model_settings(config, w.model)),
         seed=config["seed"],
         device=config["resources"]["device"],
@@ -19,11 +22,10 @@ rule train_recommender:
     benchmark:
         f"{BENCH}/{{dataset}}/{{model}}/train.tsv"
     shell:
-        "recsae train-recommender --data-dir {RESULTS}/{wildcards.dataset:q}/data"
-        " --split-dir {RESULTS}/{wildcards.dataset:q}/split --settings {params.settings:q}"
-        " --seed {params.seed} --device {params.device} --gpus {resources.gpu}"
-        " --out-dir {RESULTS}/{wildcards.dataset:q}/{wildcards.model:q} > {log:q} 2>&1"
-
+        "recsae train-recommender --data-dir {params.data_dir:q}"
+        " --split-dir {params.split_dir:q} --settings {params.settings:q}"
+        " --seed {params.seed} --device {params.device} --gpus {resources.gpu} --threads {threads}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 rule evaluate_recommender:
     input:
@@ -32,6 +34,8 @@ rule evaluate_recommender:
     output:
         metrics=f"{RESULTS}/{{dataset}}/{{model}}/metrics.json",
     params:
+        data_dir=dataset_dir("data"),
+        split_dir=dataset_dir("split"),
         settings=as_json(config["evaluation"]),
         device=config["resources"]["device"],
     threads: config["resources"]["threads_per_job"]
@@ -44,7 +48,7 @@ rule evaluate_recommender:
     benchmark:
         f"{BENCH}/{{dataset}}/{{model}}/evaluate.tsv"
     shell:
-        "recsae evaluate-recommender --data-dir {RESULTS}/{wildcards.dataset:q}/data"
-        " --split-dir {RESULTS}/{wildcards.dataset:q}/split --model-path {input.model:q}"
-        " --settings {params.settings:q} --device {params.device} --gpus {resources.gpu}"
+        "recsae evaluate-recommender --data-dir {params.data_dir:q}"
+        " --split-dir {params.split_dir:q} --model-path {input.model:q}"
+        " --settings {params.settings:q} --device {params.device} --gpus {resources.gpu} --threads {threads}"
         " --out {output.metrics:q} > {log:q} 2>&1"

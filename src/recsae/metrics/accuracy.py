@@ -64,7 +64,8 @@ def rank_metrics(
             scores = score_fn(torch.as_tensor(batch, dtype=torch.long, device=device))
             if scores.shape != (len(batch), n_items):
                 raise ValueError(
-                    f"score_fn returned shape {tuple(scores.shape)}, expected {(len(batch), n_items)}"
+                    f"score_fn returned shape {tuple(scores.shape)}, "
+                    f"expected {(len(batch), n_items)}"
                 )
             for name, value in _batch_metrics(scores, exclude[batch], relevant[batch], ks).items():
                 parts.setdefault(name, []).append(value.cpu())

@@ -106,7 +106,8 @@ class Recommender(nn.Module, ABC):
     def score_matrix(
         self, user_emb: torch.Tensor, item_emb: torch.Tensor, users=None, items=None
     ) -> torch.Tensor:
-        """Logits (U, I) for every user_emb (U, d) x item_emb (I, d) pair (ids as in score_pairs)."""
+        """Logits (U, I) for every user_emb (U, d) x item_emb (I, d) pair (ids as in
+        score_pairs)."""
 
     @abstractmethod
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -33,11 +33,13 @@ def read_array(path: str | Path, n_rows: int, key: str) -> np.ndarray:
         array = _parquet_array(path, key)
     else:
         raise ValueError(f"embeddings: {key} file {path} must end in .npy or .parquet")
-    array = np.asarray(array, dtype=np.float32)
+    array = np.array(array, dtype=np.float32)
     if array.ndim == 2 and array.shape[1] == 1 and key.endswith("bias_path"):
         array = array[:, 0]
     if array.shape[0] != n_rows:
-        raise ValueError(f"embeddings: {key} file {path} has {array.shape[0]} rows, expected {n_rows}")
+        raise ValueError(
+            f"embeddings: {key} file {path} has {array.shape[0]} rows, expected {n_rows}"
+        )
     if not np.isfinite(array).all():
         raise ValueError(f"embeddings: {key} file {path} holds NaN or inf values")
     return array

@@ -24,8 +24,13 @@ class MF(DotRecommender):
     presets = {
         "paper": {
             "params": {"dim": 20, "reg": 0.01, "init_std": 0.1},
-            "train": {"epochs": 10, "lr": 0.05, "batch_size": 256, "negatives": 1,
-                      "early_stopping_patience": 0},
+            "train": {
+                "epochs": 10,
+                "lr": 0.05,
+                "batch_size": 256,
+                "negatives": 1,
+                "early_stopping_patience": 0,
+            },
         }
     }
 

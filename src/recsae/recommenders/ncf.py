@@ -23,8 +23,13 @@ class NCF(Recommender):
     presets = {
         "paper": {
             "params": {"dim": 20, "layers": [64, 32, 16], "reg": 0.0, "init_std": 0.1},
-            "train": {"epochs": 30, "lr": 0.05, "batch_size": 256, "negatives": 1,
-                      "early_stopping_patience": 0},
+            "train": {
+                "epochs": 30,
+                "lr": 0.05,
+                "batch_size": 256,
+                "negatives": 1,
+                "early_stopping_patience": 0,
+            },
         }
     }
 
@@ -34,7 +39,9 @@ class NCF(Recommender):
         self.user_emb = nn.Parameter(torch.randn(n_users, dim) * std)
         self.item_emb = nn.Parameter(torch.randn(n_items, dim) * std)
         sizes = [2 * dim, *[int(h) for h in params["layers"]], 1]
-        self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.mlp = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
 
     def user_embeddings(self) -> torch.Tensor:
         return self.user_emb

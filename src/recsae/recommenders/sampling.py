@@ -96,9 +96,7 @@ def pointwise_epoch(
     neg_users = np.tile(users, ratio)
     all_users = np.concatenate([users, neg_users])
     all_items = np.concatenate([items, sampler.sample(neg_users, rng)])
-    labels = np.concatenate(
-        [np.ones(len(users), np.float32), np.zeros(len(neg_users), np.float32)]
-    )
+    labels = np.concatenate([np.ones(len(users), np.float32), np.zeros(len(neg_users), np.float32)])
     order = rng.permutation(len(all_users))
     return {"users": all_users[order], "items": all_items[order], "labels": labels[order]}
 

@@ -68,13 +68,19 @@ def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict
         raise KeyError(f"{model_name}: unknown preset {preset_name!r}; have {sorted(cls.presets)}")
     full_params = {**cls.default_params, **preset.get("params", {}), **params}
     full_train = {**TRAIN_DEFAULTS, **cls.default_train, **preset.get("train", {}), **train_cfg}
-    for given, allowed, what in ((params, cls.default_params, "params"),
-                                 (train_cfg, TRAIN_DEFAULTS, "train")):
+    for given, allowed, what in (
+        (params, cls.default_params, "params"),
+        (train_cfg, TRAIN_DEFAULTS, "train"),
+    ):
         unknown = sorted(set(given) - set(allowed))
         if unknown:
-            raise KeyError(f"{model_name}: unknown {what} key(s) {unknown}; known {sorted(allowed)}")
+            raise KeyError(
+                f"{model_name}: unknown {what} key(s) {unknown}; known {sorted(allowed)}"
+            )
     if full_train["optimizer"] not in OPTIMIZERS:
-        raise KeyError(f"train optimizer {full_train['optimizer']!r} unknown; use {list(OPTIMIZERS)}")
+        raise KeyError(
+            f"train optimizer {full_train['optimizer']!r} unknown; use {list(OPTIMIZERS)}"
+        )
     return full_params, full_train
 
 
@@ -90,7 +96,8 @@ def train_recommender(
     """Train ``model_name`` on ``split.train`` with early stopping on ``split.valid``.
 
     Returns the model (best validation state, eval mode) and the history: one dict per epoch with
-    epoch, loss, seconds and, on evaluated epochs, "valid" metrics.
+    epoch, loss (mean per sample), samples, seconds (sampling + optimisation) and, on evaluated
+    epochs, "valid" metrics (None when the split has no validation part).
     """
     params, cfg = resolve_config(model_name, params, train_cfg)
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
@@ -106,8 +113,12 @@ def train_recommender(
             return None
         model.eval()
         return rank_metrics(
-            model.full_scores, train, valid, cfg["eval_ks"],
-            batch_size=cfg["eval_batch_size"], device=device,
+            model.full_scores,
+            train,
+            valid,
+            cfg["eval_ks"],
+            batch_size=cfg["eval_batch_size"],
+            device=device,
         )
 
     history: list[dict] = []
@@ -139,7 +150,8 @@ def train_recommender(
             loss = model.training_loss(batch)
             if not torch.isfinite(loss):
                 raise RuntimeError(
-                    f"{model_name}: non-finite loss {loss.item()} at epoch {epoch}, batch {batch_idx}"
+                    f"{model_name}: non-finite loss {loss.item()} "
+                    f"at epoch {epoch}, batch {batch_idx}"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -148,6 +160,7 @@ def train_recommender(
         record = {
             "epoch": epoch,
             "loss": float(loss_sum) / n_samples,
+            "samples": n_samples,
             "seconds": time.perf_counter() - start_time,
         }
         if epoch % int(cfg["eval_every"]) == 0 or epoch == int(cfg["epochs"]):

@@ -1,0 +1,60 @@
+"""Comparison tables, figures and neuron cards from the result files of a run (the report stage).
+
+``run_report(part, ...)`` is what ``recsae report --part PART`` calls:
+
+* ``tables``: every table of ``recsae.report.targets.TABLES`` (+ the tidy ``sweep.csv``);
+* ``sweep-figures``: fidelity vs sparsity and MS/coverage vs width and beta (from sweep.csv);
+* ``interventions``: the intervention curves of one (dataset, model)'s chosen SAE;
+* ``neuron-cards``: the neuron cards of one (dataset, model)'s chosen SAE.
+
+Paths and rules: ``recsae.report.targets`` and ``recsae.report.collect``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARTS = ("tables", "sweep-figures", "interventions", "neuron-cards")
+
+
+def run_report(
+    part: str,
+    results_dir: str | Path,
+    settings: dict,
+    out_dir: str | Path,
+    dataset: str | None = None,
+    model: str | None = None,
+    device: str = "cpu",
+) -> None:
+    """Build one part of the report into ``out_dir`` (settings: ``targets.report_settings``)."""
+    from recsae.report.targets import REPORT_DEFAULTS
+
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    settings = {**settings, "report": {**REPORT_DEFAULTS, **settings.get("report", {})}}
+    settings.setdefault("recommenders", [])
+    settings.setdefault("sae_points", [])
+    tables_dir = results_dir / "tables"
+    if part == "tables":
+        from recsae.report.tables import build_tables
+
+        build_tables(results_dir, settings, out_dir)
+        return
+    if part == "sweep-figures":
+        from recsae.report.figures import sweep_figures
+
+        sweep_figures(tables_dir, settings, out_dir)
+        return
+    if part not in PARTS:
+        raise ValueError(f"unknown report part {part!r}; known: {PARTS}")
+    if not dataset or not model:
+        raise ValueError(f"report part {part!r} needs a dataset and a model")
+    name = part.replace("-", "_")
+    png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
+    if part == "interventions":
+        from recsae.report.figures import intervention_curves
+
+        intervention_curves(tables_dir, dataset, model, png, svg)
+    else:
+        from recsae.report.neuron_cards import neuron_cards
+
+        neuron_cards(results_dir, tables_dir, dataset, model, settings, png, svg, device)

@@ -41,7 +41,7 @@ SAE_DEFAULTS: dict = {
     "lr": 1e-3,  # Adam learning rate
     "batch_size": 256,  # users per step and items per step
     "epochs": 18,  # one epoch = one pass over the larger of (training users, items)
-    "holdout_fraction": 0.2,  # share of users held out of SAE training (fidelity is measured on them)
+    "holdout_fraction": 0.2,  # share of users held out of SAE training (fidelity measured on them)
 }
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -90,7 +90,9 @@ def resolve_sae_config(sae_cfg: dict, input_dim: int) -> dict:
         if key in _CHOICES and value not in _CHOICES[key]:
             _fail(key, f"{value!r} is not one of {list(_CHOICES[key])}")
         types = _TYPES.get(key)
-        if types and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+        if types and (
+            not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        ):
             _fail(key, f"expected {'/'.join(t.__name__ for t in types)}, got {value!r}")
     given = sae_cfg.get("expansion")
     if cfg["width"] is not None and given is not None and round(given * input_dim) != cfg["width"]:
@@ -154,7 +156,7 @@ def prefix_sizes(prefixes, width: int) -> tuple[int, ...]:
         sizes.append(size)
     if not sizes or sizes[-1] != width:
         sizes.append(width)
-    if any(b <= a for a, b in zip(sizes, sizes[1:])):
+    if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
         _fail("matryoshka_prefixes", f"sizes {sizes} (width {width}) are not strictly increasing")
     return tuple(sizes)
 

@@ -7,7 +7,9 @@ import numpy as np
 from recsae.seeding import numpy_rng
 
 
-def split_sae_users(n_users: int, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_sae_users(
+    n_users: int, holdout_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Sorted int64 arrays (train_users, heldout_users): a seeded random ``holdout_fraction`` of
     0..n_users-1 is held out (at least one user when the fraction is positive)."""
     if not 0.0 <= holdout_fraction < 1.0:

@@ -27,7 +27,7 @@ def matryoshka_embedding_loss(
     u_prefixes: list[torch.Tensor], u: torch.Tensor, v_prefixes: list[torch.Tensor], v: torch.Tensor
 ) -> torch.Tensor:
     """L_emb summed over nested prefixes: sum_m MSE(U~_m, U) + MSE(V~_m, V)."""
-    return sum(embedding_loss(uh, u, vh, v) for uh, vh in zip(u_prefixes, v_prefixes))
+    return sum(embedding_loss(uh, u, vh, v) for uh, vh in zip(u_prefixes, v_prefixes, strict=True))
 
 
 def score_mse(recon_scores: torch.Tensor, orig_scores: torch.Tensor) -> torch.Tensor:

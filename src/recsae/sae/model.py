@@ -67,7 +67,9 @@ class BatchTopK(nn.Module):
 
     def _update_threshold(self, selected: torch.Tensor) -> None:
         """Fold the smallest positive selected activation into the EMA (no host sync)."""
-        smallest = torch.where(selected > 0, selected, torch.full_like(selected, float("inf"))).min()
+        smallest = torch.where(
+            selected > 0, selected, torch.full_like(selected, float("inf"))
+        ).min()
         seen = torch.isfinite(smallest)
         ema = (1 - self.momentum) * self.threshold + self.momentum * smallest
         new = torch.where(self.threshold_updates == 0, smallest, ema)
@@ -200,13 +202,15 @@ class SparseAutoencoder(nn.Module):
         out = z @ self.decoder.T
         return out if stats is None or not self.config.standardize else out * stats.std
 
-    def decode_prefixes(self, z: torch.Tensor, stats: InputStats | None = None) -> list[torch.Tensor]:
+    def decode_prefixes(
+        self, z: torch.Tensor, stats: InputStats | None = None
+    ) -> list[torch.Tensor]:
         """Matryoshka reconstructions from each nested prefix of latents: a list of (N, d), one per
         entry of ``config.prefix_sizes`` (the last one uses every latent)."""
         sizes = self.config.prefix_sizes or (self.width,)
         bounds = (0, *sizes)
         parts = torch.stack(
-            [z[:, a:b] @ self.decoder[:, a:b].T for a, b in zip(bounds, bounds[1:])]
+            [z[:, a:b] @ self.decoder[:, a:b].T for a, b in zip(bounds, bounds[1:], strict=False)]
         )
         partial = parts.cumsum(dim=0) + self.pre_bias
         return [self.unstandardize(p, stats) for p in partial]
@@ -217,7 +221,9 @@ class SparseAutoencoder(nn.Module):
         pre_acts = self.pre_activations(x_norm)
         z = self.activation(pre_acts)
         x_hat_norm = self.decode_norm(z)
-        return SAEOutput(z, pre_acts, self.unstandardize(x_hat_norm, stats), x_norm, x_hat_norm, stats)
+        return SAEOutput(
+            z, pre_acts, self.unstandardize(x_hat_norm, stats), x_norm, x_hat_norm, stats
+        )
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:

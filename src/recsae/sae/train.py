@@ -33,7 +33,7 @@ from recsae.seeding import numpy_rng, torch_generator
 
 TERMS = ("loss", "emb", "pred", "kl", "l1", "auxk")
 EVAL_CHUNK = 4096
-SCORE_CHUNK = 256
+SCORE_PAIRS_PER_CHUNK = 2**19
 NEGATIVE_RESAMPLE_ROUNDS = 10
 
 
@@ -56,15 +56,18 @@ class PairSampler:
         self.indptr = csr.indptr.astype(np.int64)
         self.indices = csr.indices.astype(np.int64)
         self.n_items = split.n_items
-        self.codes = np.sort(np.repeat(np.arange(split.n_users), np.diff(self.indptr)) * self.n_items
-                             + self.indices)
+        self.codes = np.sort(
+            np.repeat(np.arange(split.n_users), np.diff(self.indptr)) * self.n_items + self.indices
+        )
 
     def _observed(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         codes = users * self.n_items + items
         pos = np.searchsorted(self.codes, codes).clip(max=len(self.codes) - 1)
         return self.codes[pos] == codes if len(self.codes) else np.zeros(len(codes), bool)
 
-    def sample(self, batch_users: np.ndarray, negatives_per_positive: int, rng: np.random.Generator):
+    def sample(
+        self, batch_users: np.ndarray, negatives_per_positive: int, rng: np.random.Generator
+    ):
         """(rows, users, items) int64 arrays: one observed training item per batch user that has
         one, then ``negatives_per_positive`` unobserved items per positive."""
         start = self.indptr[batch_users]
@@ -108,7 +111,10 @@ def sae_loss_terms(
     zero = u.new_zeros(())
     if sae.config.variant == "matryoshka":
         emb = losses.matryoshka_embedding_loss(
-            sae.decode_prefixes(out_u.z, out_u.stats), u, sae.decode_prefixes(out_v.z, out_v.stats), v
+            sae.decode_prefixes(out_u.z, out_u.stats),
+            u,
+            sae.decode_prefixes(out_v.z, out_v.stats),
+            v,
         )
     else:
         emb = losses.embedding_loss(out_u.x_hat, u, out_v.x_hat, v)
@@ -205,7 +211,9 @@ def train_sae(
             u, v = user_emb[users], item_emb[items]
             pairs = None
             if sampler is not None:
-                rows, pu, pi = sampler.sample(user_batches[step], cfg["negatives_per_positive"], rng)
+                rows, pu, pi = sampler.sample(
+                    user_batches[step], cfg["negatives_per_positive"], rng
+                )
                 pi_t = torch.as_tensor(pi, device=device)
                 pairs = PairBatch(
                     torch.as_tensor(rows, device=device),
@@ -275,7 +283,8 @@ def evaluate_sae(sae: SparseAutoencoder, recommender: Recommender, users: np.nda
     zu, u_hat = _encode_all(sae, u)
     zv, v_hat = _encode_all(sae, v)
     sq_err, count = 0.0, 0
-    for rows in torch.arange(len(u), device=device).split(SCORE_CHUNK):
+    chunk = max(1, SCORE_PAIRS_PER_CHUNK // max(len(v), 1))
+    for rows in torch.arange(len(u), device=device).split(chunk):
         diff = recommender.score_matrix(u_hat[rows], v_hat) - recommender.score_matrix(u[rows], v)
         sq_err += float(diff.pow(2).sum())
         count += diff.numel()

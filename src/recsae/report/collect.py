@@ -1,0 +1,244 @@
+"""Result files -> tidy pandas frames, and the selection rules of the report.
+
+Every frame is rebuilt from the JSON files each time (nothing is appended), in config order.
+
+* ``recommender_frame``: one row per (dataset, model) with the test metrics of the recommender,
+  plus one ``MostPop`` row per dataset (MostPop depends on the split only; its metrics are taken
+  from the first model of the dataset).
+* ``sweep_frame``: one row per SAE sweep point: dataset, model, point (the sweep path), the swept
+  keys parsed from the path, the resolved variant/width/expansion/k/beta (from train_log.json),
+  every scalar of metrics.json ``summary`` and the train_log summary prefixed ``train_``.
+* ``interventions_frame``: one row per (point, concept, experiment, level).
+
+Rules (``report`` block of the config):
+* best point of a group: the row with the best ``best_point_metric`` (``best_point_goal`` max
+  or min); ties go to the lower ``l0_items``, then the alphabetically first point path. Rows
+  whose metric is missing never win. ``best`` marks the best per (dataset, model, variant),
+  ``chosen`` the best per (dataset, model), the SAE shown in neuron cards and intervention curves.
+* Pareto: per (dataset, model), a point is Pareto-optimal when no other point has a lower or
+  equal sparsity (``pareto_sparsity``, default l0_items, lower is better) AND a higher or equal
+  fidelity (``pareto_fidelity``, default rbo30, higher is better), with at least one strict.
+* beta points: points whose path sets only ``beta`` (``beta~X``): the paper's beta sweep.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsae.io import read_json
+from recsae.sae.config import uses_topk
+from recsae.sweep import format_value, parse_point_path
+
+PAIR_KEYS = ["dataset", "model"]
+RESOLVED_KEYS = ("variant", "width", "expansion", "k", "beta")
+EXPERIMENTS = ("filtering", "nudging", "promotion")
+RECOMMENDER_METRICS = ("hr", "ndcg", "mrr")
+MOSTPOP = "MostPop"
+
+
+def _scalar(value) -> bool:
+    return value is None or isinstance(value, (numbers.Number, str, bool))
+
+
+def _ks(block: dict) -> list[int]:
+    ks = {int(key.split("@")[1]) for key in block if "@" in key and key.split("@")[1].isdigit()}
+    return sorted(ks)
+
+
+def _recommender_row(block: dict) -> dict:
+    return {
+        f"{m}@{k}": block.get(f"{m}@{k}") for k in _ks(block) for m in RECOMMENDER_METRICS
+    } | {"n_users": block.get("n_users")}
+
+
+def recommender_frame(results_dir: str | Path, pairs) -> pd.DataFrame:
+    """Test HR/NDCG/MRR@K of every recommender pair plus one MostPop row per dataset."""
+    results_dir = Path(results_dir)
+    rows, mostpop = [], {}
+    for dataset, model in pairs:
+        metrics = read_json(results_dir / dataset / model / "metrics.json")
+        rows.append(
+            {"dataset": dataset, "model": model, "architecture": metrics.get("model", model)}
+            | _recommender_row(metrics["test"])
+        )
+        baseline = (metrics.get("baselines") or {}).get("mostpop")
+        if baseline and dataset not in mostpop:
+            mostpop[dataset] = {"dataset": dataset, "model": MOSTPOP, "architecture": "mostpop"}
+            mostpop[dataset] |= _recommender_row(baseline["test"])
+    frame = pd.DataFrame(rows + list(mostpop.values()))
+    if frame.empty:
+        return pd.DataFrame(columns=["dataset", "model", "architecture"])
+    order = {d: i for i, d in enumerate(dict.fromkeys(d for d, _ in pairs))}
+    frame["_d"] = frame["dataset"].map(order)
+    frame["_m"] = frame["model"].eq(MOSTPOP)
+    frame = frame.sort_values(["_d", "_m"], kind="stable").drop(columns=["_d", "_m"])
+    return frame.reset_index(drop=True)
+
+
+def _cell(value):
+    """A sweep value as a CSV cell (lists keep their path text)."""
+    return format_value(value) if isinstance(value, (list, tuple)) else value
+
+
+def sweep_row(results_dir: Path, dataset: str, model: str, path: str) -> dict:
+    base = results_dir / dataset / model / "sae" / path
+    metrics = read_json(base / "metrics.json")
+    train_log = read_json(base / "train_log.json")
+    cfg = train_log.get("config") or {}
+    swept = parse_point_path(path)
+    row: dict = {"dataset": dataset, "model": model, "point": path, "swept": ",".join(swept)}
+    for key in RESOLVED_KEYS:
+        row[key] = cfg.get(key, swept.get(key))
+    if cfg and "variant" in cfg and not uses_topk({"matryoshka_base": None, **cfg}):
+        row["k"] = None  # k means nothing to a ReLU SAE
+    for key, value in swept.items():
+        row[key] = _cell(value)
+    row |= {k: v for k, v in metrics["summary"].items() if _scalar(v)}
+    for key, value in (train_log.get("summary") or {}).items():
+        if isinstance(value, numbers.Number) and not isinstance(value, bool):
+            row[key if key.startswith("train_") else f"train_{key}"] = value
+    return row
+
+
+def sweep_frame(results_dir: str | Path, points, report_cfg: dict) -> pd.DataFrame:
+    """One row per sweep point (``points``: (dataset, model, path) in config order), with the
+    ``best``, ``chosen`` and ``pareto`` columns of the report rules."""
+    rows = [sweep_row(Path(results_dir), *point) for point in points]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=[*PAIR_KEYS, "point", "swept", *RESOLVED_KEYS])
+    return mark_rules(frame, report_cfg)
+
+
+def mark_rules(frame: pd.DataFrame, report_cfg: dict) -> pd.DataFrame:
+    """``frame`` with boolean columns best (per dataset, model, variant), chosen (per dataset,
+    model) and pareto (per dataset, model); see the module docstring."""
+    frame = frame.copy()
+    metric, goal = report_cfg["best_point_metric"], report_cfg["best_point_goal"]
+    fidelity, sparsity = report_cfg["pareto_fidelity"], report_cfg["pareto_sparsity"]
+    if len(frame):
+        for key, column in (("best_point_metric", metric), ("pareto_fidelity", fidelity),
+                            ("pareto_sparsity", sparsity)):
+            if column not in frame.columns:
+                known = sorted(c for c in frame.columns if c not in PAIR_KEYS)
+                raise ValueError(f"report.{key} {column!r} is not a sweep column; known: {known}")
+    frame["best"] = best_mask(frame, ["dataset", "model", "variant"], metric, goal)
+    frame["chosen"] = best_mask(frame, PAIR_KEYS, metric, goal)
+    frame["pareto"] = pareto_mask(frame, fidelity, sparsity, PAIR_KEYS)
+    return frame
+
+
+def best_mask(frame: pd.DataFrame, by: list[str], metric: str, goal: str = "max") -> pd.Series:
+    """True on the best row of each group of ``by`` (see the module docstring for ties)."""
+    mask = pd.Series(False, index=frame.index, dtype=bool)
+    if frame.empty:
+        return mask
+    if goal not in ("max", "min"):
+        raise ValueError(f"best_point_goal must be max or min, got {goal!r}")
+    value = pd.to_numeric(frame[metric], errors="coerce")
+    key = -value if goal == "max" else value
+    l0 = pd.to_numeric(frame["l0_items"], errors="coerce") if "l0_items" in frame else 0.0
+    ranked = frame.assign(_key=key, _l0=l0)
+    ranked = ranked[ranked["_key"].notna()]
+    ranked = ranked.sort_values(["_key", "_l0", "point"], kind="stable", na_position="last")
+    winners = ranked.groupby(by, sort=False, dropna=False).head(1).index
+    mask.loc[winners] = True
+    return mask
+
+
+def pareto_mask(
+    frame: pd.DataFrame, fidelity: str, sparsity: str, by: list[str] | None = None
+) -> pd.Series:
+    """True on the rows no other row of their group dominates (higher-or-equal ``fidelity`` and
+    lower-or-equal ``sparsity``, one of them strictly); rows missing either value are False."""
+    mask = pd.Series(False, index=frame.index, dtype=bool)
+    if frame.empty:
+        return mask
+    groups = frame.groupby(by, sort=False, dropna=False) if by else [(None, frame)]
+    for _, group in groups:
+        fid = pd.to_numeric(group[fidelity], errors="coerce").to_numpy(float)
+        spa = pd.to_numeric(group[sparsity], errors="coerce").to_numpy(float)
+        ok = np.isfinite(fid) & np.isfinite(spa)
+        for i, index in enumerate(group.index):
+            if not ok[i]:
+                continue
+            better_eq = ok & (fid >= fid[i]) & (spa <= spa[i])
+            strict = (fid > fid[i]) | (spa < spa[i])
+            mask.loc[index] = not (better_eq & strict).any()
+    return mask
+
+
+def beta_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose sweep path sets only beta (``beta~X``), sorted by pair then beta."""
+    if frame.empty:
+        return frame
+    only_beta = frame["point"].map(lambda p: set(parse_point_path(p)) == {"beta"})
+    out = frame[only_beta].copy()
+    out["beta"] = pd.to_numeric(out["beta"])
+    pair_order = {pair: i for i, pair in enumerate(dict.fromkeys(zip(frame.dataset, frame.model)))}
+    out["_pair"] = [pair_order[p] for p in zip(out.dataset, out.model)]
+    return out.sort_values(["_pair", "beta"], kind="stable").drop(columns="_pair")
+
+
+def _level_rows(block: dict) -> list[dict]:
+    return block.get("levels") or []
+
+
+def interventions_rows(results_dir: Path, dataset: str, model: str, path: str) -> list[dict]:
+    data = read_json(results_dir / dataset / model / "sae" / path / "interventions.json")
+    rows = []
+    for entry in data.get("concepts", []):
+        head = {
+            "dataset": dataset, "model": model, "point": path,
+            "family": entry.get("family"), "concept": entry.get("concept"),
+            "neuron": entry.get("neuron"), "auroc": entry.get("auroc"),
+        }
+        for experiment in EXPERIMENTS:
+            block = entry.get(experiment) or {}
+            base = head | {
+                "experiment": experiment,
+                "share_original": block.get("share_original"),
+                "share_reconstructed": block.get("share_reconstructed"),
+            }
+            levels = _level_rows(block)
+            if not levels:
+                rows.append(base | {"note": block.get("reason", "no levels")})
+                continue
+            for level in levels:
+                effect = level.get("success") if experiment == "promotion" else level.get("share")
+                rows.append(base | {"effect": effect} | level)
+    return rows
+
+
+def interventions_frame(results_dir: str | Path, points) -> pd.DataFrame:
+    """One row per (point, concept, experiment, level); ``effect`` is the concept share in the
+    users' top-k (filtering, nudging) or the promotion success; the cost columns are
+    ``ndcg@K``, ``delta_ndcg@K``, ``overlap@k`` and ``off_target_change``. An experiment that
+    could not run is one row with a ``note``."""
+    rows = [r for point in points for r in interventions_rows(Path(results_dir), *point)]
+    columns = [*PAIR_KEYS, "point", "family", "concept", "neuron", "auroc", "experiment",
+               "level", "raw_level", "effect", "share_original", "share_reconstructed"]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    rest = [c for c in frame.columns if c not in columns and c != "note"]
+    ordered = [c for c in columns if c in frame.columns] + rest
+    return frame[ordered + (["note"] if "note" in frame.columns else [])]
+
+
+def metric_column(frame: pd.DataFrame, prefix: str) -> str | None:
+    """The first column named ``prefix`` + digits (e.g. rbo30, delta_ndcg@10), if any."""
+    for column in frame.columns:
+        tail = str(column)[len(prefix):].lstrip("@")
+        if str(column).startswith(prefix) and tail.isdigit():
+            return column
+    return None
+
+
+def finite(value) -> bool:
+    return isinstance(value, numbers.Number) and math.isfinite(value)

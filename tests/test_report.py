@@ -1,0 +1,322 @@
+"""Report stage: tables, figures, neuron cards and the Snakemake HTML report.
+
+The result tree is made by the real stages (``recsae`` CLI, in process) on a tiny synthetic
+dataset, so the JSON files have exactly the structure of a real run. The last test runs the
+report rules (workflow/rules/report.smk) with Snakemake on that tree, builds the HTML report and,
+where a ``chromium`` binary exists, renders it headless and checks every figure displays.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsae import workflow as wf
+from recsae.cli import main as cli
+from recsae.config import validate_config
+from recsae.report import run_report
+from recsae.report.check import (
+    PNG_MAGIC,
+    check_report_outputs,
+    chromium_binary,
+    decode_data_uri,
+    render_report,
+    report_results,
+)
+from recsae.report.collect import beta_points, best_mask, mark_rules, pareto_mask
+from recsae.report.targets import REPORT_DEFAULTS, report_settings, report_targets
+from recsae.report.tables import build_tables
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "seed": 0,
+    "resources": {"device": "cpu", "gpus_per_job": 0, "threads_per_job": 1},
+    "datasets": {
+        "tiny": {
+            "source": "synthetic", "n_users": 120, "n_items": 60, "interactions_per_user": 12,
+            "n_clusters": 3, "n_eras": 2, "n_popularity_levels": 2,
+            "split": {"protocol": "random_holdout", "test_n": 2, "valid_n": 1},
+        }
+    },
+    "models": {
+        "mf": {"model": "mf", "params": {"dim": 8}, "train": {"epochs": 2}},
+        "ncf": {"model": "ncf", "params": {"dim": 8}, "train": {"epochs": 1}},
+    },
+    "experiments": [{"datasets": ["tiny"], "models": ["mf", "ncf"]}],
+    "sae": {
+        "targets": [{"datasets": ["tiny"], "models": ["mf", "ncf"]}],
+        "defaults": {"expansion": 2, "epochs": 2, "batch_size": 64},
+        "sweep": {"grids": {"beta": {"beta": [0, 5]},
+                            "topk": {"variant": ["topk"], "k": [2], "beta": [1]}}},
+    },
+    "metrics": {"interventions": {"n_concepts": 1, "audience_size": 5, "promotion_targets": 1}},
+    "report": {"neuron_cards": 2},
+}
+
+
+def _run(*args) -> None:
+    assert cli([str(a) for a in args]) == 0
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """(workdir, config): results/ of the tiny config made by the real stages, as the rules do."""
+    work = tmp_path_factory.mktemp("report")
+    config = validate_config(copy.deepcopy(TINY), REPO / "config" / "schema.yaml")
+    res = work / wf.RESULTS
+    for dataset, entry in config["datasets"].items():
+        raw, data, split = work / "resources/raw" / dataset, res / dataset / "data", res / dataset / "split"
+        settings = {k: v for k, v in entry.items() if k != "split"}
+        _run("fetch", "--dataset", dataset, "--settings", _json(settings), "--raw-dir", raw)
+        _run("prepare", "--dataset", dataset, "--settings", _json(settings), "--raw-dir", raw,
+             "--out-dir", data)
+        _run("split", "--data-dir", data, "--settings", _json(entry["split"]), "--out-dir", split)
+    for dataset, model in wf.recommender_pairs(config):
+        data, split, out = res / dataset / "data", res / dataset / "split", res / dataset / model
+        _run("train-recommender", "--data-dir", data, "--split-dir", split, "--settings",
+             _json(wf.model_settings(config, model)), "--device", "cpu", "--out-dir", out)
+        _run("evaluate-recommender", "--data-dir", data, "--split-dir", split, "--model-path",
+             out / "model.pt", "--settings", _json(config["evaluation"]), "--device", "cpu",
+             "--out", out / "metrics.json")
+    for dataset, model in wf.sae_pairs(config):
+        data, split, pair = res / dataset / "data", res / dataset / "split", res / dataset / model
+        for path, point in wf.sae_points(config, dataset, model).items():
+            out = pair / "sae" / path
+            _run("train-sae", "--model-path", pair / "model.pt", "--data-dir", data,
+                 "--split-dir", split, "--settings", _json(point), "--point",
+                 f"{dataset}/{model}/{path}", "--device", "cpu", "--out-dir", out)
+            _run("evaluate-sae", "--model-path", pair / "model.pt", "--sae-path", out / "sae.pt",
+                 "--data-dir", data, "--split-dir", split, "--settings",
+                 _json(config["metrics"]), "--device", "cpu", "--metrics-out",
+                 out / "metrics.json", "--interventions-out", out / "interventions.json")
+    return work, config
+
+
+def build_report(work: Path, config: dict) -> None:
+    """Every report part through the CLI, as the rules call it."""
+    res = work / wf.RESULTS
+    settings = _json(report_settings(config))
+    _run("report", "--part", "tables", "--results-dir", res, "--out-dir", res / "tables",
+         "--settings", settings)
+    _run("report", "--part", "sweep-figures", "--results-dir", res, "--out-dir",
+         res / "figures", "--settings", settings)
+    for dataset, model in wf.sae_pairs(config):
+        for part in ("interventions", "neuron-cards"):
+            _run("report", "--part", part, "--results-dir", res, "--out-dir",
+                 res / "figures" / dataset / model, "--dataset", dataset, "--model", model,
+                 "--settings", settings, "--device", "cpu")
+
+
+@pytest.fixture(scope="module")
+def report(tree):
+    work, config = tree
+    build_report(work, config)
+    return work, config
+
+
+def test_tables_have_one_row_per_expected_point(report):
+    work, config = report
+    frames = check_report_outputs(work / wf.RESULTS, config)
+    points = report_settings(config)["sae_points"]
+    sweep = frames["sweep"]
+    assert len(sweep) == len(points) == 6
+    assert {"beta", "variant", "width", "k", "rbo30", "l0_items", "train_l0_items",
+            "train_dead_fraction", "best", "chosen", "pareto"} <= set(sweep.columns)
+    assert sweep.loc[sweep.point == "variant~topk/k~2/beta~1", "k"].tolist() == [2, 2]
+    assert sweep.loc[sweep.point == "beta~5", "k"].isna().all()  # k means nothing to ReLU
+    recs = frames["recommenders"]
+    assert recs.model.tolist() == ["mf", "ncf", "MostPop"]
+    assert {"hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "mrr@20"} <= set(recs.columns)
+    beta = frames["beta"]
+    assert sorted(zip(beta.model, beta.beta)) == [("mf", 0), ("mf", 5), ("ncf", 0), ("ncf", 5)]
+    assert {"rbo30", "kendall_tau", "ms_mean", "coverage_items"} <= set(beta.columns)
+    best = frames["best_points"]
+    assert sorted(zip(best.model, best.variant)) == [
+        ("mf", "relu"), ("mf", "topk"), ("ncf", "relu"), ("ncf", "topk")
+    ]
+    inter = frames["interventions"]
+    assert set(inter.point) == {p for _, _, p in points}
+    assert set(inter.experiment) <= {"filtering", "nudging", "promotion"}
+    assert not inter.duplicated(["dataset", "model", "point", "concept", "experiment",
+                                 "level"]).any()
+    md = (work / "results/tables/best_points.md").read_text()
+    assert "maximum of `rbo30`" in md and md.count("\n| tiny") == 4
+
+
+def test_best_point_matches_the_rule(report):
+    work, config = report
+    sweep = pd.read_csv(work / "results/tables/sweep.csv")
+    for (_, _), group in sweep.groupby(["dataset", "model"]):
+        chosen = group[group.chosen]
+        assert len(chosen) == 1
+        assert chosen.rbo30.iloc[0] == group.rbo30.max()
+        for _, variant in group.groupby("variant"):
+            assert variant[variant.best].rbo30.iloc[0] == variant.rbo30.max()
+
+
+def test_rerun_gives_identical_tables(report):
+    work, config = report
+    tables = work / "results/tables"
+    before = {p.name: p.read_bytes() for p in sorted(tables.iterdir())}
+    build_tables(work / "results", {**report_settings(config)}, tables)
+    build_tables(work / "results", {**report_settings(config)}, tables)
+    after = {p.name: p.read_bytes() for p in sorted(tables.iterdir())}
+    assert before == after
+    check_report_outputs(work / "results", config)
+
+
+def test_figures_are_nonempty_png_and_svg(report):
+    work, config = report
+    figures = [t for t in report_targets(config) if "/figures/" in t]
+    assert len(figures) == 4 + 2 * 2 * 2
+    for target in figures:
+        data = (work / target).read_bytes()
+        if target.endswith(".png"):
+            assert data.startswith(PNG_MAGIC) and len(data) > 10_000, target
+        else:
+            assert b"<svg" in data[:2000] and len(data) > 10_000, target
+
+
+def test_neuron_cards_show_titles_of_top_items(report):
+    work, _ = report
+    svg = (work / "results/figures/tiny/mf/neuron_cards.svg").read_text()
+    assert "neuron cards of SAE" in svg and "item " in svg  # synthetic titles are "item N"
+    assert "AUROC" in svg and "popularity" in svg
+
+
+def test_best_mask_ties_missing_and_goal():
+    frame = pd.DataFrame({
+        "dataset": "d", "model": "m",
+        "variant": ["relu", "relu", "relu", "topk", "topk"],
+        "point": ["b", "a", "c", "x", "y"],
+        "rbo30": [0.5, 0.5, np.nan, np.nan, 0.1],
+        "l0_items": [3.0, 3.0, 1.0, 1.0, 9.0],
+    })
+    best = best_mask(frame, ["dataset", "model", "variant"], "rbo30")
+    assert frame.point[best].tolist() == ["a", "y"]  # tie -> same l0 -> path "a"; NaN never wins
+    frame.loc[0, "l0_items"] = 2.0
+    assert frame.point[best_mask(frame, ["variant"], "rbo30")].tolist() == ["b", "y"]
+    assert frame.point[best_mask(frame, ["dataset"], "rbo30", "min")].tolist() == ["y"]
+
+
+def test_pareto_mask():
+    frame = pd.DataFrame({
+        "dataset": "d", "model": ["m"] * 6 + ["n"],
+        "point": list("abcdefg"),
+        "rbo30": [0.9, 0.8, 0.7, 0.95, 0.7, np.nan, 0.1],
+        "l0_items": [10.0, 4.0, 4.0, 20.0, 2.0, 1.0, 50.0],
+    })
+    mask = pareto_mask(frame, "rbo30", "l0_items", ["dataset", "model"])
+    # c is dominated by b (same L0, lower fidelity); f misses a value; g is alone in its group
+    assert frame.point[mask].tolist() == ["a", "b", "d", "e", "g"]
+    twins = pd.DataFrame({"rbo30": [0.5, 0.5], "l0_items": [3.0, 3.0]})
+    assert pareto_mask(twins, "rbo30", "l0_items").all()  # equal points do not dominate
+
+
+def test_beta_points_and_unknown_metric():
+    frame = pd.DataFrame({
+        "dataset": "d", "model": "m", "variant": "relu",
+        "point": ["beta~10", "beta~0", "variant~topk/beta~1", "expansion~4/beta~0", "default"],
+        "beta": [10.0, 0.0, 1.0, 0.0, 0.0], "rbo30": 0.5, "l0_items": 3.0,
+    })
+    assert beta_points(frame).point.tolist() == ["beta~0", "beta~10"]
+    with pytest.raises(ValueError, match="not a sweep column"):
+        mark_rules(frame, {**REPORT_DEFAULTS, "best_point_metric": "nope"})
+
+
+def test_report_targets_follow_the_config():
+    config = validate_config(copy.deepcopy(TINY), REPO / "config" / "schema.yaml")
+    targets = report_targets(config)
+    assert len(targets) == len(set(targets))
+    assert "results/tables/sweep.csv" in targets
+    assert "results/figures/tiny/ncf/neuron_cards.svg" in targets
+    no_sae = copy.deepcopy(TINY)
+    no_sae["sae"]["targets"] = []
+    no_sae = validate_config(no_sae, REPO / "config" / "schema.yaml")
+    assert not [t for t in report_targets(no_sae) if "/figures/" in t]
+    assert report_settings(no_sae)["sae_points"] == []
+
+
+def test_empty_sweep_still_writes_tables(tree, tmp_path):
+    work, config = tree
+    settings = {**report_settings(config), "sae_points": []}
+    run_report("tables", work / "results", settings, tmp_path / "tables")
+    assert len(pd.read_csv(tmp_path / "tables/recommenders.csv")) == 3
+    assert "(no rows)" in (tmp_path / "tables/beta.md").read_text()
+
+
+SNAKEFILE = """
+from recsae import workflow as wf
+from recsae.config import validate_config
+from recsae.report.targets import report_targets
+
+configfile: "config.yaml"
+validate_config(config, {schema!r})
+RESULTS = wf.RESULTS
+LOGS = f"{{RESULTS}}/logs"
+BENCH = f"{{RESULTS}}/benchmarks"
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+rule all:
+    input: report_targets(config)
+
+include: {common!r}
+include: {report!r}
+"""
+
+
+@pytest.mark.slow
+def test_snakemake_report_rules_and_html(report):
+    """The report rules on the tiny tree (upstream files are plain inputs), then
+    ``snakemake --report``; rendered in headless Chromium when one is installed."""
+    import yaml
+
+    work, _ = report
+    small = copy.deepcopy(TINY)  # one SAE pair keeps the run short
+    small["sae"]["targets"] = [{"datasets": ["tiny"], "models": ["mf"]}]
+    config = validate_config(copy.deepcopy(small), REPO / "config" / "schema.yaml")
+    for target in report_targets(config):  # the rules must make them again
+        (work / target).unlink()
+    (work / "config.yaml").write_text(yaml.safe_dump(small))
+    (work / "Snakefile").write_text(SNAKEFILE.format(
+        schema=str(REPO / "config/schema.yaml"),
+        common=str(REPO / "workflow/rules/common.smk"),
+        report=str(REPO / "workflow/rules/report.smk"),
+    ))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    base = [sys.executable, "-m", "snakemake", "-s", str(work / "Snakefile"), "-d", str(work)]
+    for extra in (["--cores", "2"], ["--report", "report.html"]):
+        out = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=300)
+        logs = "".join(p.read_text() for p in (work / "results/logs").rglob("*.log"))
+        assert out.returncode == 0, out.stderr[-4000:] + logs[-3000:]
+    check_report_outputs(work / "results", config)
+
+    results = report_results(work / "report.html")
+    figures = [t for t in report_targets(config) if "/figures/" in t]
+    assert set(figures) <= set(results)
+    assert all(results[f"results/tables/{t}.html"]["caption"] for t in ("beta", "pareto"))
+    assert decode_data_uri(results[figures[0]]["data_uri"]).startswith(PNG_MAGIC)
+
+    if chromium_binary() is None:
+        pytest.skip("chromium not installed (apt-get install -y chromium): render check skipped")
+    rendered = render_report(work / "report.html")
+    assert rendered["error"] is None and rendered["app_children"] > 0
+    assert set(rendered["images"]) == set(figures)
+    assert all(w > 100 and h > 100 for w, h in rendered["images"].values()), rendered
