@@ -30,9 +30,9 @@ from recsae.report.check import (
     render_report,
     report_results,
 )
-from recsae.report.collect import beta_points, best_mask, mark_rules, pareto_mask
-from recsae.report.targets import REPORT_DEFAULTS, report_settings, report_targets
+from recsae.report.collect import best_mask, beta_points, mark_rules, pareto_mask
 from recsae.report.tables import build_tables
+from recsae.report.targets import REPORT_DEFAULTS, report_settings, report_targets
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -40,8 +40,13 @@ TINY = {
     "resources": {"device": "cpu", "gpus_per_job": 0, "threads_per_job": 1},
     "datasets": {
         "tiny": {
-            "source": "synthetic", "n_users": 120, "n_items": 60, "interactions_per_user": 12,
-            "n_clusters": 3, "n_eras": 2, "n_popularity_levels": 2,
+            "source": "synthetic",
+            "n_users": 120,
+            "n_items": 60,
+            "interactions_per_user": 12,
+            "n_clusters": 3,
+            "n_eras": 2,
+            "n_popularity_levels": 2,
             "split": {"protocol": "random_holdout", "test_n": 2, "valid_n": 1},
         }
     },
@@ -53,8 +58,12 @@ TINY = {
     "sae": {
         "targets": [{"datasets": ["tiny"], "models": ["mf", "ncf"]}],
         "defaults": {"expansion": 2, "epochs": 2, "batch_size": 64},
-        "sweep": {"grids": {"beta": {"beta": [0, 5]},
-                            "topk": {"variant": ["topk"], "k": [2], "beta": [1]}}},
+        "sweep": {
+            "grids": {
+                "beta": {"beta": [0, 5]},
+                "topk": {"variant": ["topk"], "k": [2], "beta": [1]},
+            }
+        },
     },
     "metrics": {"interventions": {"n_concepts": 1, "audience_size": 5, "promotion_targets": 1}},
     "report": {"neuron_cards": 2},
@@ -78,30 +87,95 @@ def tree(tmp_path_factory):
     config = validate_config(copy.deepcopy(TINY), REPO / "config" / "schema.yaml")
     res = work / wf.RESULTS
     for dataset, entry in config["datasets"].items():
-        raw, data, split = work / "resources/raw" / dataset, res / dataset / "data", res / dataset / "split"
+        raw, data, split = (
+            work / "resources/raw" / dataset,
+            res / dataset / "data",
+            res / dataset / "split",
+        )
         settings = {k: v for k, v in entry.items() if k != "split"}
         _run("fetch", "--dataset", dataset, "--settings", _json(settings), "--raw-dir", raw)
-        _run("prepare", "--dataset", dataset, "--settings", _json(settings), "--raw-dir", raw,
-             "--out-dir", data)
+        _run(
+            "prepare",
+            "--dataset",
+            dataset,
+            "--settings",
+            _json(settings),
+            "--raw-dir",
+            raw,
+            "--out-dir",
+            data,
+        )
         _run("split", "--data-dir", data, "--settings", _json(entry["split"]), "--out-dir", split)
     for dataset, model in wf.recommender_pairs(config):
         data, split, out = res / dataset / "data", res / dataset / "split", res / dataset / model
-        _run("train-recommender", "--data-dir", data, "--split-dir", split, "--settings",
-             _json(wf.model_settings(config, model)), "--device", "cpu", "--out-dir", out)
-        _run("evaluate-recommender", "--data-dir", data, "--split-dir", split, "--model-path",
-             out / "model.pt", "--settings", _json(config["evaluation"]), "--device", "cpu",
-             "--out", out / "metrics.json")
+        _run(
+            "train-recommender",
+            "--data-dir",
+            data,
+            "--split-dir",
+            split,
+            "--settings",
+            _json(wf.model_settings(config, model)),
+            "--device",
+            "cpu",
+            "--out-dir",
+            out,
+        )
+        _run(
+            "evaluate-recommender",
+            "--data-dir",
+            data,
+            "--split-dir",
+            split,
+            "--model-path",
+            out / "model.pt",
+            "--settings",
+            _json(config["evaluation"]),
+            "--device",
+            "cpu",
+            "--out",
+            out / "metrics.json",
+        )
     for dataset, model in wf.sae_pairs(config):
         data, split, pair = res / dataset / "data", res / dataset / "split", res / dataset / model
         for path, point in wf.sae_points(config, dataset, model).items():
             out = pair / "sae" / path
-            _run("train-sae", "--model-path", pair / "model.pt", "--data-dir", data,
-                 "--split-dir", split, "--settings", _json(point), "--point",
-                 f"{dataset}/{model}/{path}", "--device", "cpu", "--out-dir", out)
-            _run("evaluate-sae", "--model-path", pair / "model.pt", "--sae-path", out / "sae.pt",
-                 "--data-dir", data, "--split-dir", split, "--settings",
-                 _json(config["metrics"]), "--device", "cpu", "--metrics-out",
-                 out / "metrics.json", "--interventions-out", out / "interventions.json")
+            _run(
+                "train-sae",
+                "--model-path",
+                pair / "model.pt",
+                "--data-dir",
+                data,
+                "--split-dir",
+                split,
+                "--settings",
+                _json(point),
+                "--point",
+                f"{dataset}/{model}/{path}",
+                "--device",
+                "cpu",
+                "--out-dir",
+                out,
+            )
+            _run(
+                "evaluate-sae",
+                "--model-path",
+                pair / "model.pt",
+                "--sae-path",
+                out / "sae.pt",
+                "--data-dir",
+                data,
+                "--split-dir",
+                split,
+                "--settings",
+                _json(config["metrics"]),
+                "--device",
+                "cpu",
+                "--metrics-out",
+                out / "metrics.json",
+                "--interventions-out",
+                out / "interventions.json",
+            )
     return work, config
 
 
@@ -109,15 +183,47 @@ def build_report(work: Path, config: dict) -> None:
     """Every report part through the CLI, as the rules call it."""
     res = work / wf.RESULTS
     settings = _json(report_settings(config))
-    _run("report", "--part", "tables", "--results-dir", res, "--out-dir", res / "tables",
-         "--settings", settings)
-    _run("report", "--part", "sweep-figures", "--results-dir", res, "--out-dir",
-         res / "figures", "--settings", settings)
+    _run(
+        "report",
+        "--part",
+        "tables",
+        "--results-dir",
+        res,
+        "--out-dir",
+        res / "tables",
+        "--settings",
+        settings,
+    )
+    _run(
+        "report",
+        "--part",
+        "sweep-figures",
+        "--results-dir",
+        res,
+        "--out-dir",
+        res / "figures",
+        "--settings",
+        settings,
+    )
     for dataset, model in wf.sae_pairs(config):
         for part in ("interventions", "neuron-cards"):
-            _run("report", "--part", part, "--results-dir", res, "--out-dir",
-                 res / "figures" / dataset / model, "--dataset", dataset, "--model", model,
-                 "--settings", settings, "--device", "cpu")
+            _run(
+                "report",
+                "--part",
+                part,
+                "--results-dir",
+                res,
+                "--out-dir",
+                res / "figures" / dataset / model,
+                "--dataset",
+                dataset,
+                "--model",
+                model,
+                "--settings",
+                settings,
+                "--device",
+                "cpu",
+            )
 
 
 @pytest.fixture(scope="module")
@@ -133,25 +239,45 @@ def test_tables_have_one_row_per_expected_point(report):
     points = report_settings(config)["sae_points"]
     sweep = frames["sweep"]
     assert len(sweep) == len(points) == 6
-    assert {"beta", "variant", "width", "k", "rbo30", "l0_items", "train_l0_items",
-            "train_dead_fraction", "best", "chosen", "pareto"} <= set(sweep.columns)
+    assert {
+        "beta",
+        "variant",
+        "width",
+        "k",
+        "rbo30",
+        "l0_items",
+        "train_l0_items",
+        "train_dead_fraction",
+        "best",
+        "chosen",
+        "pareto",
+    } <= set(sweep.columns)
     assert sweep.loc[sweep.point == "variant~topk/k~2/beta~1", "k"].tolist() == [2, 2]
     assert sweep.loc[sweep.point == "beta~5", "k"].isna().all()  # k means nothing to ReLU
     recs = frames["recommenders"]
     assert recs.model.tolist() == ["mf", "ncf", "MostPop"]
     assert {"hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "mrr@20"} <= set(recs.columns)
     beta = frames["beta"]
-    assert sorted(zip(beta.model, beta.beta)) == [("mf", 0), ("mf", 5), ("ncf", 0), ("ncf", 5)]
+    assert sorted(zip(beta.model, beta.beta, strict=True)) == [
+        ("mf", 0),
+        ("mf", 5),
+        ("ncf", 0),
+        ("ncf", 5),
+    ]
     assert {"rbo30", "kendall_tau", "ms_mean", "coverage_items"} <= set(beta.columns)
     best = frames["best_points"]
-    assert sorted(zip(best.model, best.variant)) == [
-        ("mf", "relu"), ("mf", "topk"), ("ncf", "relu"), ("ncf", "topk")
+    assert sorted(zip(best.model, best.variant, strict=True)) == [
+        ("mf", "relu"),
+        ("mf", "topk"),
+        ("ncf", "relu"),
+        ("ncf", "topk"),
     ]
     inter = frames["interventions"]
     assert set(inter.point) == {p for _, _, p in points}
     assert set(inter.experiment) <= {"filtering", "nudging", "promotion"}
-    assert not inter.duplicated(["dataset", "model", "point", "concept", "experiment",
-                                 "level"]).any()
+    assert not inter.duplicated(
+        ["dataset", "model", "point", "concept", "experiment", "level"]
+    ).any()
     md = (work / "results/tables/best_points.md").read_text()
     assert "maximum of `rbo30`" in md and md.count("\n| tiny") == 4
 
@@ -198,13 +324,16 @@ def test_neuron_cards_show_titles_of_top_items(report):
 
 
 def test_best_mask_ties_missing_and_goal():
-    frame = pd.DataFrame({
-        "dataset": "d", "model": "m",
-        "variant": ["relu", "relu", "relu", "topk", "topk"],
-        "point": ["b", "a", "c", "x", "y"],
-        "rbo30": [0.5, 0.5, np.nan, np.nan, 0.1],
-        "l0_items": [3.0, 3.0, 1.0, 1.0, 9.0],
-    })
+    frame = pd.DataFrame(
+        {
+            "dataset": "d",
+            "model": "m",
+            "variant": ["relu", "relu", "relu", "topk", "topk"],
+            "point": ["b", "a", "c", "x", "y"],
+            "rbo30": [0.5, 0.5, np.nan, np.nan, 0.1],
+            "l0_items": [3.0, 3.0, 1.0, 1.0, 9.0],
+        }
+    )
     best = best_mask(frame, ["dataset", "model", "variant"], "rbo30")
     assert frame.point[best].tolist() == ["a", "y"]  # tie -> same l0 -> path "a"; NaN never wins
     frame.loc[0, "l0_items"] = 2.0
@@ -213,12 +342,15 @@ def test_best_mask_ties_missing_and_goal():
 
 
 def test_pareto_mask():
-    frame = pd.DataFrame({
-        "dataset": "d", "model": ["m"] * 6 + ["n"],
-        "point": list("abcdefg"),
-        "rbo30": [0.9, 0.8, 0.7, 0.95, 0.7, np.nan, 0.1],
-        "l0_items": [10.0, 4.0, 4.0, 20.0, 2.0, 1.0, 50.0],
-    })
+    frame = pd.DataFrame(
+        {
+            "dataset": "d",
+            "model": ["m"] * 6 + ["n"],
+            "point": list("abcdefg"),
+            "rbo30": [0.9, 0.8, 0.7, 0.95, 0.7, np.nan, 0.1],
+            "l0_items": [10.0, 4.0, 4.0, 20.0, 2.0, 1.0, 50.0],
+        }
+    )
     mask = pareto_mask(frame, "rbo30", "l0_items", ["dataset", "model"])
     # c is dominated by b (same L0, lower fidelity); f misses a value; g is alone in its group
     assert frame.point[mask].tolist() == ["a", "b", "d", "e", "g"]
@@ -227,11 +359,17 @@ def test_pareto_mask():
 
 
 def test_beta_points_and_unknown_metric():
-    frame = pd.DataFrame({
-        "dataset": "d", "model": "m", "variant": "relu",
-        "point": ["beta~10", "beta~0", "variant~topk/beta~1", "expansion~4/beta~0", "default"],
-        "beta": [10.0, 0.0, 1.0, 0.0, 0.0], "rbo30": 0.5, "l0_items": 3.0,
-    })
+    frame = pd.DataFrame(
+        {
+            "dataset": "d",
+            "model": "m",
+            "variant": "relu",
+            "point": ["beta~10", "beta~0", "variant~topk/beta~1", "expansion~4/beta~0", "default"],
+            "beta": [10.0, 0.0, 1.0, 0.0, 0.0],
+            "rbo30": 0.5,
+            "l0_items": 3.0,
+        }
+    )
     assert beta_points(frame).point.tolist() == ["beta~0", "beta~10"]
     with pytest.raises(ValueError, match="not a sweep column"):
         mark_rules(frame, {**REPORT_DEFAULTS, "best_point_metric": "nope"})
@@ -294,13 +432,19 @@ def test_snakemake_report_rules_and_html(report):
     for target in report_targets(config):  # the rules must make them again
         (work / target).unlink()
     (work / "config.yaml").write_text(yaml.safe_dump(small))
-    (work / "Snakefile").write_text(SNAKEFILE.format(
-        schema=str(REPO / "config/schema.yaml"),
-        common=str(REPO / "workflow/rules/common.smk"),
-        report=str(REPO / "workflow/rules/report.smk"),
-    ))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    (work / "Snakefile").write_text(
+        SNAKEFILE.format(
+            schema=str(REPO / "config/schema.yaml"),
+            common=str(REPO / "workflow/rules/common.smk"),
+            report=str(REPO / "workflow/rules/report.smk"),
+        )
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
     base = [sys.executable, "-m", "snakemake", "-s", str(work / "Snakefile"), "-d", str(work)]
     for extra in (["--cores", "2"], ["--report", "report.html"]):
         out = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=300)

@@ -13,6 +13,7 @@ import yaml
 
 from recsae import workflow
 from recsae.config import load_config
+from recsae.report.check import check_report_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
@@ -80,6 +81,13 @@ def test_demo_sae_metrics_are_complete(demo_run):
             assert summary[key] is not None, (sae_dir, key)
         log = json.loads((workdir / sae_dir / "train_log.json").read_text())
         assert log["history"], sae_dir
+
+
+def test_demo_report_outputs(demo_run):
+    """Every table has one row per expected point and every figure is a non-empty image."""
+    workdir, config = demo_run
+    tables = check_report_outputs(workdir / "results", config)
+    assert len(tables["sweep"]) == len(workflow.sae_dirs(config))
 
 
 def test_demo_rerun_has_nothing_to_do(demo_run):

@@ -116,8 +116,10 @@ def split_inputs(wildcards) -> dict[str, str]:
 
 
 def all_targets(config: dict) -> list[str]:
-    """Everything ``rule all`` asks for."""
-    return recommender_targets(config) + sae_targets(config)
+    """Everything ``rule all`` asks for: recommenders, SAE metrics, tables and figures."""
+    from recsae.report.targets import report_targets
+
+    return recommender_targets(config) + sae_targets(config) + report_targets(config)
 
 
 __all__ = [

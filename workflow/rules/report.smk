@@ -1,3 +1,5 @@
+import os
+
 from recsae.report import targets as report_paths
 
 
@@ -12,40 +14,30 @@ localrules:
 
 REPORT_SETTINGS = report_paths.report_settings(config)
 REPORT_PAIRS = wf.sae_pairs(config)
-
-
-def table_output(name, path):
-    """A table file; the html (viewed) and csv (downloaded) versions go into the report."""
-    table, fmt = name.rsplit("_", 1)
-    if fmt == "md":
-        return path
-    return report(
-        path,
-        caption=f"../report/table_{table}.rst",
-        category="Tables",
-        subcategory=table,
-        labels={"table": table, "format": fmt},
-    )
-
-
-def figure_output(name, path, category, subcategory):
-    figure, fmt = name.rsplit("_", 1)
-    return report(
-        path,
-        caption=f"../report/{figure}.rst",
-        category=category,
-        subcategory=subcategory,
-        labels={"figure": figure, "format": fmt},
-    )
+REPORT_SLICE = as_json({"report": REPORT_SETTINGS["report"]})
 
 
 rule aggregate_results:
     input:
         report_paths.aggregate_inputs(config),
     output:
-        **{name: table_output(name, path) for name, path in report_paths.table_paths().items()},
+        # markdown stays out of the HTML report; html (viewed) and csv (downloaded) go in
+        **{name: path for name, path, _, fmt in report_paths.table_outputs() if fmt == "md"},
+        **{
+            name: report(
+                path,
+                caption=f"../report/table_{table}.rst",
+                category="Tables",
+                subcategory=table,
+                labels={"table": table, "format": fmt},
+            )
+            for name, path, table, fmt in report_paths.table_outputs()
+            if fmt != "md"
+        },
     params:
         settings=as_json(REPORT_SETTINGS),
+        results=lambda w, output: os.path.dirname(os.path.dirname(output.sweep_csv)),
+        out_dir=lambda w, output: os.path.dirname(output.sweep_csv),
     conda:
         "../../envs/recsae.yaml"
     log:
@@ -53,7 +45,7 @@ rule aggregate_results:
     benchmark:
         f"{BENCH}/report/aggregate.tsv"
     shell:
-        "recsae report --part tables --results-dir {RESULTS} --out-dir {RESULTS}/tables"
+        "recsae report --part tables --results-dir {params.results:q} --out-dir {params.out_dir:q}"
         " --settings {params.settings:q} > {log:q} 2>&1"
 
 
@@ -62,11 +54,19 @@ rule render_sweep_figures:
         sweep=report_paths.table_paths()["sweep_csv"],
     output:
         **{
-            name: figure_output(name, path, "Sweep", name.rsplit("_", 1)[0])
+            name: report(
+                path,
+                caption=f"../report/{name.rsplit('_', 1)[0]}.rst",
+                category="Sweep",
+                subcategory=name.rsplit("_", 1)[0],
+                labels={"figure": name.rsplit("_", 1)[0], "format": name.rsplit("_", 1)[1]},
+            )
             for name, path in report_paths.sweep_figure_paths().items()
         },
     params:
-        settings=as_json({"report": REPORT_SETTINGS["report"]}),
+        settings=REPORT_SLICE,
+        results=lambda w, input: os.path.dirname(os.path.dirname(input.sweep)),
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     conda:
         "../../envs/recsae.yaml"
     log:
@@ -74,8 +74,8 @@ rule render_sweep_figures:
     benchmark:
         f"{BENCH}/report/sweep_figures.tsv"
     shell:
-        "recsae report --part sweep-figures --results-dir {RESULTS} --out-dir {RESULTS}/figures"
-        " --settings {params.settings:q} > {log:q} 2>&1"
+        "recsae report --part sweep-figures --results-dir {params.results:q}"
+        " --out-dir {params.out_dir:q} --settings {params.settings:q} > {log:q} 2>&1"
 
 
 rule render_intervention_curves:
@@ -84,16 +84,19 @@ rule render_intervention_curves:
         interventions=report_paths.table_paths()["interventions_csv"],
     output:
         **{
-            f"interventions_{fmt}": figure_output(
-                f"interventions_{fmt}",
+            f"interventions_{fmt}": report(
                 report_paths.pair_figure_path("interventions", fmt),
-                "{dataset}",
-                "{model}",
+                caption="../report/interventions.rst",
+                category="{dataset}",
+                subcategory="{model}",
+                labels={"figure": "interventions", "format": fmt},
             )
             for fmt in report_paths.FIGURE_FORMATS
         },
     params:
-        settings=as_json({"report": REPORT_SETTINGS["report"]}),
+        settings=REPORT_SLICE,
+        results=lambda w, input: os.path.dirname(os.path.dirname(input.sweep)),
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     conda:
         "../../envs/recsae.yaml"
     log:
@@ -104,9 +107,8 @@ rule render_intervention_curves:
         dataset=wf.name_regex(sorted({d for d, _ in REPORT_PAIRS})),
         model=wf.name_regex(sorted({m for _, m in REPORT_PAIRS})),
     shell:
-        "recsae report --part interventions --results-dir {RESULTS}"
-        " --out-dir {RESULTS}/figures/{wildcards.dataset:q}/{wildcards.model:q}"
-        " --dataset {wildcards.dataset:q} --model {wildcards.model:q}"
+        "recsae report --part interventions --results-dir {params.results:q}"
+        " --out-dir {params.out_dir:q} --dataset {wildcards.dataset:q} --model {wildcards.model:q}"
         " --settings {params.settings:q} > {log:q} 2>&1"
 
 
@@ -119,16 +121,19 @@ rule render_neuron_cards:
         concepts_table=f"{RESULTS}/{{dataset}}/data/concepts.parquet",
     output:
         **{
-            f"neuron_cards_{fmt}": figure_output(
-                f"neuron_cards_{fmt}",
+            f"neuron_cards_{fmt}": report(
                 report_paths.pair_figure_path("neuron_cards", fmt),
-                "{dataset}",
-                "{model}",
+                caption="../report/neuron_cards.rst",
+                category="{dataset}",
+                subcategory="{model}",
+                labels={"figure": "neuron cards", "format": fmt},
             )
             for fmt in report_paths.FIGURE_FORMATS
         },
     params:
-        settings=as_json({"report": REPORT_SETTINGS["report"]}),
+        settings=REPORT_SLICE,
+        results=lambda w, input: os.path.dirname(os.path.dirname(input.sweep)),
+        out_dir=lambda w, output: os.path.dirname(output[0]),
         device=config["resources"]["device"],
     threads: config["resources"]["threads_per_job"]
     conda:
@@ -141,7 +146,6 @@ rule render_neuron_cards:
         dataset=wf.name_regex(sorted({d for d, _ in REPORT_PAIRS})),
         model=wf.name_regex(sorted({m for _, m in REPORT_PAIRS})),
     shell:
-        "recsae report --part neuron-cards --results-dir {RESULTS}"
-        " --out-dir {RESULTS}/figures/{wildcards.dataset:q}/{wildcards.model:q}"
-        " --dataset {wildcards.dataset:q} --model {wildcards.model:q}"
+        "recsae report --part neuron-cards --results-dir {params.results:q}"
+        " --out-dir {params.out_dir:q} --dataset {wildcards.dataset:q} --model {wildcards.model:q}"
         " --settings {params.settings:q} --device {params.device} > {log:q} 2>&1"

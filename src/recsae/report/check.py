@@ -55,8 +55,10 @@ def check_report_outputs(results_dir: str | Path, config: dict) -> dict[str, pd.
             check_image(path)
     settings = report_settings(config)
     tables = Path(results_dir) / "tables"
-    frames = {p.stem: pd.read_csv(p) if p.stat().st_size > 1 else pd.DataFrame()
-              for p in tables.glob("*.csv")}
+    frames = {
+        p.stem: pd.read_csv(p) if p.stat().st_size > 1 else pd.DataFrame()
+        for p in tables.glob("*.csv")
+    }
 
     recs = frames["recommenders"]
     pairs = [tuple(p) for p in settings["recommenders"]]
@@ -70,14 +72,23 @@ def check_report_outputs(results_dir: str | Path, config: dict) -> dict[str, pd.
     sweep = frames[SWEEP_TABLE]
     assert len(sweep) == len(points), f"sweep.csv: {len(sweep)} rows for {len(points)} points"
     if points:
-        got = list(zip(sweep.dataset.astype(str), sweep.model.astype(str), sweep.point.astype(str)))
+        got = list(
+            zip(
+                sweep.dataset.astype(str),
+                sweep.model.astype(str),
+                sweep.point.astype(str),
+                strict=True,
+            )
+        )
         assert got == points, "sweep.csv rows differ from the config's sweep points"
         groups = sweep.groupby(["dataset", "model", "variant"], dropna=False).ngroups
         assert len(frames["best_points"]) == groups, "best_points.csv: not one row per variant"
         assert sweep.groupby(["dataset", "model"])["chosen"].sum().eq(1).all()
         assert sweep.groupby(["dataset", "model"])["pareto"].sum().ge(1).all()
         n_beta = sum(1 for _, _, path in points if re.fullmatch(r"beta~[^/]+", path))
-        assert len(frames["beta"]) == n_beta, f"beta.csv: {len(frames['beta'])} rows, {n_beta} points"
+        assert len(frames["beta"]) == n_beta, (
+            f"beta.csv: {len(frames['beta'])} rows, {n_beta} points"
+        )
     return frames
 
 
@@ -155,10 +166,20 @@ def render_report(report_html: str | Path, chromium: str | None = None, timeout:
         cut = len(text) if cut < 0 else cut
         page.write_text(text[:cut] + _PROBE + text[cut:], encoding="utf-8")
         cmd = [
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", "--mute-audio", f"--user-data-dir={tmp}/profile",
-            "--virtual-time-budget=300000", "--dump-dom", page.as_uri(),
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--mute-audio",
+            f"--user-data-dir={tmp}/profile",
+            "--virtual-time-budget=300000",
+            "--dump-dom",
+            page.as_uri(),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     match = re.search(r'<pre id="recsae-check">(.*?)</pre>', proc.stdout, re.S)

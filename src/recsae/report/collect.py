@@ -51,9 +51,9 @@ def _ks(block: dict) -> list[int]:
 
 
 def _recommender_row(block: dict) -> dict:
-    return {
-        f"{m}@{k}": block.get(f"{m}@{k}") for k in _ks(block) for m in RECOMMENDER_METRICS
-    } | {"n_users": block.get("n_users")}
+    return {f"{m}@{k}": block.get(f"{m}@{k}") for k in _ks(block) for m in RECOMMENDER_METRICS} | {
+        "n_users": block.get("n_users")
+    }
 
 
 def recommender_frame(results_dir: str | Path, pairs) -> pd.DataFrame:
@@ -122,8 +122,11 @@ def mark_rules(frame: pd.DataFrame, report_cfg: dict) -> pd.DataFrame:
     metric, goal = report_cfg["best_point_metric"], report_cfg["best_point_goal"]
     fidelity, sparsity = report_cfg["pareto_fidelity"], report_cfg["pareto_sparsity"]
     if len(frame):
-        for key, column in (("best_point_metric", metric), ("pareto_fidelity", fidelity),
-                            ("pareto_sparsity", sparsity)):
+        for key, column in (
+            ("best_point_metric", metric),
+            ("pareto_fidelity", fidelity),
+            ("pareto_sparsity", sparsity),
+        ):
             if column not in frame.columns:
                 known = sorted(c for c in frame.columns if c not in PAIR_KEYS)
                 raise ValueError(f"report.{key} {column!r} is not a sweep column; known: {known}")
@@ -180,8 +183,11 @@ def beta_points(frame: pd.DataFrame) -> pd.DataFrame:
     only_beta = frame["point"].map(lambda p: set(parse_point_path(p)) == {"beta"})
     out = frame[only_beta].copy()
     out["beta"] = pd.to_numeric(out["beta"])
-    pair_order = {pair: i for i, pair in enumerate(dict.fromkeys(zip(frame.dataset, frame.model)))}
-    out["_pair"] = [pair_order[p] for p in zip(out.dataset, out.model)]
+    pair_order = {
+        pair: i
+        for i, pair in enumerate(dict.fromkeys(zip(frame.dataset, frame.model, strict=True)))
+    }
+    out["_pair"] = [pair_order[p] for p in zip(out.dataset, out.model, strict=True)]
     return out.sort_values(["_pair", "beta"], kind="stable").drop(columns="_pair")
 
 
@@ -194,9 +200,13 @@ def interventions_rows(results_dir: Path, dataset: str, model: str, path: str) -
     rows = []
     for entry in data.get("concepts", []):
         head = {
-            "dataset": dataset, "model": model, "point": path,
-            "family": entry.get("family"), "concept": entry.get("concept"),
-            "neuron": entry.get("neuron"), "auroc": entry.get("auroc"),
+            "dataset": dataset,
+            "model": model,
+            "point": path,
+            "family": entry.get("family"),
+            "concept": entry.get("concept"),
+            "neuron": entry.get("neuron"),
+            "auroc": entry.get("auroc"),
         }
         for experiment in EXPERIMENTS:
             block = entry.get(experiment) or {}
@@ -221,8 +231,20 @@ def interventions_frame(results_dir: str | Path, points) -> pd.DataFrame:
     ``ndcg@K``, ``delta_ndcg@K``, ``overlap@k`` and ``off_target_change``. An experiment that
     could not run is one row with a ``note``."""
     rows = [r for point in points for r in interventions_rows(Path(results_dir), *point)]
-    columns = [*PAIR_KEYS, "point", "family", "concept", "neuron", "auroc", "experiment",
-               "level", "raw_level", "effect", "share_original", "share_reconstructed"]
+    columns = [
+        *PAIR_KEYS,
+        "point",
+        "family",
+        "concept",
+        "neuron",
+        "auroc",
+        "experiment",
+        "level",
+        "raw_level",
+        "effect",
+        "share_original",
+        "share_reconstructed",
+    ]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=columns)
@@ -234,7 +256,7 @@ def interventions_frame(results_dir: str | Path, points) -> pd.DataFrame:
 def metric_column(frame: pd.DataFrame, prefix: str) -> str | None:
     """The first column named ``prefix`` + digits (e.g. rbo30, delta_ndcg@10), if any."""
     for column in frame.columns:
-        tail = str(column)[len(prefix):].lstrip("@")
+        tail = str(column)[len(prefix) :].lstrip("@")
         if str(column).startswith(prefix) and tail.isdigit():
             return column
     return None

@@ -27,8 +27,9 @@ EXPERIMENT_TITLES = {
 
 def save(fig, png: str | Path, svg: str | Path | None = None, dpi: int = 110) -> None:
     """Write ``fig`` to png (and svg), atomically, and close it."""
-    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi,
-                                              metadata={"Software": None}))
+    atomic_write(
+        png, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+    )
     if svg is not None:
         atomic_write(svg, lambda tmp: fig.savefig(tmp, format="svg", metadata={"Date": None}))
     plt.close(fig)
@@ -59,9 +60,17 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
 
 def _scatter_by_variant(ax, frame, x, y, colors, label=True):
     for variant, group in frame.groupby(frame["variant"].astype(str), sort=False):
-        ax.scatter(_numeric(group, x), _numeric(group, y), s=28, color=colors[variant],
-                   marker=VARIANT_MARKERS.get(variant, "o"), label=variant if label else None,
-                   edgecolor="black", linewidth=0.4, zorder=3)
+        ax.scatter(
+            _numeric(group, x),
+            _numeric(group, y),
+            s=28,
+            color=colors[variant],
+            marker=VARIANT_MARKERS.get(variant, "o"),
+            label=variant if label else None,
+            edgecolor="black",
+            linewidth=0.4,
+            zorder=3,
+        )
 
 
 def _pareto_line(ax, frame, fidelity, sparsity):
@@ -69,10 +78,25 @@ def _pareto_line(ax, frame, fidelity, sparsity):
     front = frame[mask].assign(_x=_numeric(frame, sparsity), _y=_numeric(frame, fidelity))
     front = front.sort_values("_x")
     if len(front):
-        ax.step(front["_x"], front["_y"], where="post", color="black", lw=1, alpha=0.7,
-                zorder=2, label="Pareto front")
-        ax.scatter(front["_x"], front["_y"], s=90, facecolor="none", edgecolor="black",
-                   linewidth=1, zorder=4)
+        ax.step(
+            front["_x"],
+            front["_y"],
+            where="post",
+            color="black",
+            lw=1,
+            alpha=0.7,
+            zorder=2,
+            label="Pareto front",
+        )
+        ax.scatter(
+            front["_x"],
+            front["_y"],
+            s=90,
+            facecolor="none",
+            edgecolor="black",
+            linewidth=1,
+            zorder=4,
+        )
 
 
 def fidelity_sparsity(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
@@ -83,20 +107,33 @@ def fidelity_sparsity(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
     sparsity = cfg["pareto_sparsity"]
     fidelities = list(dict.fromkeys([cfg["pareto_fidelity"], "score_recovered"]))
     pairs, colors = _pairs(sweep), _variant_colors(sweep)
-    fig, axes = plt.subplots(len(pairs), len(fidelities), squeeze=False,
-                             figsize=(4.2 * len(fidelities), 3.0 * len(pairs)))
+    fig, axes = plt.subplots(
+        len(pairs),
+        len(fidelities),
+        squeeze=False,
+        figsize=(4.2 * len(fidelities), 3.0 * len(pairs)),
+    )
     for row, (dataset, model) in enumerate(pairs):
         frame = sweep[(sweep.dataset == dataset) & (sweep.model == model)]
         for col, fidelity in enumerate(fidelities):
             ax = axes[row, col]
             _pareto_line(ax, frame, fidelity, sparsity)
             _scatter_by_variant(ax, frame, sparsity, fidelity, colors)
-            ax.set(xlabel=f"{sparsity} (active latents per item)", ylabel=fidelity,
-                   title=f"{dataset} / {model}: {fidelity} vs {sparsity}")
+            ax.set(
+                xlabel=f"{sparsity} (active latents per item)",
+                ylabel=fidelity,
+                title=f"{dataset} / {model}: {fidelity} vs {sparsity}",
+            )
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False,
-               bbox_to_anchor=(0.5, 1.0))
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        ncol=len(labels),
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.0),
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     save(fig, png, svg)
 
@@ -108,8 +145,9 @@ def ms_coverage(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
         return placeholder("no SAE sweep points", png, svg)
     pairs, colors = _pairs(sweep), _variant_colors(sweep)
     panels = [(x, y) for x in ("width", "beta") for y in ("ms_mean", "coverage_items")]
-    fig, axes = plt.subplots(len(pairs), len(panels), squeeze=False,
-                             figsize=(3.4 * len(panels), 2.9 * len(pairs)))
+    fig, axes = plt.subplots(
+        len(pairs), len(panels), squeeze=False, figsize=(3.4 * len(panels), 2.9 * len(pairs))
+    )
     beta_only = collect.beta_points(sweep)
     for row, (dataset, model) in enumerate(pairs):
         frame = sweep[(sweep.dataset == dataset) & (sweep.model == model)]
@@ -117,8 +155,14 @@ def ms_coverage(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
         for col, (x, y) in enumerate(panels):
             ax = axes[row, col]
             if x == "beta" and len(line) > 1:
-                ax.plot(_numeric(line, x), _numeric(line, y), color="grey", lw=1, zorder=2,
-                        label="beta~X points")
+                ax.plot(
+                    _numeric(line, x),
+                    _numeric(line, y),
+                    color="grey",
+                    lw=1,
+                    zorder=2,
+                    label="beta~X points",
+                )
             _scatter_by_variant(ax, frame, x, y, colors)
             if x == "width" and _numeric(frame, "width").gt(0).all():
                 ax.set_xscale("log", base=2)
@@ -132,8 +176,14 @@ def ms_coverage(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False,
-               bbox_to_anchor=(0.5, 1.0))
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        ncol=len(labels),
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.0),
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     save(fig, png, svg)
 
@@ -143,8 +193,9 @@ def sweep_figures(tables_dir: str | Path, settings: dict, out_dir: str | Path) -
     out_dir = Path(out_dir)
     sweep = read_sweep(tables_dir)
     cfg = settings["report"]
-    fidelity_sparsity(sweep, cfg, out_dir / "fidelity_sparsity.png",
-                      out_dir / "fidelity_sparsity.svg")
+    fidelity_sparsity(
+        sweep, cfg, out_dir / "fidelity_sparsity.png", out_dir / "fidelity_sparsity.svg"
+    )
     ms_coverage(sweep, cfg, out_dir / "ms_coverage.png", out_dir / "ms_coverage.svg")
 
 
@@ -161,8 +212,11 @@ def chosen_point(sweep: pd.DataFrame, dataset: str, model: str) -> str | None:
     """The sweep path marked ``chosen`` for (dataset, model), or None."""
     if sweep.empty:
         return None
-    rows = sweep[(sweep.dataset == dataset) & (sweep.model == model)
-                 & sweep["chosen"].astype(str).str.lower().eq("true")]
+    rows = sweep[
+        (sweep.dataset == dataset)
+        & (sweep.model == model)
+        & sweep["chosen"].astype(str).str.lower().eq("true")
+    ]
     return str(rows["point"].iloc[0]) if len(rows) else None
 
 
@@ -173,12 +227,18 @@ def intervention_curves(tables_dir: str | Path, dataset: str, model: str, png, s
     point = chosen_point(read_sweep(tables_dir), dataset, model)
     inter = pd.read_csv(tables_dir / "interventions.csv") if point else pd.DataFrame()
     if len(inter):
-        inter = inter[(inter.dataset.astype(str) == dataset) & (inter.model.astype(str) == model)
-                      & (inter.point.astype(str) == point)]
+        inter = inter[
+            (inter.dataset.astype(str) == dataset)
+            & (inter.model.astype(str) == model)
+            & (inter.point.astype(str) == point)
+        ]
         inter = inter[_numeric(inter, "level").notna()] if "level" in inter else inter.iloc[:0]
     if inter.empty:
-        return placeholder(f"{dataset} / {model}: no intervention results"
-                           + (f" for {point}" if point else ""), png, svg)
+        return placeholder(
+            f"{dataset} / {model}: no intervention results" + (f" for {point}" if point else ""),
+            png,
+            svg,
+        )
     cost = collect.metric_column(inter, "delta_ndcg")
     concepts = list(dict.fromkeys(inter["family"].astype(str) + ":" + inter["concept"].astype(str)))
     cmap = plt.get_cmap("tab10")
@@ -196,10 +256,14 @@ def intervention_curves(tables_dir: str | Path, dataset: str, model: str, png, s
             if experiment != "promotion" and part["share_original"].notna().any():
                 ax.axhline(part["share_original"].iloc[0], color=colors[concept], lw=0.8, ls=":")
             if cost:
-                twin.plot(part["level"], part[cost], marker="x", ls="--", color=colors[concept],
-                          alpha=0.8)
-        ax.set(xlabel="level (x neuron max)", title=EXPERIMENT_TITLES[experiment],
-               ylabel="promotion success" if experiment == "promotion" else "concept share in top-k")
+                twin.plot(
+                    part["level"], part[cost], marker="x", ls="--", color=colors[concept], alpha=0.8
+                )
+        ax.set(
+            xlabel="level (x neuron max)",
+            title=EXPERIMENT_TITLES[experiment],
+            ylabel="promotion success" if experiment == "promotion" else "concept share in top-k",
+        )
         ax.set_ylim(-0.02, 1.02)
         if cost:
             twin.set_ylabel(f"{cost} (dashed)")
@@ -211,8 +275,11 @@ def intervention_curves(tables_dir: str | Path, dataset: str, model: str, png, s
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.suptitle(f"{dataset} / {model}: interventions of SAE {point} "
-                 "(solid: effect, dotted: unedited share, dashed: NDCG cost)", y=0.99)
+    fig.suptitle(
+        f"{dataset} / {model}: interventions of SAE {point} "
+        "(solid: effect, dotted: unedited share, dashed: NDCG cost)",
+        y=0.99,
+    )
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     save(fig, png, svg)

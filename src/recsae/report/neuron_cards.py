@@ -40,7 +40,9 @@ def rank_neurons(metrics: dict, latents: np.ndarray, order: str = "auroc") -> li
     """Alive neurons (some item activates them), best first: by the AUROC of their best item
     concept (``order="auroc"``) or by their MS score (``"ms"``); ties to the lower id."""
     alive = latents.max(0) > 0
-    aurocs = ((metrics.get("alignment") or {}).get("items") or {}).get("per_neuron", {}).get("auroc")
+    aurocs = (
+        ((metrics.get("alignment") or {}).get("items") or {}).get("per_neuron", {}).get("auroc")
+    )
     ms = (metrics.get("monosemanticity") or {}).get("per_neuron")
     values = aurocs if order == "auroc" else ms
     if values is None or len(values) != latents.shape[1]:
@@ -89,10 +91,19 @@ def _card(axes, neuron, acts, items, concepts, info, n_top):
         head += f" | MS {info['ms']:.2f}"
     text_ax.axis("off")
     text_ax.set_title(head, loc="left", fontsize=9, fontweight="bold")
-    lines = [f"{i + 1:>2}. {_label(items, int(item))}  [{acts[item]:.2f}]"
-             for i, item in enumerate(top)]
-    text_ax.text(0.0, 1.0, "\n".join(lines) or "(no active item)", va="top", ha="left",
-                 family="monospace", fontsize=7.5, transform=text_ax.transAxes)
+    lines = [
+        f"{i + 1:>2}. {_label(items, int(item))}  [{acts[item]:.2f}]" for i, item in enumerate(top)
+    ]
+    text_ax.text(
+        0.0,
+        1.0,
+        "\n".join(lines) or "(no active item)",
+        va="top",
+        ha="left",
+        family="monospace",
+        fontsize=7.5,
+        transform=text_ax.transAxes,
+    )
 
     fam = _family(concepts, family)
     if fam is None or len(top) == 0:
@@ -101,8 +112,7 @@ def _card(axes, neuron, acts, items, concepts, info, n_top):
         shares = _concept_shares(concepts, fam, top, len(items))
         y = np.arange(len(shares))
         bar_ax.barh(y - 0.2, shares["top"], height=0.4, color="tab:blue", label="top items")
-        bar_ax.barh(y + 0.2, shares["catalogue"], height=0.4, color="lightgrey",
-                    label="catalogue")
+        bar_ax.barh(y + 0.2, shares["catalogue"], height=0.4, color="lightgrey", label="catalogue")
         bar_ax.set_yticks(y, [textwrap.shorten(str(c), 18, placeholder="..") for c in shares.index])
         bar_ax.invert_yaxis()
         bar_ax.set_xlim(0, 1)
@@ -118,8 +128,9 @@ def _card(axes, neuron, acts, items, concepts, info, n_top):
     low, high = float(logpop.min()), float(logpop.max())
     bins = np.linspace(low, high if high > low else low + 1, 21)
     pop_ax.hist(logpop, bins=bins, density=True, color="lightgrey", label="catalogue")
-    pop_ax.hist(logpop[top], bins=bins, density=True, color="tab:orange", alpha=0.8,
-                label="top items")
+    pop_ax.hist(
+        logpop[top], bins=bins, density=True, color="tab:orange", alpha=0.8, label="top items"
+    )
     pop_ax.axvline(np.median(logpop), color="grey", ls="--", lw=1)
     pop_ax.axvline(np.median(logpop[top]), color="tab:orange", ls="--", lw=1)
     pop_ax.set_title("popularity (log10(1 + train count); dashed: medians)", fontsize=8)
@@ -160,16 +171,32 @@ def neuron_cards(
     per_neuron = ((metrics.get("alignment") or {}).get("items") or {}).get("per_neuron") or {}
     ms = (metrics.get("monosemanticity") or {}).get("per_neuron")
 
-    fig, axes = plt.subplots(len(neurons), 3, figsize=(15, 2.7 * len(neurons) + 0.6),
-                             squeeze=False, gridspec_kw={"width_ratios": [1.5, 1, 1]})
+    fig, axes = plt.subplots(
+        len(neurons),
+        3,
+        figsize=(15, 2.7 * len(neurons) + 0.6),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.5, 1, 1]},
+    )
     for row, neuron in enumerate(neurons):
-        info = {key: (per_neuron.get(key) or [None] * (neuron + 1))[neuron]
-                for key in ("concept", "family", "auroc")}
+        info = {
+            key: (per_neuron.get(key) or [None] * (neuron + 1))[neuron]
+            for key in ("concept", "family", "auroc")
+        }
         info["ms"] = ms[neuron] if ms is not None and neuron < len(ms) else None
-        _card(axes[row], neuron, latents[:, neuron], items, concepts, info,
-              int(cfg["neuron_card_items"]))
-    fig.suptitle(f"{dataset} / {model}: neuron cards of SAE {point} "
-                 f"(top {len(neurons)} alive neurons by {cfg['neuron_card_order']})",
-                 fontsize=11)
+        _card(
+            axes[row],
+            neuron,
+            latents[:, neuron],
+            items,
+            concepts,
+            info,
+            int(cfg["neuron_card_items"]),
+        )
+    fig.suptitle(
+        f"{dataset} / {model}: neuron cards of SAE {point} "
+        f"(top {len(neurons)} alive neurons by {cfg['neuron_card_order']})",
+        fontsize=11,
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     save(fig, png, svg)

@@ -18,10 +18,25 @@ from recsae.report.targets import SWEEP_TABLE, TABLES
 
 FLOAT_FORMAT = ".4g"
 BETA_METRICS = ("kendall_tau", "ms_mean", "ms_alive", "coverage_items")
-BEST_COLUMNS = ("ms_mean", "coverage_items", "score_recovered", "kendall_tau", "l0_items",
-                "dead_fraction")
-INTERVENTION_MD = ("dataset", "model", "point", "experiment", "concept", "neuron", "level",
-                   "effect", "share_original")
+BEST_COLUMNS = (
+    "ms_mean",
+    "coverage_items",
+    "score_recovered",
+    "kendall_tau",
+    "l0_items",
+    "dead_fraction",
+)
+INTERVENTION_MD = (
+    "dataset",
+    "model",
+    "point",
+    "experiment",
+    "concept",
+    "neuron",
+    "level",
+    "effect",
+    "share_original",
+)
 
 
 def _display(frame: pd.DataFrame) -> pd.DataFrame:
@@ -33,13 +48,32 @@ def _markdown(frame: pd.DataFrame) -> str:
     frame = _display(frame)
     if frame.empty:
         return "_(no rows)_\n"
-    return tabulate(frame, headers="keys", tablefmt="github", floatfmt=FLOAT_FORMAT,
-                    showindex=False, missingval="") + "\n"
+    return (
+        tabulate(
+            frame,
+            headers="keys",
+            tablefmt="github",
+            floatfmt=FLOAT_FORMAT,
+            showindex=False,
+            missingval="",
+        )
+        + "\n"
+    )
 
 
 def _html(title: str, note: str, frame: pd.DataFrame) -> str:
-    body = tabulate(_display(frame), headers="keys", tablefmt="html", floatfmt=FLOAT_FORMAT,
-                    showindex=False, missingval="") if len(frame) else "<p>(no rows)</p>"
+    body = (
+        tabulate(
+            _display(frame),
+            headers="keys",
+            tablefmt="html",
+            floatfmt=FLOAT_FORMAT,
+            showindex=False,
+            missingval="",
+        )
+        if len(frame)
+        else "<p>(no rows)</p>"
+    )
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>"
@@ -55,8 +89,14 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def write_table(out_dir: Path, name: str, title: str, note: str, full: pd.DataFrame,
-                shown: pd.DataFrame | None = None) -> None:
+def write_table(
+    out_dir: Path,
+    name: str,
+    title: str,
+    note: str,
+    full: pd.DataFrame,
+    shown: pd.DataFrame | None = None,
+) -> None:
     """``name``.csv (``full``), ``name``.md and ``name``.html (``shown``, default ``full``)."""
     shown = full if shown is None else shown
     atomic_write(out_dir / f"{name}.csv", lambda tmp: full.to_csv(tmp, index=False))
@@ -80,40 +120,84 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
     rbo = collect.metric_column(sweep, "rbo") or cfg["pareto_fidelity"]
     frames = {"recommenders": recs, SWEEP_TABLE: sweep}
 
-    write_table(out_dir, "recommenders", "Base recommenders (test split, full ranking)",
-                "One row per (dataset, model); MostPop (training popularity) once per dataset.",
-                recs)
+    write_table(
+        out_dir,
+        "recommenders",
+        "Base recommenders (test split, full ranking)",
+        "One row per (dataset, model); MostPop (training popularity) once per dataset.",
+        recs,
+    )
 
     beta = collect.beta_points(sweep)
     beta = beta[_columns(beta, ["dataset", "model", "beta", rbo, "rbo_ext", *BETA_METRICS])]
     frames["beta"] = beta
-    write_table(out_dir, "beta", "beta sweep (prediction-aware loss weight)",
-                "Points whose sweep path sets only beta (path `beta~X`); fidelity on held-out "
-                "users, MS and coverage on items.", beta)
+    write_table(
+        out_dir,
+        "beta",
+        "beta sweep (prediction-aware loss weight)",
+        "Points whose sweep path sets only beta (path `beta~X`); fidelity on held-out "
+        "users, MS and coverage on items.",
+        beta,
+    )
 
     atomic_write(out_dir / f"{SWEEP_TABLE}.csv", lambda tmp: sweep.to_csv(tmp, index=False))
 
-    lead = ["dataset", "model", "variant", "point", "width", "k", "beta", metric, rbo,
-            *BEST_COLUMNS]
+    lead = [
+        "dataset",
+        "model",
+        "variant",
+        "point",
+        "width",
+        "k",
+        "beta",
+        metric,
+        rbo,
+        *BEST_COLUMNS,
+    ]
     best = sweep[sweep["best"].astype(bool)] if len(sweep) else sweep
     best = best[_columns(best, dict.fromkeys([*lead, "chosen"]))]
     frames["best_points"] = best
-    write_table(out_dir, "best_points", "Best sweep point per (dataset, model, variant)",
-                f"Rule: {goal}imum of `{metric}`; ties to the lower l0_items, then the point "
-                "path. `chosen` marks the best per (dataset, model), the SAE of the neuron "
-                "cards and intervention curves.", best)
+    write_table(
+        out_dir,
+        "best_points",
+        "Best sweep point per (dataset, model, variant)",
+        f"Rule: {goal}imum of `{metric}`; ties to the lower l0_items, then the point "
+        "path. `chosen` marks the best per (dataset, model), the SAE of the neuron "
+        "cards and intervention curves.",
+        best,
+    )
 
     fid, spa = cfg["pareto_fidelity"], cfg["pareto_sparsity"]
     pareto = sweep[sweep["pareto"].astype(bool)] if len(sweep) else sweep
     if len(pareto):
         pareto = pareto.sort_values(["dataset", "model", spa], kind="stable")
-    pareto = pareto[_columns(pareto, dict.fromkeys(
-        ["dataset", "model", "variant", "point", spa, fid, "score_recovered", "ms_mean",
-         "coverage_items"]))]
+    pareto = pareto[
+        _columns(
+            pareto,
+            dict.fromkeys(
+                [
+                    "dataset",
+                    "model",
+                    "variant",
+                    "point",
+                    spa,
+                    fid,
+                    "score_recovered",
+                    "ms_mean",
+                    "coverage_items",
+                ]
+            ),
+        )
+    ]
     frames["pareto"] = pareto
-    write_table(out_dir, "pareto", "Pareto-optimal sweep points (fidelity vs sparsity)",
-                f"Per (dataset, model): no other point has `{spa}` <= and `{fid}` >= with one "
-                "strict (lower sparsity and higher fidelity dominate).", pareto)
+    write_table(
+        out_dir,
+        "pareto",
+        "Pareto-optimal sweep points (fidelity vs sparsity)",
+        f"Per (dataset, model): no other point has `{spa}` <= and `{fid}` >= with one "
+        "strict (lower sparsity and higher fidelity dominate).",
+        pareto,
+    )
 
     frames["interventions"] = inter
     chosen = set()
@@ -122,17 +206,27 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
         chosen = set(zip(picked.dataset, picked.model, picked.point, strict=True))
     shown = inter
     if len(inter):
-        keep = [key in chosen for key in zip(inter.dataset, inter.model, inter.point)]
+        keep = [key in chosen for key in zip(inter.dataset, inter.model, inter.point, strict=True)]
         shown = inter[keep]
         if "concept" in shown:
             shown = shown.assign(concept=shown["family"].astype(str) + ":" + shown["concept"])
-        cost = [collect.metric_column(inter, "delta_ndcg"), collect.metric_column(inter, "overlap"),
-                "off_target_change", "note"]
+        cost = [
+            collect.metric_column(inter, "delta_ndcg"),
+            collect.metric_column(inter, "overlap"),
+            "off_target_change",
+            "note",
+        ]
         shown = shown[_columns(shown, [*INTERVENTION_MD, *[c for c in cost if c]])]
-    write_table(out_dir, "interventions", "Interventions: effect and cost per concept and level",
-                "effect = concept share in the users' top-k (filtering, nudging) or share of the "
-                "audience reaching the promoted item (promotion); cost = NDCG change and overlap "
-                "with the unedited lists. The markdown/HTML show the chosen SAE per (dataset, "
-                "model); the CSV has every sweep point.", inter, shown)
+    write_table(
+        out_dir,
+        "interventions",
+        "Interventions: effect and cost per concept and level",
+        "effect = concept share in the users' top-k (filtering, nudging) or share of the "
+        "audience reaching the promoted item (promotion); cost = NDCG change and overlap "
+        "with the unedited lists. The markdown/HTML show the chosen SAE per (dataset, "
+        "model); the CSV has every sweep point.",
+        inter,
+        shown,
+    )
     assert set(frames) >= set(TABLES)
     return frames

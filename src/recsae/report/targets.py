@@ -46,6 +46,11 @@ def table_paths(results: str = wf.RESULTS) -> dict[str, str]:
     return out
 
 
+def table_outputs(results: str = wf.RESULTS) -> list[tuple[str, str, str, str]]:
+    """(output name, path, table, format) of every table file (see ``table_paths``)."""
+    return [(name, path, *name.rsplit("_", 1)) for name, path in table_paths(results).items()]
+
+
 def sweep_figure_paths(results: str = wf.RESULTS) -> dict[str, str]:
     """{output name: path} of the cross-pair sweep figures, e.g. ``ms_coverage_png``."""
     return {
@@ -80,14 +85,18 @@ def aggregate_inputs(config: dict) -> list[str]:
     """Every result file the tables are built from."""
     files = wf.recommender_targets(config)
     for directory in wf.sae_dirs(config):
-        files += [f"{directory}/{n}" for n in ("metrics.json", "interventions.json", "train_log.json")]
+        files += [
+            f"{directory}/{n}" for n in ("metrics.json", "interventions.json", "train_log.json")
+        ]
     return files
 
 
 def pair_sae_files(config: dict, dataset: str, model: str, names=("sae.pt", "metrics.json")):
     """The given files of every sweep point of one (dataset, model) pair."""
     base = f"{wf.RESULTS}/{dataset}/{model}/sae"
-    return [f"{base}/{path}/{name}" for path in wf.sae_points(config, dataset, model) for name in names]
+    return [
+        f"{base}/{path}/{name}" for path in wf.sae_points(config, dataset, model) for name in names
+    ]
 
 
 def report_targets(config: dict) -> list[str]:
