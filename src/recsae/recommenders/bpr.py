@@ -15,8 +15,8 @@ class BPR(DotRecommender):
     """Parameters: user_emb (n_users, dim), item_emb (n_items, dim); no biases."""
 
     objective = "pairwise"
-    default_params = {"dim": 64, "reg": 1e-4, "init_std": 0.1}
-    default_train = {"epochs": 60, "lr": 0.005, "batch_size": 8192, "negatives": 1}
+    default_params = {"dim": 64, "reg": 5e-3, "init_std": 0.1}
+    default_train = {"epochs": 200, "lr": 0.005, "batch_size": 8192, "negatives": 1}
 
     def __init__(self, n_users: int, n_items: int, params: dict):
         super().__init__(n_users, n_items, params)

@@ -19,8 +19,8 @@ class MF(DotRecommender):
     item_bias (n_items,), global_bias ()."""
 
     objective = "pointwise"
-    default_params = {"dim": 64, "reg": 1e-4, "init_std": 0.1}
-    default_train = {"epochs": 60, "lr": 0.005, "batch_size": 8192, "negatives": 4}
+    default_params = {"dim": 64, "reg": 3e-3, "init_std": 0.1}
+    default_train = {"epochs": 100, "lr": 0.005, "batch_size": 8192, "negatives": 4}
     presets = {
         "paper": {
             "params": {"dim": 20, "reg": 0.01, "init_std": 0.1},
