@@ -146,7 +146,10 @@ def main() -> None:
         help="instead of timing: train every model with its defaults on ML-100K (5 test + 1 "
         "validation item per user, seed 0) and print the accuracy table",
     )
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.quality:
         if not args.ml100k:

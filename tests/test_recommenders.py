@@ -67,6 +67,15 @@ def planted_split(seed: int = 0, n_users: int = 80, n_items: int = 60) -> Split:
     return Split(n_users=n_users, n_items=n_items, **frames)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and immune to busy neighbouring cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def split() -> Split:
     return planted_split()
@@ -234,6 +243,8 @@ def test_unknown_config_keys_are_named():
         resolve_config("mf", {"dims": 3}, {})
     with pytest.raises(KeyError, match="epoch"):
         resolve_config("bpr", {}, {"epoch": 3})
+    with pytest.raises(KeyError, match="early_stopping_metric"):
+        resolve_config("bpr", {}, {"early_stopping_metric": "ndcg@5"})
     params, train = resolve_config("mf", {}, {"preset": "paper"})
     assert params["dim"] == 20 and train["batch_size"] == 256
 

@@ -18,7 +18,7 @@ import torch
 from recsae.data.tables import Split, load_split
 from recsae.device import resolve_device
 from recsae.io import atomic_write, result_metadata, write_json
-from recsae.metrics.accuracy import rank_metrics
+from recsae.metrics.accuracy import AT_K_METRICS, rank_metrics
 from recsae.recommenders.base import (
     Recommender,
     checkpoint_extra,
@@ -80,6 +80,13 @@ def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict
     if full_train["optimizer"] not in OPTIMIZERS:
         raise KeyError(
             f"train optimizer {full_train['optimizer']!r} unknown; use {list(OPTIMIZERS)}"
+        )
+    metric = str(full_train["early_stopping_metric"])
+    name, _, k = metric.partition("@")
+    if name not in AT_K_METRICS or not k.isdigit() or int(k) not in full_train["eval_ks"]:
+        raise KeyError(
+            f"train early_stopping_metric {metric!r} must be one of {list(AT_K_METRICS)} at a K "
+            f"in eval_ks {full_train['eval_ks']} (higher is better)"
         )
     return full_params, full_train
 

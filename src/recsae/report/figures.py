@@ -126,6 +126,11 @@ def fidelity_sparsity(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
             )
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
+    _save_with_top_legend(fig, handles, labels, png, svg)
+
+
+def _save_with_top_legend(fig, handles, labels, png, svg) -> None:
+    """One legend row above all panels, then save PNG + SVG."""
     fig.legend(
         handles,
         labels,
@@ -176,16 +181,7 @@ def ms_coverage(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(
-        handles,
-        labels,
-        loc="upper center",
-        ncol=len(labels),
-        frameon=False,
-        bbox_to_anchor=(0.5, 1.0),
-    )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
-    save(fig, png, svg)
+    _save_with_top_legend(fig, handles, labels, png, svg)
 
 
 def sweep_figures(tables_dir: str | Path, settings: dict, out_dir: str | Path) -> None:
