@@ -95,9 +95,9 @@ def run_snakemake_on_slurm(
         "2",
         "--slurm-keep-successful-logs",
     ]
-    if configfile is not None:
-        cmd += ["--configfile", str(configfile)]
     cmd += [*extra_args, *targets]
+    if configfile is not None:  # last: --configfile takes every argument after it
+        cmd += ["--configfile", str(configfile)]
     proc = subprocess.run(
         cmd,
         cwd=workdir,
@@ -187,17 +187,18 @@ DEMO_SNAKEFILE = REPO / "Snakefile"
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
 
 
-@pytest.mark.skipif(
-    not (DEMO_SNAKEFILE.exists() and DEMO_CONFIG.exists()),
-    reason="the workflow (Snakefile, config/demo.yaml) is not there yet",
-)
-def test_demo_workflow_on_slurm(slurm_cluster, tmp_path):
-    """The real demo workflow up to the SAE evaluations, every heavy job on SLURM."""
-    proc, submitted = run_snakemake_on_slurm(
-        tmp_path,
-        DEMO_SNAKEFILE,
-        DEMO_CONFIG,
-        extra_args=["--until", "evaluate_sae"],
-    )
-    assert submitted, proc.stdout[-4000:]
-    assert list(tmp_path.glob("results/*/*/sae/**/metrics.json")), proc.stdout[-4000:]
+def test_demo_sweep_on_slurm(slurm_cluster, tmp_path):
+    """A small demo sweep of the real workflow (MF, beta 0 and 5): every job goes through sbatch."""
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config["experiments"] = [{"datasets": ["synthetic"], "models": ["mf"]}]
+    config["sae"]["targets"] = [{"datasets": ["synthetic"], "models": ["mf"]}]
+    config["sae"]["sweep"] = {"grid": {"beta": [0, 5]}}
+    configfile = tmp_path / "demo-slurm.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    targets = [f"results/synthetic/mf/sae/beta~{b}/metrics.json" for b in (0, 5)]
+    proc, submitted = run_snakemake_on_slurm(tmp_path, DEMO_SNAKEFILE, configfile, targets)
+    for target in targets:
+        assert (tmp_path / target).is_file(), proc.stdout[-4000:]
+    # fetch, prepare, split, train_recommender, then train_sae + evaluate_sae per point
+    assert len(submitted) == 4 + 2 * len(targets), proc.stdout[-4000:]
+    assert len(set(submitted.values())) == len(submitted)
