@@ -31,7 +31,7 @@ def test_defaults_are_filled_in():
     )
     assert config["seed"] == 0
     assert config["mirror"] is None
-    assert config["resources"] == {"device": "auto", "gpus_per_job": 0, "threads_per_job": 2}
+    assert (config["device"], config["gpus_per_job"], config["threads_per_job"]) == ("auto", 0, 2)
     assert config["datasets"]["d"]["split"]["test_n"] == 5
     assert config["datasets"]["d"]["kcore"] == {"user": 0, "item": 0}
     assert config["sae"]["overrides"] == {"datasets": {}, "models": {}, "pairs": {}}
@@ -52,7 +52,7 @@ def test_defaults_are_filled_in():
         ),
         (lambda c: c["sae"]["defaults"].update(widht=3), "widht"),
         (lambda c: c["metrics"].update(ms_topk=3), "ms_topk"),
-        (lambda c: c["resources"].update(device="tpu"), "resources.device"),
+        (lambda c: c.update(device="tpu"), "device: 'tpu' does not match"),
     ],
 )
 def test_schema_errors_name_the_key(edit, named):

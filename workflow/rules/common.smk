@@ -7,7 +7,7 @@ def as_json(value):
 
 
 def job_gpus(wildcards=None):
-    return config["resources"]["gpus_per_job"]
+    return config["gpus_per_job"]
 
 
 def dataset_dir(part):

@@ -11,8 +11,8 @@ rule evaluate_sae:
         split_dir=dataset_dir("split"),
         settings=as_json(config["metrics"]),
         seed=config["seed"],
-        device=config["resources"]["device"],
-    threads: config["resources"]["threads_per_job"]
+        device=config["device"],
+    threads: config["threads_per_job"]
     resources:
         gpu=job_gpus,
     conda:

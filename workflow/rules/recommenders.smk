@@ -11,8 +11,8 @@ rule train_recommender:
         out_dir=lambda w: f"{RESULTS}/{w.dataset}/{w.model}",
         settings=lambda w: as_json(wf.model_settings(config, w.model)),
         seed=config["seed"],
-        device=config["resources"]["device"],
-    threads: config["resources"]["threads_per_job"]
+        device=config["device"],
+    threads: config["threads_per_job"]
     resources:
         gpu=job_gpus,
     conda:
@@ -37,8 +37,8 @@ rule evaluate_recommender:
         data_dir=dataset_dir("data"),
         split_dir=dataset_dir("split"),
         settings=as_json(config["evaluation"]),
-        device=config["resources"]["device"],
-    threads: config["resources"]["threads_per_job"]
+        device=config["device"],
+    threads: config["threads_per_job"]
     resources:
         gpu=job_gpus,
     conda:

@@ -134,8 +134,8 @@ rule render_neuron_cards:
         settings=REPORT_SLICE,
         results=lambda w, input: os.path.dirname(os.path.dirname(input.sweep)),
         out_dir=lambda w, output: os.path.dirname(output[0]),
-        device=config["resources"]["device"],
-    threads: config["resources"]["threads_per_job"]
+        device=config["device"],
+    threads: config["threads_per_job"]
     conda:
         "../../envs/recsae.yaml"
     log:

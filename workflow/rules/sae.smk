@@ -12,8 +12,8 @@ rule train_sae:
         settings=lambda w: as_json(wf.sae_point(config, w.dataset, w.model, w.sae)),
         point=lambda w: f"{w.dataset}/{w.model}/{w.sae}",
         seed=config["seed"],
-        device=config["resources"]["device"],
-    threads: config["resources"]["threads_per_job"]
+        device=config["device"],
+    threads: config["threads_per_job"]
     resources:
         gpu=job_gpus,
     conda:
