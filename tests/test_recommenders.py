@@ -67,15 +67,6 @@ def planted_split(seed: int = 0, n_users: int = 80, n_items: int = 60) -> Split:
     return Split(n_users=n_users, n_items=n_items, **frames)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to busy neighbouring cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def split() -> Split:
     return planted_split()

@@ -37,7 +37,9 @@ from recsae.report.targets import REPORT_DEFAULTS, report_settings, report_targe
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "seed": 0,
-    "resources": {"device": "cpu", "gpus_per_job": 0, "threads_per_job": 1},
+    "device": "cpu",
+    "gpus_per_job": 0,
+    "threads_per_job": 1,
     "datasets": {
         "tiny": {
             "source": "synthetic",

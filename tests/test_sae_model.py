@@ -10,15 +10,6 @@ from recsae.sae.config import SAE_DEFAULTS, SAEConfig, prefix_sizes, resolve_sae
 from recsae.sae.model import build_sae, load_sae, load_sae_extra, save_sae
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead on shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(input_dim=16, seed=0, **cfg):
     return build_sae(SAEConfig.from_sae_cfg(cfg, input_dim), seed=seed)
 

@@ -27,15 +27,6 @@ from recsae.sae.train import (
 N_USERS, N_ITEMS, DIM = 60, 40, 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead on shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @register("test_sae_dot")
 class TinyDot(Recommender):
     """Dot product with per-id biases (which the SAE's dot prediction loss must ignore)."""
