@@ -104,8 +104,13 @@ def test_demo_report_outputs(demo_run):
 
 
 def test_demo_rerun_has_nothing_to_do(demo_run):
+    """A rerun of the same config reruns nothing, and neither does pointing at another mirror."""
     workdir, _ = demo_run
     out = run_snakemake(workdir, REPO / "config" / "demo.yaml", "--dry-run")
+    assert "Nothing to be done" in out.stdout + out.stderr
+    out = run_snakemake(
+        workdir, REPO / "config" / "demo.yaml", "--dry-run", "--config", f"mirror={workdir}"
+    )
     assert "Nothing to be done" in out.stdout + out.stderr
 
 

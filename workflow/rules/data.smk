@@ -4,16 +4,19 @@ rule fetch_dataset:
     params:
         raw_dir=lambda w: f"resources/raw/{w.dataset}",
         settings=lambda w: as_json(wf.dataset_settings(config, w.dataset)),
-        mirror=config["mirror"] or "",
     conda:
         "../../envs/recsae.yaml"
+    resources:
+        # Where raw files come from does not change them (checksums verify them), so the mirror
+        # is a resource, not a param: switching mirrors does not re-run the pipeline.
+        mirror=config["mirror"] or "",
     log:
         f"{LOGS}/{{dataset}}/fetch.log",
     wildcard_constraints:
         dataset=wf.name_regex(wf.fetchable_datasets(config)),
     shell:
         "recsae fetch --dataset {wildcards.dataset:q} --settings {params.settings:q}"
-        " --raw-dir {params.raw_dir:q} --mirror={params.mirror:q} > {log:q} 2>&1"
+        " --raw-dir {params.raw_dir:q} --mirror={resources.mirror:q} > {log:q} 2>&1"
 
 rule prepare_dataset:
     input:
