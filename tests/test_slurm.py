@@ -7,8 +7,8 @@ never came up. Bring the one-node cluster up first (as root)::
     profiles/slurm/local_cluster.sh up --install
     RECSAE_TEST_SLURM=1 python -m pytest -m slurm tests/test_slurm.py
 
-``run_snakemake_on_slurm`` is the one entry point; pointing these tests at another workflow is a
-change of its arguments (see ``test_demo_workflow_on_slurm``).
+Two tests: a two-rule toy workflow (checks the resources each job got) and
+``profiles/slurm/demo_sweep.sh``, a small demo sweep of the real workflow.
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ OPT_IN = "RECSAE_TEST_SLURM"
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
+# Jobs here take seconds: check their state 2 s after submission instead of the profile's 20 s.
+FAST_STATUS_CHECKS = (
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--slurm-keep-successful-logs",
+)
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
 
 
@@ -65,55 +71,22 @@ def slurm_cluster() -> None:
         pytest.fail("the cluster has no gpu GRES; the profile's `gpu: 1` rules cannot run")
 
 
-def run_snakemake_on_slurm(
-    workdir: Path,
-    snakefile: Path,
-    configfile: Path | None = None,
-    targets: list[str] | tuple[str, ...] = (),
-    extra_args: list[str] | tuple[str, ...] = (),
-    timeout: float = 1200,
-) -> tuple[subprocess.CompletedProcess[str], dict[int, int]]:
-    """Run snakemake in ``workdir`` with ``--workflow-profile profiles/slurm``; fail on error.
+def run_on_slurm(cmd: list[str], workdir: Path) -> tuple[str, dict[int, int]]:
+    """Run ``cmd`` (a snakemake call through profiles/slurm, or a script making one) in
+    ``workdir``; fail with the tails of the SLURM job logs on error.
 
-    Returns the finished process (stdout and stderr merged) and the map from Snakemake job id to
-    the SLURM job id it was submitted as, read from the plugin's log.
-
-    The first status check comes 2 s after a submission instead of the profile's 20 s: jobs here
-    take seconds, and the chain of dependent jobs would otherwise wait mostly on polling.
+    Returns the output (stdout and stderr merged) and the map from Snakemake job id to the SLURM
+    job id it was submitted as, read from the plugin's log.
     """
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(snakefile),
-        "--directory",
-        str(workdir),
-        "--workflow-profile",
-        str(PROFILE),
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        "--slurm-keep-successful-logs",
-    ]
-    cmd += [*extra_args, *targets]
-    if configfile is not None:  # last: --configfile takes every argument after it
-        cmd += ["--configfile", str(configfile)]
     proc = subprocess.run(
-        cmd,
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
+        cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200
     )
     if proc.returncode != 0:
         logs = sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
         tails = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in logs[-5:])
-        pytest.fail(
-            f"snakemake exited {proc.returncode}\n$ {' '.join(cmd)}\n{proc.stdout[-8000:]}\n{tails}"
-        )
+        pytest.fail(f"exit {proc.returncode}\n$ {' '.join(cmd)}\n{proc.stdout[-8000:]}\n{tails}")
     submitted = {int(job): int(slurm) for job, slurm in SUBMITTED.findall(proc.stdout)}
-    return proc, submitted
+    return proc.stdout, submitted
 
 
 # A two-rule workflow named like the real heavy rules, so the profile's set-resources apply.
@@ -152,10 +125,12 @@ def test_profile_submits_jobs_through_sbatch(slurm_cluster, tmp_path):
     snakefile = tmp_path / "Snakefile"
     snakefile.write_text(textwrap.dedent(TOY_SNAKEFILE.format(threads=threads)))
 
-    proc, submitted = run_snakemake_on_slurm(tmp_path, snakefile)
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile)]
+    cmd += ["--workflow-profile", str(PROFILE), *FAST_STATUS_CHECKS]
+    stdout, submitted = run_on_slurm(cmd, tmp_path)
 
     # both rules went through sbatch (the local `all` rule does not)
-    assert len(submitted) == 2, proc.stdout[-4000:]
+    assert len(submitted) == 2, stdout[-4000:]
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     slurm_ids = set()
     for rule in ("train_sae", "evaluate_sae"):
@@ -183,22 +158,18 @@ def _default_partition() -> str:
     return next(p.rstrip("*") for p in out.split() if p.endswith("*"))
 
 
-DEMO_SNAKEFILE = REPO / "Snakefile"
-DEMO_CONFIG = REPO / "config" / "demo.yaml"
+DEMO_SCRIPT = PROFILE / "demo_sweep.sh"
 
 
 def test_demo_sweep_on_slurm(slurm_cluster, tmp_path):
-    """A small demo sweep of the real workflow (MF, beta 0 and 5): every job goes through sbatch."""
-    config = yaml.safe_load(DEMO_CONFIG.read_text())
-    config["experiments"] = [{"datasets": ["synthetic"], "models": ["mf"]}]
-    config["sae"]["targets"] = [{"datasets": ["synthetic"], "models": ["mf"]}]
-    config["sae"]["sweep"] = {"grid": {"beta": [0, 5]}}
-    configfile = tmp_path / "demo-slurm.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    targets = [f"results/synthetic/mf/sae/beta~{b}/metrics.json" for b in (0, 5)]
-    proc, submitted = run_snakemake_on_slurm(tmp_path, DEMO_SNAKEFILE, configfile, targets)
-    for target in targets:
-        assert (tmp_path / target).is_file(), proc.stdout[-4000:]
+    """profiles/slurm/demo_sweep.sh: a small demo sweep of the real workflow (MF, beta 0 and 5),
+    every job through sbatch."""
+    stdout, submitted = run_on_slurm(
+        ["bash", str(DEMO_SCRIPT), str(tmp_path), *FAST_STATUS_CHECKS], tmp_path
+    )
+    for beta in (0, 5):
+        target = tmp_path / f"results/synthetic/mf/sae/beta~{beta}/metrics.json"
+        assert target.is_file(), stdout[-4000:]
     # fetch, prepare, split, train_recommender, then train_sae + evaluate_sae per point
-    assert len(submitted) == 4 + 2 * len(targets), proc.stdout[-4000:]
+    assert len(submitted) == 4 + 2 * 2, stdout[-4000:]
     assert len(set(submitted.values())) == len(submitted)
