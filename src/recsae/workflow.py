@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import re
 
-from recsae.data.tables import SPLIT_PARTS
+from recsae.data.tables import CANONICAL_TABLES, SPLIT_PARTS
 from recsae.sae.config import SAE_DEFAULTS
 from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, sweep_points
 
 RESULTS = "results"
-CANONICAL_TABLES = ("interactions", "items", "users", "concepts")
 
 
 def _pairs(groups: list[dict]) -> list[tuple[str, str]]:

@@ -87,7 +87,8 @@ def load_concepts(data_dir: str | Path, entity: str = "item") -> pd.DataFrame:
     return frame.loc[frame["entity"] == entity, ["id", "family", "concept"]].reset_index(drop=True)
 
 
-CANONICAL_FILES = ("interactions.parquet", "items.parquet", "users.parquet", "concepts.parquet")
+CANONICAL_TABLES = ("interactions", "items", "users", "concepts")
+CANONICAL_FILES = tuple(f"{name}.parquet" for name in CANONICAL_TABLES)
 
 
 class CanonicalTableError(ValueError):
