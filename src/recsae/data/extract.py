@@ -58,16 +58,21 @@ def _extract_zip(archive: Path, target: Path) -> list[Path]:
             if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
                 kind = "link" if file_type == stat.S_IFLNK else "special file"
                 raise UnsafeArchiveError(f"{archive}: refusing member {info.filename!r}: {kind}")
-            plan.append((info, dest))
-        written = []
-        for info, dest in plan:
-            if info.is_dir():
-                dest.mkdir(parents=True, exist_ok=True)
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, dest.open("wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            written.append(dest)
+            plan.append((dest, info.is_dir(), lambda info=info: zf.open(info)))
+        return _write_plan(plan)
+
+
+def _write_plan(plan) -> list[Path]:
+    """Write checked members: plan = [(dest, is_dir, open_member)]; returns the files written."""
+    written = []
+    for dest, is_dir, open_member in plan:
+        if is_dir:
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open_member() as src, dest.open("wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        written.append(dest)
     return written
 
 
@@ -79,18 +84,8 @@ def _extract_tar(archive: Path, target: Path) -> list[Path]:
             if not (member.isreg() or member.isdir()):
                 kind = "link" if member.issym() or member.islnk() else "special file"
                 raise UnsafeArchiveError(f"{archive}: refusing member {member.name!r}: {kind}")
-            plan.append((member, dest))
-        written = []
-        for member, dest in plan:
-            if member.isdir():
-                dest.mkdir(parents=True, exist_ok=True)
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(member)
-            with src, dest.open("wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            written.append(dest)
-    return written
+            plan.append((dest, member.isdir(), lambda member=member: tf.extractfile(member)))
+        return _write_plan(plan)
 
 
 def _extract_gzip(archive: Path, target: Path) -> Path:
