@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,24 @@ def test_validation_does_not_change_a_valid_full_config_twice():
     config = validate_config(demo(), SCHEMA)
     again = validate_config(copy.deepcopy(config), SCHEMA)
     assert again == config
+
+
+def test_validate_config_command_names_the_key_without_a_traceback(tmp_path):
+    config = demo()
+    config["sae"]["sweep"]["grids"]["topk"]["k"] = [1000]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    out = subprocess.run(
+        [sys.executable, "-m", "recsae.cli", "validate-config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert "sweep point variant~topk/k~1000/beta~1" in out.stderr and "'k'" in out.stderr
+    assert "Traceback" not in out.stderr
+    good = subprocess.run(
+        [sys.executable, "-m", "recsae.cli", "validate-config", str(REPO / "config/demo.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert good.returncode == 0 and "valid (1 datasets, 2 models)" in good.stdout

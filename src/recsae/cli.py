@@ -114,9 +114,14 @@ def _report(args) -> None:
 
 
 def _validate(args) -> None:
-    from recsae.config import load_config
+    """Exit 2 with the error's message alone (no traceback) when the config is invalid."""
+    from recsae.config import ConfigError, load_config
 
-    config = load_config(args.config, args.schema) if args.schema else load_config(args.config)
+    try:
+        config = load_config(args.config, args.schema) if args.schema else load_config(args.config)
+    except ConfigError as err:
+        print(f"invalid config: {err}", file=sys.stderr)
+        sys.exit(2)
     print(
         f"{args.config}: valid ({len(config['datasets'])} datasets, {len(config['models'])} models)"
     )
