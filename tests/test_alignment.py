@@ -15,6 +15,7 @@ from recsae.metrics.alignment import (
     build_concepts,
     count_buckets,
     planted_recovery,
+    precision_at_r,
     random_directions,
     top_precision,
 )
@@ -44,6 +45,33 @@ def test_top_precision_counts_only_active_entities():
     np.testing.assert_allclose(got[0], [2 / 3, 2 / 3])  # top-3 = items 0, 1, 2
     np.testing.assert_allclose(got[1], [0.0, 0.0])  # never fires
     np.testing.assert_allclose(got[2], [1.0, 0.0])  # fires on item 0 only
+
+
+def test_precision_at_r_matches_a_brute_force_loop():
+    """Ties (broken by entity id), a dead neuron, inactive entities inside the top-R, concepts of
+    different sizes, and chunking all agree with a plain loop over neurons and concepts."""
+    rng = np.random.default_rng(4)
+    acts = np.maximum(rng.integers(-4, 4, size=(90, 7)), 0).astype(np.float32)
+    acts[:, 3] = 0.0
+    labels = (rng.random((90, 5)) < [0.05, 0.2, 0.2, 0.5, 0.7]).astype(float)
+    got = precision_at_r(torch.as_tensor(acts), sp.csr_matrix(labels), chunk=3)
+    for k in range(7):
+        order = np.argsort(-acts[:, k], kind="stable")
+        for c in range(5):
+            r = int(labels[:, c].sum())
+            top = order[:r]
+            assert got[k, c] == pytest.approx((labels[top, c] * (acts[top, k] > 0)).sum() / r)
+    assert np.all(got[3] == 0.0)
+
+
+def test_precision_at_r_separates_a_specific_neuron_from_a_mixed_direction():
+    member = np.repeat(np.arange(8), 25)
+    labels = sp.csr_matrix(np.eye(8)[member])
+    specific = (member == 0) * 2.0 + np.linspace(0, 0.1, 200)
+    mixed = np.isin(member, [0, 1]) * 2.0 + np.linspace(0, 0.1, 200)
+    got = precision_at_r(torch.as_tensor(np.stack([specific, mixed], 1)), labels)
+    assert got[0, 0] == 1.0 and got[1, 0] == 0.0  # mixed: its top-25 is the tail of concept 1
+    assert roc_auc_score(member == 0, mixed) > 0.8  # ... while its AUROC looks good
 
 
 def test_build_concepts_skips_rare_and_ubiquitous():
@@ -115,6 +143,13 @@ def test_planted_recovery_beats_random_and_is_seeded():
     out = planted_recovery(torch.relu(emb[:, :4]), emb, concepts, seed=3)
     assert out["n_concepts"] == 4 and out["auroc_mean"] > 0.99
     assert out["random_auroc_mean"] < out["auroc_mean"] - 0.1
+    assert out["precision_at_r_mean"] > 0.95
+    assert out["random_precision_at_r_mean"] < out["precision_at_r_mean"] - 0.2
+    assert out["per_concept"]["best_neuron_precision"] == [0, 1, 2, 3]
+    assert set(out["by_family"]) == {"planted_cluster"}
+    assert out["by_family"]["planted_cluster"]["precision_at_r_mean"] == pytest.approx(
+        out["precision_at_r_mean"]
+    )
     assert out == planted_recovery(torch.relu(emb[:, :4]), emb, concepts, seed=3)
     assert torch.equal(random_directions(emb, 4, 1), random_directions(emb, 4, 1))
     frame = pd.DataFrame({"id": range(20), "family": "genre", "concept": ["x", "y"] * 10})

@@ -282,6 +282,18 @@ def test_tables_have_one_row_per_expected_point(report):
     ).any()
     md = (work / "results/tables/best_points.md").read_text()
     assert "maximum of `rbo30`" in md and md.count("\n| tiny") == 4
+    planted = frames["planted"]
+    assert len(planted) == 4 * len(points)  # three planted families + "all" per point
+    assert set(planted.family) == {"planted_cluster", "planted_era", "planted_popularity", "all"}
+    overall = planted[planted.family == "all"].set_index("point")
+    by_point = sweep.set_index("point")
+    for model, group in overall.groupby("model"):
+        rows = by_point[by_point.model == model]
+        assert group.auroc.to_dict() == pytest.approx(rows.planted_auroc.to_dict())
+        assert group.random_precision_at_r.to_dict() == pytest.approx(
+            rows.planted_precision_r_random.to_dict()
+        )
+    assert (planted.n_concepts[planted.family == "all"] == 3 + 2 + 2).all()
 
 
 def test_best_point_matches_the_rule(report):
@@ -396,6 +408,7 @@ def test_empty_sweep_still_writes_tables(tree, tmp_path):
     run_report("tables", work / "results", settings, tmp_path / "tables")
     assert len(pd.read_csv(tmp_path / "tables/recommenders.csv")) == 3
     assert "(no rows)" in (tmp_path / "tables/beta.md").read_text()
+    assert "(no rows)" in (tmp_path / "tables/planted.md").read_text()
 
 
 SNAKEFILE = """

@@ -15,7 +15,8 @@ metrics.json (NaN written as null)::
     heldout: {users: "heldout"|"all", n_users, holdout_fraction, holdout_seed}
     summary: flat scalars for tables --
         ms_mean, ms_alive, coverage_items, coverage_users, best_auroc_items, best_auroc_users,
-        best_precision_items, planted_auroc, planted_auroc_random (null without planted concepts),
+        best_precision_items, planted_auroc, planted_auroc_random, planted_precision_r,
+        planted_precision_r_random (item concepts; null without planted concepts),
         l0_users, l0_items, dead_fraction, dense_fraction,
         mse_users, fvu_users, cos_users, mse_items, fvu_items, cos_items,
         score_mse, score_recovered, rbo{k} (e.g. rbo30), rbo_ext, kendall_tau, overlap@K per K,
@@ -269,6 +270,8 @@ def _summary(m: dict, cfg: dict) -> dict:
         "best_precision_items": m["alignment"]["items"]["mean_best_precision"],
         "planted_auroc": planted["auroc_mean"] if planted else None,
         "planted_auroc_random": planted["random_auroc_mean"] if planted else None,
+        "planted_precision_r": planted["precision_at_r_mean"] if planted else None,
+        "planted_precision_r_random": planted["random_precision_at_r_mean"] if planted else None,
         **{
             key: m["health"][key]
             for key in ("l0_users", "l0_items", "dead_fraction", "dense_fraction")

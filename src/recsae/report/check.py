@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsae import workflow as wf
+from recsae.report import collect
 from recsae.report.targets import SWEEP_TABLE, report_settings, report_targets
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -89,6 +90,11 @@ def check_report_outputs(results_dir: str | Path, config: dict) -> dict[str, pd.
         assert len(frames["beta"]) == n_beta, (
             f"beta.csv: {len(frames['beta'])} rows, {n_beta} points"
         )
+        planted = frames["planted"]
+        keys = list(zip(planted.dataset, planted.model, planted.point, strict=True))
+        assert set(keys) <= set(points), "planted.csv has rows of unknown sweep points"
+        n_all = int((planted.family == collect.ALL_FAMILIES).sum())
+        assert n_all == len(set(keys)), "planted.csv: not one 'all' row per point"
     return frames
 
 

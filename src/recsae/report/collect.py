@@ -9,6 +9,9 @@ Every frame is rebuilt from the JSON files each time (nothing is appended), in c
   keys parsed from the path, the resolved variant/width/expansion/k/beta (from train_log.json),
   every scalar of metrics.json ``summary`` and the train_log summary prefixed ``train_``.
 * ``interventions_frame``: one row per (point, concept, experiment, level).
+* ``planted_frame``: one row per (point, planted family) plus an ``all`` row per point, for the
+  points whose items carry planted concepts (synthetic data): the SAE's best-neuron AUROC and
+  precision@R next to those of the random-direction baseline.
 
 Rules (``report`` block of the config):
 * best point of a group: the row with the best ``best_point_metric`` (``best_point_goal`` max
@@ -39,6 +42,8 @@ RESOLVED_KEYS = ("variant", "width", "expansion", "k", "beta")
 EXPERIMENTS = ("filtering", "nudging", "promotion")
 RECOMMENDER_METRICS = ("hr", "ndcg", "mrr")
 MOSTPOP = "MostPop"
+PLANTED_MEASURES = ("auroc", "random_auroc", "precision_at_r", "random_precision_at_r")
+ALL_FAMILIES = "all"
 
 
 def _scalar(value) -> bool:
@@ -251,6 +256,30 @@ def interventions_frame(results_dir: str | Path, points) -> pd.DataFrame:
     rest = [c for c in frame.columns if c not in columns and c != "note"]
     ordered = [c for c in columns if c in frame.columns] + rest
     return frame[ordered + (["note"] if "note" in frame.columns else [])]
+
+
+def planted_rows(results_dir: Path, dataset: str, model: str, path: str) -> list[dict]:
+    metrics = read_json(results_dir / dataset / model / "sae" / path / "metrics.json")
+    planted = (metrics.get("planted") or {}).get("items")
+    if not planted:
+        return []
+    head = {"dataset": dataset, "model": model, "point": path}
+    families = list(planted["per_concept"]["family"])
+    rows = [
+        head
+        | {"family": family, "n_concepts": families.count(family)}
+        | {m: means[f"{m}_mean"] for m in PLANTED_MEASURES}
+        for family, means in planted["by_family"].items()
+    ]
+    overall = {m: planted[f"{m}_mean"] for m in PLANTED_MEASURES}
+    return rows + [head | {"family": ALL_FAMILIES, "n_concepts": planted["n_concepts"]} | overall]
+
+
+def planted_frame(results_dir: str | Path, points) -> pd.DataFrame:
+    """Planted-concept recovery per (point, family) and over all planted concepts (``all``)."""
+    rows = [r for point in points for r in planted_rows(Path(results_dir), *point)]
+    columns = [*PAIR_KEYS, "point", "family", "n_concepts", *PLANTED_MEASURES]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def metric_column(frame: pd.DataFrame, prefix: str) -> str | None:

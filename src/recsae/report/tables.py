@@ -228,5 +228,16 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
         inter,
         shown,
     )
+    planted = collect.planted_frame(results_dir, settings["sae_points"])
+    frames["planted"] = planted
+    write_table(
+        out_dir,
+        "planted",
+        "Planted-concept recovery (synthetic data)",
+        "Per sweep point and planted family (and `all` planted concepts): the mean over concepts "
+        "of the best neuron's AUROC and precision@R (R = the concept's size) on items, next to "
+        "the same for as many seeded random directions. Empty without planted concepts.",
+        planted,
+    )
     assert set(frames) >= set(TABLES)
     return frames
