@@ -77,6 +77,7 @@ def test_demo_sae_metrics_are_complete(demo_run):
             "kendall_tau",
             "l0_items",
             "planted_auroc",
+            "planted_precision_r",
         ):
             assert summary[key] is not None, (sae_dir, key)
         log = json.loads((workdir / sae_dir / "train_log.json").read_text())
@@ -85,13 +86,23 @@ def test_demo_sae_metrics_are_complete(demo_run):
 
 def test_prediction_aware_sae_recovers_planted_concepts(demo_run):
     """On the planted-concept data, the prediction-aware MF SAE's neurons find the planted concepts
-    clearly better than as many random directions, and beta > 0 raises ranking fidelity."""
+    far better than as many random directions, and beta > 0 raises ranking fidelity.
+
+    precision@R: the share of a concept among the best neuron's R strongest items (R = concept
+    size). The demo measured 0.84 vs 0.61 over all planted concepts and 0.95 vs 0.65 on the
+    clusters, whose AUROC error (1 - AUROC) is 0.004 vs 0.068.
+    """
     workdir, _ = demo_run
     sae = workdir / "results/synthetic/mf/sae"
-    aware = json.loads((sae / "beta~5/metrics.json").read_text())["summary"]
+    metrics = json.loads((sae / "beta~5/metrics.json").read_text())
+    aware = metrics["summary"]
     baseline = json.loads((sae / "beta~0/metrics.json").read_text())["summary"]
-    assert aware["planted_auroc"] >= aware["planted_auroc_random"] + 0.03
-    assert aware["planted_auroc"] >= 0.85
+    assert aware["planted_precision_r"] >= aware["planted_precision_r_random"] + 0.15
+    assert aware["planted_auroc"] >= aware["planted_auroc_random"] + 0.04
+    clusters = metrics["planted"]["items"]["by_family"]["planted_cluster"]
+    assert clusters["precision_at_r_mean"] >= 0.85
+    assert clusters["precision_at_r_mean"] >= clusters["random_precision_at_r_mean"] + 0.2
+    assert 1 - clusters["auroc_mean"] <= (1 - clusters["random_auroc_mean"]) / 4
     assert aware["rbo30"] > baseline["rbo30"]
     assert aware["score_recovered"] > baseline["score_recovered"]
 
@@ -101,6 +112,8 @@ def test_demo_report_outputs(demo_run):
     workdir, config = demo_run
     tables = check_report_outputs(workdir / "results", config)
     assert len(tables["sweep"]) == len(workflow.sae_dirs(config))
+    planted = tables["planted"]
+    assert len(planted) == 4 * len(workflow.sae_dirs(config))  # 3 planted families + "all"
 
 
 def test_demo_rerun_has_nothing_to_do(demo_run):
