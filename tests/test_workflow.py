@@ -98,7 +98,7 @@ def test_prediction_aware_sae_recovers_planted_concepts(demo_run):
     aware = metrics["summary"]
     baseline = json.loads((sae / "beta~0/metrics.json").read_text())["summary"]
     assert aware["planted_precision_r"] >= aware["planted_precision_r_random"] + 0.15
-    assert aware["planted_auroc"] >= aware["planted_auroc_random"] + 0.04
+    assert aware["planted_auroc"] >= aware["planted_auroc_random"] + 0.03
     clusters = metrics["planted"]["items"]["by_family"]["planted_cluster"]
     assert clusters["precision_at_r_mean"] >= 0.85
     assert clusters["precision_at_r_mean"] >= clusters["random_precision_at_r_mean"] + 0.2
