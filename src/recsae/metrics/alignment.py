@@ -176,10 +176,10 @@ def top_precision(acts: torch.Tensor, labels: sp.csr_matrix, top_k: int = 30) ->
 
 
 def precision_at_r(acts: torch.Tensor, labels: sp.csr_matrix, chunk: int = 256) -> np.ndarray:
-    """(H, C) share of concept c among neuron k's top-R_c active entities, R_c = positives of c.
+    """(H, C) share of concept c among neuron k's top-R_c entities, R_c = positives of c.
 
-    acts (N, H), labels (N, C) binary; inactive entities (latent <= 0) in the top-R_c count as
-    misses, ties are broken by entity id (stable sort).
+    acts (N, H), labels (N, C) binary; entities in the top-R_c that the neuron does not fire on
+    (latent <= 0) count as misses; ties are broken by entity id (stable sort).
     """
     if acts.shape[0] != labels.shape[0]:
         raise ValueError(f"activations have {acts.shape[0]} rows, labels {labels.shape[0]}")
