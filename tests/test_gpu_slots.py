@@ -12,6 +12,12 @@ from recsae import gpu_slots
 from recsae.gpu_slots import acquire_gpu, gpu_pool, gpu_slot
 
 
+def slot_command(lock_dir, code: str) -> list[str]:
+    """The CLI that runs ``python -c code`` in a GPU slot locked under ``lock_dir``."""
+    cmd = [sys.executable, "-c", code]
+    return [sys.executable, "-m", "recsae.gpu_slots", "--lock-dir", str(lock_dir), "--", *cmd]
+
+
 @pytest.fixture
 def env(monkeypatch):
     for var in ("RECSAE_GPUS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID"):
@@ -48,17 +54,7 @@ def test_respects_parent_restriction_and_restores_it(env, tmp_path):
     with acquire_gpu(None, tmp_path) as first:
         assert first == "4" and os.environ["CUDA_VISIBLE_DEVICES"] == "4"
         other = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "recsae.gpu_slots",
-                "--lock-dir",
-                str(tmp_path),
-                "--",
-                sys.executable,
-                "-c",
-                code,
-            ],
+            slot_command(tmp_path, code),
             env={**os.environ, "CUDA_VISIBLE_DEVICES": "4,6"},
             capture_output=True,
             text=True,
@@ -122,17 +118,7 @@ def test_cli_runs_command_with_slot(env, tmp_path):
     env.setenv("RECSAE_GPUS", "7")
     code = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "recsae.gpu_slots",
-            "--lock-dir",
-            str(tmp_path),
-            "--",
-            sys.executable,
-            "-c",
-            code,
-        ],
+        slot_command(tmp_path, code),
         capture_output=True,
         text=True,
         check=True,
