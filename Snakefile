@@ -23,6 +23,7 @@ if not workflow.overwrite_configfiles:
 
 
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+wf.check_raw_data(config)
 
 RESULTS = wf.RESULTS
 LOGS = f"{RESULTS}/logs"

@@ -8,6 +8,7 @@ import io
 import json
 import tarfile
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,13 +23,17 @@ import pandas as pd
 @dataclass
 class Route:
     """What the server answers for one path: ``fail_first`` 500s, then ``truncate_first``
-    answers cut in half (full Content-Length announced), then the body (Range honoured when
-    ``ranges``)."""
+    answers cut in half (full Content-Length announced unless ``length`` is False), then the
+    body (Range honoured when ``ranges`` and an If-Range matches ``etag``; no ETag header when
+    ``etag`` is None). ``trickle``: seconds to wait before each byte (a server that crawls)."""
 
     body: bytes
     fail_first: int = 0
     truncate_first: int = 0
     ranges: bool = True
+    etag: str | None = '"v1"'
+    length: bool = True
+    trickle: float = 0.0
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Server:
     base_url: str
     routes: dict[str, Route]
     requests: list[tuple[str, str | None]] = field(default_factory=list)
+    if_ranges: list[str | None] = field(default_factory=list)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -44,6 +50,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (http.server API)
         state: Server = self.server.state
         state.requests.append((self.path, self.headers.get("Range")))
+        state.if_ranges.append(self.headers.get("If-Range"))
         route = state.routes.get(self.path.split("?")[0])
         if route is None:
             return self._empty(404)
@@ -52,7 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._empty(500)
         start = 0
         wanted = self.headers.get("Range")
-        if wanted and route.ranges:
+        if_range = self.headers.get("If-Range")
+        if wanted and route.ranges and (if_range is None or if_range == route.etag):
             start = int(wanted.removeprefix("bytes=").split("-")[0])
             if start >= len(route.body):
                 return self._empty(416)
@@ -63,13 +71,24 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         payload = route.body[start:]
-        self.send_header("Content-Length", str(len(payload)))
+        if route.etag:
+            self.send_header("ETag", route.etag)
+        if route.length:
+            self.send_header("Content-Length", str(len(payload)))
+        else:
+            self.close_connection = True
         self.end_headers()
         if route.truncate_first > 0:
             route.truncate_first -= 1
             self.wfile.write(payload[: len(payload) // 2])
             self.wfile.flush()
             self.close_connection = True
+            return
+        if route.trickle:
+            for byte in payload:
+                time.sleep(route.trickle)
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
             return
         self.wfile.write(payload)
 

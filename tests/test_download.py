@@ -6,6 +6,7 @@ import hashlib
 import io
 import tarfile
 import zipfile
+from dataclasses import replace
 
 import pytest
 from data_fixtures import (
@@ -40,6 +41,14 @@ BODY = bytes(range(256)) * 400
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def unpinned(monkeypatch):
+    """The tiny fixture files stand in for the real key files: drop the real key-file pins."""
+    variant = movielens.VARIANTS["ml-100k"]
+    monkeypatch.setitem(movielens.VARIANTS, "ml-100k", replace(variant, key_sha256={}))
+    monkeypatch.setattr(lastfm, "KEY_SHA256", {})
 
 
 def test_download_verifies_and_renames(tmp_path):
@@ -173,7 +182,7 @@ def test_fetch_upstream_zip_extracts_and_records_manifest(tmp_path, monkeypatch)
     assert (raw / "u.item").read_bytes() == ml100k_files()["u.item"]
 
 
-def test_changed_key_file_fails_naming_it(tmp_path):
+def test_changed_key_file_fails_naming_it(tmp_path, unpinned):
     mirror = tmp_path / "mirror"
     write_files(mirror / "ml-100k", ml100k_files())
     raw = fetch_raw("ml100k", _ml100k_settings(), tmp_path / "raw", mirror=str(mirror))
@@ -184,7 +193,7 @@ def test_changed_key_file_fails_naming_it(tmp_path):
         prepare_dataset("ml100k", _ml100k_settings(), raw, tmp_path / "data", seed=0)
 
 
-def test_local_mirror_with_extracted_files(tmp_path):
+def test_local_mirror_with_extracted_files(tmp_path, unpinned):
     mirror = tmp_path / "mirror"
     write_files(mirror / "hetrec2011-lastfm-2k", lastfm_files())
     raw = fetch_raw("lastfm", {"source": "lastfm"}, tmp_path / "raw", mirror=str(mirror))
@@ -204,7 +213,7 @@ def test_local_mirror_archive_is_verified(tmp_path, monkeypatch):
     assert (raw / "user_artists.dat").is_file()
 
 
-def test_http_mirror_falls_back_to_extracted_files(tmp_path):
+def test_http_mirror_falls_back_to_extracted_files(tmp_path, unpinned):
     routes = {f"/m/hetrec2011-lastfm-2k/{n}": Route(b) for n, b in lastfm_files().items()}
     with http_server(routes) as srv:
         raw = fetch_raw("lastfm", {"source": "lastfm", "download": FAST_SETTINGS},
@@ -231,7 +240,9 @@ def test_preplaced_raw_files_are_used_without_downloading(tmp_path, monkeypatch)
 def test_traversal_archive_refused_by_fetch(tmp_path, monkeypatch):
     archive = _evil_zip("../../evil.txt")
     monkeypatch.setitem(movielens.VARIANTS, "ml-100k", movielens.Variant("100k", ("u.data",)))
-    with http_server({"/ml-100k.zip": Route(archive)}) as srv:
+    md5 = hashlib.md5(archive).hexdigest()
+    routes = {"/ml-100k.zip": Route(archive), "/ml-100k.zip.md5": Route(md5.encode())}
+    with http_server(routes) as srv:
         monkeypatch.setattr(movielens, "BASE_URL", srv.base_url)
         with pytest.raises(UnsafeArchiveError, match=r"\.\./\.\./evil\.txt"):
             fetch_raw("ml100k", _ml100k_settings(), tmp_path / "a" / "raw", mirror=None)

@@ -3,7 +3,10 @@ config validation and listing the registered datasets and models.
 
 Settings arrive as JSON strings (the rule serialises its part of the validated config).
 ``--gpus N`` runs the stage on N free GPUs of the slot pool (see ``recsae.gpu_slots``); with 0 the
-stage sees no GPU and runs on the CPU.
+stage sees no GPU and runs on the CPU. A user error (bad config or data, a checksum mismatch, a
+network failure, a missing file) prints one line, ``recsae <command>: error: <message>``, and
+exits 2; ``recsae --debug ...`` shows the traceback instead. Other exceptions are bugs and keep
+their traceback.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ def _json(text: str) -> dict:
 def _fetch(args) -> None:
     from recsae.data.fetch import fetch_raw
 
-    fetch_raw(args.dataset, args.settings, Path(args.raw_dir), args.mirror or None)
+    fetch_raw(
+        args.dataset, args.settings, Path(args.raw_dir), args.mirror or None, args.download
+    )
 
 
 def _prepare(args) -> None:
@@ -114,14 +119,9 @@ def _report(args) -> None:
 
 
 def _validate(args) -> None:
-    """Exit 2 with the error's message alone (no traceback) when the config is invalid."""
-    from recsae.config import ConfigError, load_config
+    from recsae.config import load_config
 
-    try:
-        config = load_config(args.config, args.schema) if args.schema else load_config(args.config)
-    except ConfigError as err:
-        print(f"invalid config: {err}", file=sys.stderr)
-        sys.exit(2)
+    config = load_config(args.config, args.schema) if args.schema else load_config(args.config)
     print(
         f"{args.config}: valid ({len(config['datasets'])} datasets, {len(config['models'])} models)"
     )
@@ -138,6 +138,9 @@ def _list(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsae", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of a user error too"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def stage(name, func, help_text, *flags):
@@ -154,9 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    stage(
+    p = stage(
         "fetch", _fetch, "download, verify and extract a dataset's raw files", "dataset", "raw-dir"
-    ).add_argument("--mirror", default=None)
+    )
+    p.add_argument("--mirror", default=None)
+    p.add_argument(
+        "--download", type=_json, default=None, help="JSON object of network settings"
+    )
     stage("prepare", _prepare, "raw files -> canonical tables", "dataset", "raw-dir", "out-dir")
     stage("split", _split, "canonical tables -> train/valid/test", "data-dir", "out-dir")
     stage(
@@ -216,14 +223,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that report a problem with the user's input, not a bug."""
+    import yaml
+
+    from recsae.errors import UserError
+
+    return (UserError, OSError, yaml.YAMLError)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = build_parser().parse_args(argv)
+    try:
+        _run(args)
+    except _user_errors() as err:
+        if args.debug:
+            raise
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"recsae {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run(args) -> None:
     if not hasattr(args, "gpus"):
         args.func(args)
-        return 0
+        return
     from recsae.gpu_slots import gpu_slot
 
     if args.threads:
@@ -233,7 +261,6 @@ def main(argv: list[str] | None = None) -> int:
 
     with gpu_slot(args.gpus):
         args.func(args)
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from recsae.errors import UserError
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that does not match the schema; the message names the offending key."""
 
 
@@ -61,9 +63,17 @@ def validate_config(
 
 
 def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
-    """Read a YAML config file and validate it."""
+    """Read a YAML config file and validate it (a YAML error names the file, line and column)."""
     with open(path, encoding="utf-8") as handle:
-        config = yaml.safe_load(handle) or {}
+        try:
+            config = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err)
+            raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(config).__name__}")
     return validate_config(config, schema_path, source=str(path))
 
 
@@ -102,6 +112,7 @@ def _check_stage_settings(config: dict, source: str) -> None:
     import recsae.recommenders  # noqa: F401  (registers the models)
     from recsae import workflow
     from recsae.metrics.evaluate import resolve_metrics_config
+    from recsae.recommenders.base import model_class
     from recsae.recommenders.train import resolve_config
     from recsae.sae.config import resolve_sae_config
 
@@ -111,16 +122,18 @@ def _check_stage_settings(config: dict, source: str) -> None:
 
         def check_model(entry=entry, name=name):
             params, _ = resolve_config(entry["model"], entry["params"], entry["train"])
-            model_dims[name] = params.get("dim") or 64
+            model_dims[name] = model_class(entry["model"]).embedding_dim(params)
 
         checks.append((f"models.{name}", check_model))
     checks.append(("metrics", lambda: resolve_metrics_config(config["metrics"])))
     for dataset, model in workflow.sae_pairs(config):
 
         def check_points(dataset=dataset, model=model):
+            if model_dims.get(model) is None:
+                return  # embedding size unknown until the model is built: the job checks
             for path, point in workflow.sae_points(config, dataset, model).items():
                 try:
-                    resolve_sae_config(point, model_dims.get(model, 64))
+                    resolve_sae_config(point, model_dims[model])
                 except ValueError as err:
                     raise ValueError(f"sweep point {path}: {err}") from err
 

@@ -14,7 +14,9 @@ allocations (which may all see their GPU as id 0) wait for each other.
 
 Set the variable before CUDA is initialised: wrap a whole ``script:`` or ``shell:`` job (or use
 the CLI, ``python -m recsae.gpu_slots --gpus N -- command ...``), never a ``run:`` block, which
-executes inside the Snakemake process.
+executes inside the Snakemake process. The CLI's command inherits the lock file descriptors, so
+the GPU stays locked while the command runs even if the wrapper is killed (``kill -9``); SIGTERM,
+SIGINT and SIGHUP sent to the wrapper are forwarded to the command, and the wrapper waits for it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -83,8 +86,9 @@ def _try_lock(path: Path) -> int | None:
 
 
 def _release(fds: list[int]) -> None:
+    """Close the lock descriptors; the kernel drops a flock once no process holds its descriptor
+    (an explicit unlock would also drop it for a child that inherited it and still runs)."""
     for fd in fds:
-        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
@@ -114,12 +118,21 @@ def acquire_gpu(
     ids (polling), up to ``timeout`` seconds (None: forever), then raises TimeoutError. Restores
     the previous ``CUDA_VISIBLE_DEVICES`` on exit.
     """
+    with _held_gpus(n_gpus_total, lock_dir, timeout, count) as (value, _):
+        yield value
+
+
+@contextmanager
+def _held_gpus(
+    n_gpus_total: int | None, lock_dir: str | Path | None, timeout: float | None, count: int
+) -> Iterator[tuple[str, list[int]]]:
+    """``acquire_gpu``, also yielding the lock file descriptors (for a child to inherit)."""
     if count < 0:
         raise ValueError(f"gpu count must be >= 0, got {count}")
     pool = gpu_pool(n_gpus_total) if count else []
     if not pool:
         with _visible("") as value:
-            yield value
+            yield value, []
         return
     if count > len(pool):
         raise ValueError(f"job asks for {count} GPU(s) but the pool has {len(pool)}: {pool}")
@@ -144,7 +157,7 @@ def acquire_gpu(
         time.sleep(POLL_INTERVAL)
     try:
         with _visible(",".join(gpu for gpu, _ in held)) as value:
-            yield value
+            yield value, [fd for _, fd in held]
     finally:
         _release([fd for _, fd in held])
 
@@ -167,8 +180,25 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given")
-    with gpu_slot(args.gpus, args.lock_dir, args.timeout):
-        return subprocess.run(command, env=os.environ.copy()).returncode
+    with _held_gpus(None, args.lock_dir, args.timeout, args.gpus) as (_, fds):
+        return run_holding(command, fds)
+
+
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def run_holding(command: list[str], fds: list[int]) -> int:
+    """Run ``command`` with the lock descriptors ``fds`` inherited (the kernel keeps a flock
+    while any process holds its descriptor), forwarding SIGTERM/SIGINT/SIGHUP to it; return its
+    exit status once it has ended."""
+    child = subprocess.Popen(command, env=os.environ.copy(), pass_fds=fds)
+    forward = lambda sig, _frame: child.send_signal(sig)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ points of each pair, and the target paths. The Snakefile and the rules only call
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from recsae.data.tables import CANONICAL_TABLES, SPLIT_PARTS
 from recsae.sae.config import SAE_DEFAULTS
 from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, sweep_points
 
 RESULTS = "results"
+RAW_DIR = "resources/raw"
 
 
 def _pairs(groups: list[dict]) -> list[tuple[str, str]]:
@@ -57,8 +59,26 @@ def sae_point(config: dict, dataset: str, model: str, path: str) -> dict:
 
 
 def dataset_settings(config: dict, dataset: str) -> dict:
-    """A dataset's entry without its ``split`` block (so a split change re-runs only the split)."""
-    return {k: v for k, v in config["datasets"][dataset].items() if k != "split"}
+    """A dataset's entry without its ``split`` block (so a split change re-runs only the split)
+    and without its network settings (``download_settings``: they never change the data)."""
+    return {
+        k: v for k, v in config["datasets"][dataset].items() if k not in ("split", "download")
+    }
+
+
+def download_settings(config: dict, dataset: str) -> dict:
+    """A dataset's network settings (retries, timeouts, deadline, extraction caps): a resource
+    of the fetch job, not a param, so that changing them re-runs nothing."""
+    return config["datasets"][dataset].get("download", {})
+
+
+def check_raw_data(config: dict) -> None:
+    """Before any job runs: fail naming a fetched raw file that changed since it was fetched
+    (``recsae.data.fetch.check_raw_unchanged``; a stat per file, a hash only if that differs)."""
+    from recsae.data.fetch import check_raw_unchanged
+
+    for dataset in fetchable_datasets(config):
+        check_raw_unchanged(Path(RAW_DIR) / dataset)
 
 
 def split_settings(config: dict, dataset: str) -> dict:
@@ -128,7 +148,9 @@ __all__ = [
     "split_inputs",
     "SAE_WILDCARD_REGEX",
     "custom_datasets",
+    "check_raw_data",
     "dataset_settings",
+    "download_settings",
     "fetchable_datasets",
     "model_settings",
     "name_regex",

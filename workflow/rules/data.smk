@@ -2,21 +2,23 @@ rule fetch_dataset:
     output:
         manifest="resources/raw/{dataset}/MANIFEST.json",
     params:
-        raw_dir=lambda w: f"resources/raw/{w.dataset}",
+        raw_dir=lambda w: f"{wf.RAW_DIR}/{w.dataset}",
         settings=lambda w: as_json(wf.dataset_settings(config, w.dataset)),
     conda:
         "../../envs/recsae.yaml"
     resources:
-        # Where raw files come from does not change them (checksums verify them), so the mirror
-        # is a resource, not a param: switching mirrors does not re-run the pipeline.
+        # Where raw files come from and the network settings do not change them (checksums
+        # verify them), so they are resources, not params: changing them re-runs nothing.
         mirror=config["mirror"] or "",
+        download=lambda w: as_json(wf.download_settings(config, w.dataset)),
     log:
         f"{LOGS}/{{dataset}}/fetch.log",
     wildcard_constraints:
         dataset=wf.name_regex(wf.fetchable_datasets(config)),
     shell:
         "recsae fetch --dataset {wildcards.dataset:q} --settings {params.settings:q}"
-        " --raw-dir {params.raw_dir:q} --mirror={resources.mirror:q} > {log:q} 2>&1"
+        " --raw-dir {params.raw_dir:q} --mirror={resources.mirror:q}"
+        " --download {resources.download:q} > {log:q} 2>&1"
 
 rule prepare_dataset:
     input:
@@ -26,7 +28,7 @@ rule prepare_dataset:
         stats=f"{RESULTS}/{{dataset}}/data/stats.json",
     params:
         data_dir=dataset_dir("data"),
-        raw_dir=lambda w: f"resources/raw/{w.dataset}",
+        raw_dir=lambda w: f"{wf.RAW_DIR}/{w.dataset}",
         settings=lambda w: as_json(wf.dataset_settings(config, w.dataset)),
         seed=config["seed"],
     conda:

@@ -1,8 +1,10 @@
 """Amazon reviews (McAuley lab): the 2018 per-category 5-core files and the 2023 release.
 
-Settings: ``category`` (file name stem, e.g. "Books", "Video_Games"; required),
-``category_min_depth`` (default 1: the category path's root, the file's own category shared by
-every item, is left out). Implicit feedback: set ``min_rating`` (e.g. 4).
+Settings: ``category`` (file name stem, e.g. "Books", "Video_Games"; required; letters, digits,
+``_`` and ``-`` only), ``category_min_depth`` (default 1: the category path's root, the file's
+own category shared by every item, is left out), ``metadata`` (``optional``, the default: without
+the metadata file the items carry no category/brand concepts, which the log and stats.json say;
+``required``: its absence stops the run). Implicit feedback: set ``min_rating`` (e.g. 4).
 * ``amazon2018``: ``<Category>_5.json.gz`` (reviewerID, asin, overall, unixReviewTime) and
   ``meta_<Category>.json.gz`` (asin, title, category, brand, date; some files hold Python dict
   literals instead of JSON, both are read).
@@ -13,6 +15,7 @@ Concepts: the category path entries (family "category") and the brand / store (f
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -20,6 +23,9 @@ import pandas as pd
 
 from recsae.data.parsing import MalformedInputError, iter_records, read_json_lines
 from recsae.data.registry import DatasetSpec, RawData, Resource, register_dataset
+from recsae.errors import DataError
+
+log = logging.getLogger(__name__)
 
 URL_2018 = "https://jmcauley.ucsd.edu/data/amazon_v2"
 URL_2023 = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_2023/raw"
@@ -28,13 +34,28 @@ LICENCE = (
     "arXiv:2403.03952) for 2023."
 )
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+METADATA_CHOICES = ("optional", "required")
+_META_COLUMNS = ["raw_id", "title", "year", "brand", "categories"]
 
 
 def _category(settings: dict) -> str:
     category = settings.get("category")
     if not category:
-        raise ValueError("amazon: the setting 'category' is required (e.g. Books, Video_Games)")
+        raise DataError("amazon: the setting 'category' is required (e.g. Books, Video_Games)")
+    if not CATEGORY.match(str(category)):
+        raise DataError(
+            f"amazon: category {category!r} is not a file name stem (letters, digits, _ and - "
+            "only, e.g. Video_Games)"
+        )
     return str(category)
+
+
+def _metadata_required(settings: dict) -> bool:
+    value = settings.get("metadata", "optional")
+    if value not in METADATA_CHOICES:
+        raise DataError(f"amazon: metadata must be one of {METADATA_CHOICES}, got {value!r}")
+    return value == "required"
 
 
 def resources_2018(settings: dict) -> list[Resource]:
@@ -43,7 +64,8 @@ def resources_2018(settings: dict) -> list[Resource]:
         Resource("amazon2018", f"{cat}_5.json.gz", f"{URL_2018}/categoryFilesSmall/{cat}_5.json.gz",
                  (f"{cat}_5.json.gz",), unpack=False),
         Resource("amazon2018", f"meta_{cat}.json.gz", f"{URL_2018}/metaFiles2/meta_{cat}.json.gz",
-                 (f"meta_{cat}.json.gz",), unpack=False),
+                 (f"meta_{cat}.json.gz",), unpack=False,
+                 optional=not _metadata_required(settings)),
     ]  # fmt: skip
 
 
@@ -54,7 +76,8 @@ def resources_2023(settings: dict) -> list[Resource]:
                  (f"{cat}.jsonl.gz",), unpack=False),
         Resource("amazon2023", f"meta_{cat}.jsonl.gz",
                  f"{URL_2023}/meta_categories/meta_{cat}.jsonl.gz",
-                 (f"meta_{cat}.jsonl.gz",), unpack=False),
+                 (f"meta_{cat}.jsonl.gz",), unpack=False,
+                 optional=not _metadata_required(settings)),
     ]  # fmt: skip
 
 
@@ -72,8 +95,8 @@ def read_2018(raw_dir: Path, settings: dict, seed: int) -> RawData:
             "timestamp": reviews["unixReviewTime"],
         }
     )
-    meta = read_meta(Path(raw_dir) / f"meta_{cat}.json.gz", "asin", "brand", "date")
-    return _raw(interactions, meta, settings)
+    meta_path = Path(raw_dir) / f"meta_{cat}.json.gz"
+    return _raw(interactions, meta_path, ("asin", "brand", "date"), settings)
 
 
 def read_2023(raw_dir: Path, settings: dict, seed: int) -> RawData:
@@ -90,8 +113,8 @@ def read_2023(raw_dir: Path, settings: dict, seed: int) -> RawData:
             "timestamp": reviews["timestamp"] // 1000,
         }
     )
-    meta = read_meta(Path(raw_dir) / f"meta_{cat}.jsonl.gz", "parent_asin", "store", None)
-    return _raw(interactions, meta, settings)
+    meta_path = Path(raw_dir) / f"meta_{cat}.jsonl.gz"
+    return _raw(interactions, meta_path, ("parent_asin", "store", None), settings)
 
 
 def read_meta(path: Path, id_key: str, brand_key: str, date_key: str | None) -> pd.DataFrame:
@@ -114,7 +137,7 @@ def read_meta(path: Path, id_key: str, brand_key: str, date_key: str | None) -> 
                 [c.strip() for c in categories if isinstance(c, str)],
             )
         )
-    return pd.DataFrame(rows, columns=["raw_id", "title", "year", "brand", "categories"])
+    return pd.DataFrame(rows, columns=_META_COLUMNS)
 
 
 def _text(value) -> str | None:
@@ -123,7 +146,25 @@ def _text(value) -> str | None:
     return value.strip()
 
 
-def _raw(interactions: pd.DataFrame, meta: pd.DataFrame, settings: dict) -> RawData:
+def _read_optional_meta(path: Path, keys: tuple, settings: dict) -> tuple[pd.DataFrame, dict]:
+    """(metadata, stats entries): an absent file is an error when ``metadata: required``, else
+    an empty table and a note (logged and put into stats.json)."""
+    if path.is_file():
+        return read_meta(path, *keys), {"metadata": "read"}
+    if _metadata_required(settings):
+        raise DataError(
+            f"{path}: metadata file missing and the dataset's setting is metadata: required "
+            "(fetch it, or set metadata: optional to go on without item concepts)"
+        )
+    note = f"absent ({path.name}): items carry no category/brand concepts"
+    log.warning("%s: metadata %s", path.parent, note)
+    return pd.DataFrame(columns=_META_COLUMNS), {"metadata": note}
+
+
+def _raw(interactions: pd.DataFrame, meta_path: Path, keys: tuple, settings: dict) -> RawData:
+    meta, stats = _read_optional_meta(meta_path, keys, settings)
+    unlisted = ~interactions["item"].isin(meta["raw_id"])
+    stats["n_interactions_without_metadata"] = int(unlisted.sum())
     depth = int(settings.get("category_min_depth", 1))
     paths = meta[["raw_id", "categories"]].assign(
         concept=meta["categories"].map(lambda path: path[depth:])
@@ -143,6 +184,7 @@ def _raw(interactions: pd.DataFrame, meta: pd.DataFrame, settings: dict) -> RawD
         items=meta[["raw_id", "title", "year"]],
         users=None,
         concepts=concepts,
+        stats=stats,
     )
 
 

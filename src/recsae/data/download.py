@@ -1,7 +1,15 @@
 """HTTP downloads that resume, retry and verify, and checksum-verified local copies.
 
 A file is written to ``<target>.part`` beside the target and renamed into place only after its
-checksum (when one is known) matches. A checksum mismatch deletes the partial file.
+checksum (when one is known) matches; a mismatch deletes the partial file. A partial file is
+resumed (HTTP Range) only when the server's validator (strong ETag, else Last-Modified), kept in
+``<target>.part.validator``, still matches (sent as If-Range); otherwise it restarts at byte 0, so
+the halves of two versions are never joined. Every file has an overall deadline, and progress
+(bytes, rate, ETA) is logged every few seconds.
+
+The retry loop is the project's own rather than urllib3's ``Retry``: a retry here must resume the
+partial file with a fresh Range/If-Range and also covers a body cut short mid-stream, which
+``Retry`` (it retries requests, not the reading of a streamed body) does not see.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, fields
@@ -17,13 +26,17 @@ from pathlib import Path
 import requests
 import urllib3
 
+from recsae.errors import DataError, UserError
+
 log = logging.getLogger(__name__)
 
 _PROGRESS_EVERY_S = 5.0
+_MD5 = re.compile(r"\b[0-9a-fA-F]{32}\b")
 
 
-class DownloadError(RuntimeError):
-    """A download failed for good (after retries, or on a non-retryable HTTP status)."""
+class DownloadError(UserError, RuntimeError):
+    """A download failed for good (after retries, on a non-retryable HTTP status, or past its
+    deadline)."""
 
 
 class NotFoundError(DownloadError):
@@ -41,13 +54,18 @@ class _Retryable(Exception):
 @dataclass(frozen=True)
 class DownloadOptions:
     """Network settings (config key ``download``): retries after the first try, the first
-    backoff in seconds (doubled each retry), connect/read timeouts in seconds, chunk bytes."""
+    backoff in seconds (doubled each retry), connect/read timeouts in seconds, chunk bytes, the
+    deadline in seconds for one file (all tries together), and the extraction caps (an archive
+    may unpack to at most ``max_extract_ratio`` times its size and ``max_extract_gib`` GiB)."""
 
     retries: int = 5
     backoff: float = 2.0
     connect_timeout: float = 30.0
     read_timeout: float = 120.0
     chunk_size: int = 1 << 20
+    deadline: float = 6 * 3600.0
+    max_extract_ratio: float = 50.0
+    max_extract_gib: float = 100.0
 
     @classmethod
     def from_settings(cls, settings: dict | None) -> DownloadOptions:
@@ -55,7 +73,7 @@ class DownloadOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(settings) - known)
         if unknown:
-            raise ValueError(f"download: unknown setting(s) {unknown}; known: {sorted(known)}")
+            raise DataError(f"download: unknown setting(s) {unknown}; known: {sorted(known)}")
         return cls(**settings)
 
 
@@ -80,6 +98,14 @@ def verify_checksum(path: Path, source: str, md5: str | None, sha256: str | None
             )
 
 
+def parse_md5_file(path: Path) -> str:
+    """The md5 digest in a published checksum file (``MD5 (f.zip) = <hex>`` or ``<hex>  f.zip``)."""
+    found = _MD5.search(path.read_text(encoding="ascii", errors="replace"))
+    if found is None:
+        raise ChecksumError(f"{path}: no md5 digest in this checksum file")
+    return found.group(0).lower()
+
+
 def download(
     url: str,
     target: str | Path,
@@ -92,18 +118,20 @@ def download(
     """Download ``url`` to ``target`` (resuming a ``.part`` file) and verify it; return target.
 
     Connection errors, timeouts, truncated bodies and 5xx answers are retried with exponential
-    backoff; a 206 answer appends to the partial file, a 200 answer restarts it. 404 raises
-    NotFoundError, other 4xx DownloadError, a digest mismatch ChecksumError (partial deleted).
+    backoff; a 206 answer whose validator matches appends to the partial file, anything else
+    restarts it. 404 raises NotFoundError, other 4xx DownloadError, a digest mismatch
+    ChecksumError (partial deleted), passing ``options.deadline`` DownloadError (partial kept).
     """
     options = options or DownloadOptions()
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     session = session or requests.Session()
+    deadline = time.monotonic() + options.deadline
     failures = 0
     while True:
         try:
-            _fetch_once(url, part, options, session)
+            _fetch_once(url, part, options, session, deadline)
             break
         except (
             _Retryable,
@@ -112,15 +140,16 @@ def download(
             urllib3.exceptions.HTTPError,
         ) as err:
             failures += 1
-            if failures > options.retries:
+            wait = options.backoff * 2 ** (failures - 1)
+            if failures > options.retries or time.monotonic() + wait > deadline:
                 raise DownloadError(
                     f"{url}: giving up after {failures} attempts: {err}; "
                     f"{part.stat().st_size if part.exists() else 0} bytes kept in {part} "
-                    "(the next run resumes from there)"
+                    "(the next run resumes from there if the server's file is unchanged)"
                 ) from err
-            wait = options.backoff * 2 ** (failures - 1)
             log.warning("%s: %s; retry %d/%d in %.1f s", url, err, failures, options.retries, wait)
             time.sleep(wait)
+    _validator_file(part).unlink(missing_ok=True)
     try:
         verify_checksum(part, url, md5, sha256)
     except ChecksumError as err:
@@ -131,12 +160,43 @@ def download(
     return target
 
 
-def _fetch_once(url: str, part: Path, options: DownloadOptions, session: requests.Session):
-    """One request: append to (206) or restart (200) ``part``; raise _Retryable if incomplete."""
-    offset = part.stat().st_size if part.exists() else 0
+def _validator_file(part: Path) -> Path:
+    return part.with_name(part.name + ".validator")
+
+
+def _validator(resp: requests.Response) -> str | None:
+    """The answer's strong ETag, else its Last-Modified (what If-Range accepts), else None."""
+    etag = resp.headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return resp.headers.get("Last-Modified")
+
+
+def _resume_point(url: str, part: Path) -> tuple[int, str | None]:
+    """(offset, validator) to resume ``part`` from; (0, None) after deleting a partial file
+    whose validator was not recorded (it cannot be shown to belong to the same remote file)."""
+    record = _validator_file(part)
+    if part.exists() and record.is_file():
+        saved_url, _, validator = record.read_text(encoding="utf-8").partition("\n")
+        if saved_url == url and validator:
+            return part.stat().st_size, validator
+    if part.exists():
+        log.info("%s: %s has no recorded validator; restarting from byte 0", url, part)
+    part.unlink(missing_ok=True)
+    record.unlink(missing_ok=True)
+    return 0, None
+
+
+def _fetch_once(
+    url: str, part: Path, options: DownloadOptions, session: requests.Session, deadline: float
+):
+    """One request: append to (206, same validator) or restart (200) ``part``; raise _Retryable
+    if incomplete, DownloadError past ``deadline`` (a monotonic time)."""
+    offset, validator = _resume_point(url, part)
     headers = {"Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        headers["If-Range"] = validator
     timeout = (options.connect_timeout, options.read_timeout)
     with session.get(url, stream=True, timeout=timeout, headers=headers) as resp:
         status = resp.status_code
@@ -149,27 +209,38 @@ def _fetch_once(url: str, part: Path, options: DownloadOptions, session: request
             raise _Retryable(f"HTTP {status}")
         if status not in (200, 206):
             raise DownloadError(f"{url}: HTTP {status} {resp.reason}")
-        if status == 206 and _range_start(resp) != offset:
+        if status == 206 and (_range_start(resp) != offset or _validator(resp) != validator):
             part.unlink(missing_ok=True)
-            raise _Retryable("the server resumed at the wrong byte; restarting from byte 0")
+            raise _Retryable(
+                "the server resumed at another byte or another version; restarting from byte 0"
+            )
         if status == 200:
+            if offset:
+                log.info("%s: the server sent the whole file (changed or no Range); restarting",
+                         url)  # fmt: skip
             offset = 0
+            record = _validator(resp)
+            if record:
+                _validator_file(part).write_text(f"{url}\n{record}", encoding="utf-8")
+            else:
+                _validator_file(part).unlink(missing_ok=True)
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
         if offset:
             log.info("%s: resuming at byte %d", url, offset)
-        written = offset
-        last_report = time.monotonic()
+        progress = _Progress(url, offset, total)
         with part.open("ab" if status == 206 else "wb") as out:
-            for chunk in resp.raw.stream(options.chunk_size, decode_content=False):
+            while chunk := resp.raw.read1(options.chunk_size, decode_content=False):
                 out.write(chunk)
-                written += len(chunk)
-                if time.monotonic() - last_report >= _PROGRESS_EVERY_S:
-                    log.info("%s: %s", url, _progress(written, total))
-                    last_report = time.monotonic()
-        if total is not None and written < total:
-            raise _Retryable(f"transfer cut short at byte {written} of {total}")
-        log.info("%s: %s", url, _progress(written, total))
+                progress.advance(len(chunk))
+                if time.monotonic() > deadline:
+                    raise DownloadError(
+                        f"{url}: not complete after the deadline of {options.deadline:g} s "
+                        f"(download.deadline); {progress.done} bytes kept in {part}"
+                    )
+        if total is not None and progress.done < total:
+            raise _Retryable(f"transfer cut short at byte {progress.done} of {total}")
+        progress.report()
 
 
 def _range_start(resp: requests.Response) -> int | None:
@@ -181,11 +252,28 @@ def _range_start(resp: requests.Response) -> int | None:
         return None
 
 
-def _progress(done: int, total: int | None) -> str:
-    mib = done / 2**20
-    if not total:
-        return f"{mib:.1f} MiB"
-    return f"{mib:.1f} of {total / 2**20:.1f} MiB ({100 * done / total:.0f}%)"
+class _Progress:
+    """Logs bytes done, rate and ETA of one transfer at most every ``_PROGRESS_EVERY_S``."""
+
+    def __init__(self, url: str, offset: int, total: int | None):
+        self.url, self.start, self.done, self.total = url, offset, offset, total
+        self.started = self.last = time.monotonic()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if time.monotonic() - self.last >= _PROGRESS_EVERY_S:
+            self.report()
+
+    def report(self) -> None:
+        self.last = time.monotonic()
+        rate = (self.done - self.start) / max(self.last - self.started, 1e-9)
+        text = f"{self.done / 2**20:.1f} MiB"
+        if self.total:
+            text += f" of {self.total / 2**20:.1f} MiB ({100 * self.done / self.total:.0f}%)"
+        text += f", {rate / 2**20:.2f} MiB/s"
+        if self.total and rate > 0 and self.done < self.total:
+            text += f", ETA {(self.total - self.done) / rate:.0f} s"
+        log.info("%s: %s", self.url, text)
 
 
 def copy_verified(

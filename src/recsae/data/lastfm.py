@@ -19,6 +19,12 @@ NAME = "hetrec2011-lastfm-2k"
 URL = f"https://files.grouplens.org/datasets/hetrec2011/{NAME}.zip"
 SHA256 = "6738f48195667ff03caaab4d32ca9a3133d8cc026b7c3cdaf6ce1010e913c59c"
 KEY_FILES = ("user_artists.dat", "artists.dat", "tags.dat", "user_taggedartists.dat")
+KEY_SHA256 = {
+    "user_artists.dat": "001400dc3c7d2667fca6e4ea6dc6acc31a9dd28ad5cd0f74cea988c019934d3b",
+    "artists.dat": "c173881362c6b28551368fecb3c0be5a6a30a6cd859e1f5775413dfe46d48648",
+    "tags.dat": "e95175f259be4c0c47644ae23d66131cd6d5767142a1405000e79f5584691d70",
+    "user_taggedartists.dat": "d31fe938fcfeed6f0059f37a36b156f63674d073fc2553e5cc9dc1595e365bc7",
+}
 LICENCE = (
     "Non-commercial use (Last.fm via GroupLens HetRec 2011); cite Last.fm (http://www.lastfm.com) "
     "and the HetRec'11 workshop (Cantador, Brusilovsky, Kuflik, RecSys 2011)."
@@ -34,6 +40,7 @@ def resources(settings: dict) -> list[Resource]:
             key_files=KEY_FILES,
             sha256=SHA256,
             local=local_archive(settings),
+            key_sha256=KEY_SHA256,
         )
     ]
 

@@ -9,7 +9,7 @@ is mapped to the README's name).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import pandas as pd
 
 from recsae.data.parsing import read_table
 from recsae.data.registry import DatasetSpec, RawData, Resource, local_archive, register_dataset
+from recsae.errors import DataError
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 LICENCE = (
@@ -39,10 +40,14 @@ OCCUPATIONS_1M = (
 
 @dataclass(frozen=True)
 class Variant:
+    """``md5``/``sha256``: pinned digests of the zip (others: GroupLens's ``<zip>.md5`` is
+    fetched and checked); ``key_sha256``: pinned sha256 of the extracted key files."""
+
     layout: str  # "100k" | "dat" | "csv"
     key_files: tuple[str, ...]
     md5: str | None = None
     sha256: str | None = None
+    key_sha256: dict[str, str] = field(default_factory=dict)
 
 
 VARIANTS = {
@@ -51,12 +56,21 @@ VARIANTS = {
         ("u.data", "u.item", "u.user"),
         md5="0e33842e24a9c977be4e0107933c0723",
         sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+        key_sha256={
+            "u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+            "u.item": "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
+            "u.user": "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c",
+        },
     ),
     "ml-1m": Variant(
         "dat",
         ("ratings.dat", "movies.dat", "users.dat"),
         md5="c4d9eecfca2ab87c1945afe126590906",
         sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+        key_sha256={
+            "movies.dat": "0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9",
+            "users.dat": "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3",
+        },
     ),
     "ml-20m": Variant("csv", ("ratings.csv", "movies.csv")),
     "ml-25m": Variant("csv", ("ratings.csv", "movies.csv")),
@@ -68,7 +82,7 @@ VARIANTS = {
 def _variant(settings: dict) -> tuple[str, Variant]:
     name = settings.get("variant", "ml-1m")
     if name not in VARIANTS:
-        raise ValueError(f"movielens: unknown variant {name!r}; known: {sorted(VARIANTS)}")
+        raise DataError(f"movielens: unknown variant {name!r}; known: {sorted(VARIANTS)}")
     return name, VARIANTS[name]
 
 
@@ -83,6 +97,8 @@ def resources(settings: dict) -> list[Resource]:
             md5=variant.md5,
             sha256=variant.sha256,
             local=local_archive(settings),
+            md5_beside=True,
+            key_sha256=variant.key_sha256,
         )
     ]
 

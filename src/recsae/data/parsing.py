@@ -1,7 +1,10 @@
 """Strict, fast readers for the raw file formats; every error names the file and the line.
 
-The fast path is pandas/pyarrow. When it fails (or leaves a required field empty), the file is
-scanned line by line to find the first bad line and the error says where and why.
+The fast path is pandas/pyarrow. When it fails (or leaves a required field empty, or a number out
+of the int64 range, or not finite), the file is scanned line by line to find the first bad line
+and the error says where and why. An empty file is an error ("the file is empty"). A file
+declared ISO-8859-1 whose bytes are valid UTF-8 with non-ASCII characters (a re-encoded copy) is
+read as UTF-8, with a warning, instead of being silently garbled.
 """
 
 from __future__ import annotations
@@ -11,20 +14,29 @@ import csv
 import gzip
 import io
 import json
+import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pj
+
+from recsae.errors import UserError
+
+log = logging.getLogger(__name__)
 
 _DTYPES = {"int": "int64", "float": "float64", "str": "str"}
 _ARROW = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
 _SEP_STANDIN = "\x1f"
 _JSON_BLOCK_SIZE = 16 << 20
+_INT64 = (-(2**63), 2**63 - 1)
+_LATIN1 = {"latin-1", "latin1", "iso-8859-1", "iso8859-1"}
 
 
-class MalformedInputError(ValueError):
+class MalformedInputError(UserError, ValueError):
     """A raw file does not have the expected format; the message names file and line."""
 
 
@@ -44,6 +56,7 @@ def read_table(
     "float" fields are required; "str" fields may be empty (null). LF and CRLF are both accepted.
     """
     path = Path(path)
+    encoding = _checked_encoding(path, encoding)
     names = list(columns)
     skip = 0
     if header is not None:
@@ -72,19 +85,41 @@ def read_table(
             engine="c",
         )
     except pd.errors.EmptyDataError:
-        return pd.DataFrame({n: pd.Series(dtype=_DTYPES[k]) for n, k in columns.items()})
-    except (ValueError, UnicodeDecodeError) as err:
+        raise MalformedInputError(_empty(path, header)) from None
+    except (ValueError, UnicodeDecodeError, OverflowError) as err:
         _locate_table_error(path, columns, sep, encoding, quoted, skip)
         raise MalformedInputError(f"{path}: {err}") from err
     if frame.shape[1] != len(names):
         _locate_table_error(path, columns, sep, encoding, quoted, skip)
         raise MalformedInputError(f"{path}: expected {len(names)} fields, found {frame.shape[1]}")
     frame.columns = names
+    if frame.empty:
+        raise MalformedInputError(_empty(path, header))
     numeric = [name for name, kind in columns.items() if kind != "str"]
-    if frame[numeric].isna().any().any():
+    if not np.isfinite(frame[numeric].to_numpy(dtype=float)).all():
         _locate_table_error(path, columns, sep, encoding, quoted, skip)
-        raise MalformedInputError(f"{path}: a numeric field is empty")
+        raise MalformedInputError(f"{path}: a numeric field is empty or not finite")
     return frame
+
+
+def _empty(path: Path, header) -> str:
+    return f"{path}: the file is empty" + (" (a header, no data lines)" if header else "")
+
+
+def _checked_encoding(path: Path, encoding: str) -> str:
+    """``encoding``, or "utf-8" for a file declared ISO-8859-1 that is valid, non-ASCII UTF-8."""
+    if encoding.lower() not in _LATIN1:
+        return encoding
+    data = path.read_bytes()
+    if data.isascii():
+        return encoding
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return encoding
+    log.warning("%s: expected ISO-8859-1 but the file is UTF-8 (a re-encoded copy?); "
+                "reading it as UTF-8", path)  # fmt: skip
+    return "utf-8"
 
 
 def _check_header(path: Path, header: tuple[str, ...], sep: str, encoding: str, quoted: bool):
@@ -131,6 +166,7 @@ def _locate_table_error(
                     raise MalformedInputError(
                         f"{path}, line {line_no}: field {name!r} is not a valid {kind}: "
                         f"{fields[index]!r}"
+                        + (" (int64 range, finite numbers only)" if fields[index] else "")
                     )
 
 
@@ -141,11 +177,13 @@ def _split(line: str, sep: str, quoted: bool) -> list[str]:
 
 
 def _is_number(text: str, kind: str) -> bool:
+    """A finite float, or (kind "int") an integer in the int64 range."""
     try:
-        value = float(text)
+        if kind == "int":
+            return _INT64[0] <= int(text.strip()) <= _INT64[1]
+        return math.isfinite(float(text))
     except ValueError:
         return False
-    return kind == "float" or value.is_integer()
 
 
 def read_json_lines(
@@ -169,9 +207,13 @@ def read_json_lines(
         )
     except pa.ArrowInvalid as err:
         _locate_json_error(path, fields, optional)
+        if next(iter_records(path), None) is None:
+            raise MalformedInputError(f"{path}: the file is empty") from err
         raise MalformedInputError(f"{path}: {err}") from err
     frame = table.to_pandas()
-    if len(frame) and frame[list(fields)].isna().any().any():
+    if frame.empty:
+        raise MalformedInputError(f"{path}: the file is empty")
+    if frame[list(fields)].isna().any().any():
         _locate_json_error(path, fields, optional)
         raise MalformedInputError(f"{path}: a required field is null")
     return frame
@@ -196,7 +238,9 @@ def _locate_json_error(path: Path, fields: dict[str, str], optional: dict[str, s
 def _json_number(value, kind: str) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return kind == "float" or float(value).is_integer()
+    if not math.isfinite(value):
+        return False
+    return kind == "float" or (float(value).is_integer() and _INT64[0] <= value <= _INT64[1])
 
 
 def iter_records(path: str | Path, literal_fallback: bool = False) -> Iterator[tuple[int, dict]]:

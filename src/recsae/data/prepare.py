@@ -17,6 +17,7 @@ import pandas as pd
 from recsae.data.fetch import verify_manifest
 from recsae.data.registry import RawData, get_dataset
 from recsae.data.tables import CONCEPT_COLUMNS, INTERACTION_COLUMNS, check_columns
+from recsae.errors import DataError
 from recsae.io import result_metadata, write_json, write_parquet
 
 
@@ -41,6 +42,10 @@ def prepare_raw(
     check_columns(raw.interactions, list(INTERACTION_COLUMNS), where)
     inter = raw.interactions[list(INTERACTION_COLUMNS)].reset_index(drop=True)
     inter = inter.astype({"rating": "float64", "timestamp": "int64"})
+    if inter.empty:
+        raise DataError(f"{dataset}: the raw data holds no interactions")
+    if not np.isfinite(inter["rating"].to_numpy()).all():
+        raise DataError(f"{dataset}: interactions: a rating is not a finite number")
     raw_counts = _counts(inter)
     if raw.items is not None:
         raw_counts["n_items_catalogue"] = int(raw.items["raw_id"].nunique())
@@ -56,7 +61,7 @@ def prepare_raw(
         inter = inter[inter["rating"] >= float(min_rating)]
         if inter.empty:
             ratings = raw.interactions["rating"]
-            raise ValueError(
+            raise DataError(
                 f"{dataset}: no interactions left after the min_rating={min_rating} setting "
                 f"(ratings range {ratings.min()}..{ratings.max()})"
             )
@@ -64,7 +69,7 @@ def prepare_raw(
     kcore = _kcore_setting(settings, dataset)
     inter = kcore_filter(inter, kcore["user"], kcore["item"])
     if inter.empty:
-        raise ValueError(
+        raise DataError(
             f"{dataset}: no interactions left after the kcore setting "
             f"(user={kcore['user']}, item={kcore['item']}); lower kcore.user / kcore.item"
         )
@@ -103,6 +108,7 @@ def prepare_raw(
             .nunique()
             .items()
         },
+        **raw.stats,
         **result_metadata(settings, seed),
     }
     write_parquet(out_dir / "interactions.parquet", interactions)
@@ -137,10 +143,10 @@ def _kcore_setting(settings: dict, dataset: str) -> dict:
     for key in ("user", "item"):
         value = kcore.pop(key, 0) or 0
         if int(value) != value or value < 0:
-            raise ValueError(f"{dataset}: kcore.{key} must be an integer >= 0, got {value!r}")
+            raise DataError(f"{dataset}: kcore.{key} must be an integer >= 0, got {value!r}")
         out[key] = int(value)
     if kcore:
-        raise ValueError(f"{dataset}: unknown kcore key(s) {sorted(kcore)}; use user, item")
+        raise DataError(f"{dataset}: unknown kcore key(s) {sorted(kcore)}; use user, item")
     return out
 
 
@@ -210,7 +216,7 @@ def _concepts_table(
         rows = concepts[concepts["entity"] == entity]
         ids = index.get_indexer(rows["raw_id"])
         if len(rows) and (ids < 0).all() and len(index):
-            raise ValueError(
+            raise DataError(
                 f"{dataset}: no {entity} concept raw_id matches an interaction's {entity} id "
                 f"(concept ids like {rows['raw_id'].iloc[0]!r}, {entity} ids like {index[0]!r})"
             )

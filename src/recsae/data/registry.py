@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from recsae.errors import DataError
+
+# A file name the project writes into the raw dir: no path separators, no "..", no leading dot.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 _REGISTRY: dict[str, DatasetSpec] = {}
 _DISCOVERED = False
@@ -30,6 +36,11 @@ class Resource:
     manifest. ``unpack``: extract the archive (False: the file is itself a key file).
     ``mirror_name``: the folder name under a mirror (``<mirror>/<mirror_name>/<filename>``).
     ``local``: a local archive to use instead of downloading (the ``archive`` setting).
+    ``md5``/``sha256``: the archive's pinned digest. ``md5_beside``: the publisher puts
+    ``<filename>.md5`` beside the archive; it is fetched and checked when nothing is pinned.
+    ``key_sha256``: pinned sha256 of key files, checked when a mirror serves them extracted.
+    ``optional``: a missing file is logged and skipped instead of failing the fetch.
+    Names are checked (``SAFE_NAME``) so that no setting can point a file outside the raw dir.
     """
 
     mirror_name: str
@@ -40,6 +51,17 @@ class Resource:
     sha256: str | None = None
     unpack: bool = True
     local: Path | None = None
+    md5_beside: bool = False
+    key_sha256: dict[str, str] = field(default_factory=dict)
+    optional: bool = False
+
+    def __post_init__(self):
+        for name in (self.mirror_name, self.filename, *self.key_files):
+            if not SAFE_NAME.match(name) or ".." in name:
+                raise DataError(
+                    f"unsafe file name {name!r} for the raw dir (allowed: letters, digits and "
+                    "_ . + - not starting with a dot); check the dataset's settings"
+                )
 
 
 @dataclass
@@ -51,6 +73,7 @@ class RawData:
     * ``users``: raw_id plus attribute columns (nullable).
     * ``concepts``: entity ("item" | "user"), raw_id, family, concept.
     * ``extra_json``: file name -> JSON object written beside the tables (e.g. ground_truth.json).
+    * ``stats``: extra entries for stats.json (e.g. reviews whose item has no metadata).
     """
 
     interactions: pd.DataFrame
@@ -58,6 +81,7 @@ class RawData:
     users: pd.DataFrame | None = None
     concepts: pd.DataFrame | None = None
     extra_json: dict[str, dict] = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from recsae.data.tables import INTERACTION_COLUMNS, SPLIT_PARTS, as_interactions, validate_canonical
+from recsae.errors import DataError
 from recsae.io import result_metadata, write_json, write_parquet
 from recsae.seeding import numpy_rng
 
@@ -48,21 +49,21 @@ class SplitSettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(settings) - known)
         if unknown:
-            raise ValueError(f"split: unknown setting(s) {unknown}; known: {sorted(known)}")
+            raise DataError(f"split: unknown setting(s) {unknown}; known: {sorted(known)}")
         out = cls(**settings)
         if out.protocol not in PROTOCOLS:
-            raise ValueError(f"split.protocol must be one of {PROTOCOLS}, got {out.protocol!r}")
+            raise DataError(f"split.protocol must be one of {PROTOCOLS}, got {out.protocol!r}")
         if out.small_users not in SMALL_USER_RULES:
-            raise ValueError(
+            raise DataError(
                 f"split.small_users must be one of {SMALL_USER_RULES}, got {out.small_users!r}"
             )
         for key in ("test_n", "valid_n", "min_train"):
             if int(getattr(out, key)) != getattr(out, key) or getattr(out, key) < 0:
-                raise ValueError(f"split.{key} must be a non-negative integer")
+                raise DataError(f"split.{key} must be a non-negative integer")
         for key in ("test_fraction", "valid_fraction"):
             value = getattr(out, key)
             if value is not None and not 0.0 < value < 1.0:
-                raise ValueError(f"split.{key} must be null or in (0, 1), got {value}")
+                raise DataError(f"split.{key} must be null or in (0, 1), got {value}")
         return out
 
 
@@ -93,6 +94,15 @@ def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict
         "n_dropped_interactions": int((part == _DROP).sum()),
         **result_metadata(asdict(cfg), seed),
     }
+    if stats["n_eval_users"] == 0:
+        raise DataError(
+            f"{stats_in.get('dataset', data_dir)}: the split leaves no user to evaluate: "
+            f"{stats['n_users']} users, {stats['n_small_users']} of them with fewer than "
+            f"test + valid + min_train interactions (split.test_n={cfg.test_n}, "
+            f"test_fraction={cfg.test_fraction}, valid_n={cfg.valid_n}, "
+            f"valid_fraction={cfg.valid_fraction}, min_train={cfg.min_train}); lower these "
+            "split settings, or raise the dataset's kcore.user so that users have more"
+        )
     for name, frame in frames.items():
         write_parquet(out_dir / f"{name}.parquet", frame[list(INTERACTION_COLUMNS)])
     write_json(out_dir / "stats.json", stats)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from recsae.data.registry import DatasetSpec, RawData, Resource, register_dataset
+from recsae.errors import DataError
 from recsae.seeding import numpy_rng
 
 START_TIMESTAMP = 946_684_800  # 2000-01-01
@@ -59,14 +60,14 @@ class SyntheticSettings:
         out = cls(**values)
         for key in ("n_users", "n_items", "n_clusters", "n_eras", "n_popularity_levels"):
             if int(getattr(out, key)) != getattr(out, key) or getattr(out, key) < 1:
-                raise ValueError(f"synthetic: {key} must be a positive integer")
+                raise DataError(f"synthetic: {key} must be a positive integer")
         for key in ("cluster_focus", "era_focus", "noise"):
             if not 0.0 <= getattr(out, key) <= 1.0:
-                raise ValueError(f"synthetic: {key} must be in [0, 1]")
+                raise DataError(f"synthetic: {key} must be in [0, 1]")
         if out.interactions_per_user <= 0 or out.preference_alpha <= 0:
-            raise ValueError("synthetic: interactions_per_user and preference_alpha must be > 0")
+            raise DataError("synthetic: interactions_per_user and preference_alpha must be > 0")
         if out.n_items < 2:
-            raise ValueError("synthetic: n_items must be at least 2")
+            raise DataError("synthetic: n_items must be at least 2")
         return out
 
 

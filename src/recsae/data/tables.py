@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsae.errors import DataError
 from recsae.io import read_json
 
 INTERACTION_COLUMNS = {"user": "int64", "item": "int64", "rating": "float32", "timestamp": "int64"}
@@ -36,7 +37,7 @@ def check_columns(frame: pd.DataFrame, required, where: str) -> None:
     """Raise a ValueError naming ``where`` when ``frame`` lacks any of ``required``."""
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise ValueError(f"{where}: missing column(s) {missing}; found {list(frame.columns)}")
+        raise DataError(f"{where}: missing column(s) {missing}; found {list(frame.columns)}")
 
 
 def as_interactions(frame: pd.DataFrame, where: str) -> pd.DataFrame:

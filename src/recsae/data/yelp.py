@@ -15,6 +15,7 @@ import pandas as pd
 
 from recsae.data.parsing import read_json_lines
 from recsae.data.registry import DatasetSpec, RawData, Resource, local_archive, register_dataset
+from recsae.errors import DataError
 
 REVIEWS = "yelp_academic_dataset_review.json"
 BUSINESSES = "yelp_academic_dataset_business.json"
@@ -49,7 +50,7 @@ def read(raw_dir: Path, settings: dict, seed: int) -> RawData:
     when = pd.to_datetime(reviews["date"], format="%Y-%m-%d %H:%M:%S", errors="coerce")
     if when.isna().any():
         row = int(when.isna().to_numpy().nonzero()[0][0])
-        raise ValueError(
+        raise DataError(
             f"{raw_dir / REVIEWS}: review {row + 1}: date {reviews['date'].iloc[row]!r} "
             "is not 'YYYY-MM-DD HH:MM:SS'"
         )
@@ -68,6 +69,7 @@ def read(raw_dir: Path, settings: dict, seed: int) -> RawData:
     categories = listed.assign(concept=listed["categories"].str.split(",")).explode("concept")
     categories = categories.assign(concept=categories["concept"].str.strip())
     categories = categories[categories["concept"] != ""]
+    unlisted = ~interactions["item"].isin(business["business_id"])
     return RawData(
         interactions=interactions,
         items=pd.DataFrame(
@@ -82,6 +84,7 @@ def read(raw_dir: Path, settings: dict, seed: int) -> RawData:
                 "concept": categories["concept"],
             }
         ),
+        stats={"n_interactions_without_metadata": int(unlisted.sum())},
     )
 
 

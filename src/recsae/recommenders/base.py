@@ -22,6 +22,13 @@ from recsae.io import atomic_write
 
 _REGISTRY: dict[str, type[Recommender]] = {}
 
+# JSON-schema types of the parameters most models share (``Recommender.param_schema``).
+SHARED_PARAMS = {
+    "dim": {"type": "integer", "minimum": 1},
+    "reg": {"type": "number", "minimum": 0},
+    "init_std": {"type": "number", "exclusiveMinimum": 0},
+}
+
 
 def register(name: str):
     """Class decorator: make a Recommender subclass available under ``name`` in config."""
@@ -58,6 +65,8 @@ class Recommender(nn.Module, ABC):
       items, labels), "pairwise" (keys users, pos, neg) or None (nothing to train).
     * ``default_params`` / ``default_train``: tuned defaults merged under the config's values;
       ``presets`` maps a preset name (e.g. "paper") to ``{"params": ..., "train": ...}``.
+    * ``param_schema``: each parameter's JSON-schema type and range (checked, with the key
+      named, when the config is validated, before any job runs).
     """
 
     name: ClassVar[str] = ""
@@ -66,6 +75,7 @@ class Recommender(nn.Module, ABC):
     default_params: ClassVar[dict] = {}
     default_train: ClassVar[dict] = {}
     presets: ClassVar[dict[str, dict]] = {}
+    param_schema: ClassVar[dict[str, dict]] = {}
 
     def __init__(self, n_users: int, n_items: int, params: dict):
         super().__init__()
@@ -79,6 +89,12 @@ class Recommender(nn.Module, ABC):
         the returned model's ``params`` must be enough for ``cls(n_users, n_items, params)`` to
         rebuild an instance that its state_dict loads into."""
         return cls(n_users, n_items, params)
+
+    @classmethod
+    def embedding_dim(cls, params: dict) -> int | None:
+        """Size d of the embeddings these (resolved) params give, None when unknown before the
+        model is built."""
+        return params.get("dim")
 
     def prepare(self, train: sp.csr_matrix) -> None:
         """Hook called once with the binary (n_users, n_items) TRAIN matrix before training

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsae.recommenders.base import DotRecommender, register
+from recsae.recommenders.base import SHARED_PARAMS, DotRecommender, register
 
 
 @register("bpr")
@@ -16,6 +16,7 @@ class BPR(DotRecommender):
 
     objective = "pairwise"
     default_params = {"dim": 64, "reg": 5e-3, "init_std": 0.1}
+    param_schema = SHARED_PARAMS
     default_train = {"epochs": 200, "lr": 0.005, "batch_size": 8192, "negatives": 1}
 
     def __init__(self, n_users: int, n_items: int, params: dict):

@@ -19,6 +19,7 @@ import torch
 from recsae.recommenders.base import DotRecommender, register
 
 _ID_COLUMNS = ("id", "user", "item")
+_PATH_PARAMS = ("user_path", "item_path", "user_bias_path", "item_bias_path")
 
 
 def read_array(path: str | Path, n_rows: int, key: str) -> np.ndarray:
@@ -76,6 +77,11 @@ class Embeddings(DotRecommender):
         "global_bias": 0.0,
     }
     default_train = {"epochs": 0}
+    param_schema = {
+        "dim": {"type": ["integer", "null"], "minimum": 1},
+        **{key: {"type": ["string", "null"]} for key in _PATH_PARAMS},
+        "global_bias": {"type": "number"},
+    }
 
     def __init__(self, n_users: int, n_items: int, params: dict):
         super().__init__(n_users, n_items, params)
@@ -89,6 +95,18 @@ class Embeddings(DotRecommender):
         self.register_buffer(
             "item_bias", torch.zeros(n_items) if params.get("item_bias_path") else None
         )
+
+    @classmethod
+    def embedding_dim(cls, params: dict) -> int | None:
+        """``dim``, else the column count of an existing ``user_path`` file (None if absent)."""
+        path = Path(params["user_path"]) if params.get("user_path") else None
+        if params.get("dim") is not None or path is None or not path.is_file():
+            return params.get("dim")
+        if path.suffix == ".npy":
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        else:
+            shape = _parquet_array(path, "user_path").shape
+        return int(shape[1]) if len(shape) == 2 else None
 
     @classmethod
     def build(cls, n_users: int, n_items: int, params: dict) -> Embeddings:

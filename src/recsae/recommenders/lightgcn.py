@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsae.recommenders.base import DotRecommender, register
+from recsae.recommenders.base import SHARED_PARAMS, DotRecommender, register
 
 
 class _SymmetricSpMM(torch.autograd.Function):
@@ -64,6 +64,7 @@ class LightGCN(DotRecommender):
 
     objective = "pairwise"
     default_params = {"dim": 64, "n_layers": 3, "reg": 1e-4, "init_std": 0.1}
+    param_schema = {**SHARED_PARAMS, "n_layers": {"type": "integer", "minimum": 0}}
     default_train = {
         "epochs": 300,
         "lr": 0.005,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsae.recommenders.base import DotRecommender, register
+from recsae.recommenders.base import SHARED_PARAMS, DotRecommender, register
 
 
 @register("mf")
@@ -20,6 +20,7 @@ class MF(DotRecommender):
 
     objective = "pointwise"
     default_params = {"dim": 64, "reg": 3e-3, "init_std": 0.1}
+    param_schema = SHARED_PARAMS
     default_train = {"epochs": 100, "lr": 0.005, "batch_size": 8192, "negatives": 4}
     presets = {
         "paper": {

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsae.recommenders.base import Recommender, register
+from recsae.recommenders.base import SHARED_PARAMS, Recommender, register
 
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -19,6 +19,10 @@ class NCF(Recommender):
     scorer_kind = "pairwise"
     objective = "pointwise"
     default_params = {"dim": 32, "layers": [64, 32, 16], "reg": 0.0, "init_std": 0.1}
+    param_schema = {
+        **SHARED_PARAMS,
+        "layers": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+    }
     default_train = {"epochs": 100, "lr": 0.002, "batch_size": 8192, "negatives": 4}
     presets = {
         "paper": {

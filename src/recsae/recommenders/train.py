@@ -12,6 +12,7 @@ import copy
 import time
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import torch
 
@@ -57,7 +58,8 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch
 
 def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict, dict]:
     """Full (params, train_cfg): global defaults < the model's defaults < its preset (named by
-    train_cfg["preset"]) < the given values. Unknown keys raise a KeyError naming them."""
+    train_cfg["preset"]) < the given values. Unknown keys raise a KeyError naming them, a param
+    outside the model's ``param_schema`` (type or range) a ValueError naming it."""
     cls = model_class(model_name)
     preset_name = train_cfg.get("preset", TRAIN_DEFAULTS["preset"])
     if preset_name == "default":
@@ -77,6 +79,11 @@ def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict
             raise KeyError(
                 f"{model_name}: unknown {what} key(s) {unknown}; known {sorted(allowed)}"
             )
+    for key, schema in cls.param_schema.items():
+        try:
+            jsonschema.validate(full_params.get(key), schema)
+        except jsonschema.ValidationError as err:
+            raise ValueError(f"params.{key}: {err.message}") from None
     if full_train["optimizer"] not in OPTIMIZERS:
         raise KeyError(
             f"train optimizer {full_train['optimizer']!r} unknown; use {list(OPTIMIZERS)}"
