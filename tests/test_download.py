@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import logging
+import os
 import tarfile
 import zipfile
 from dataclasses import replace
@@ -18,10 +21,12 @@ from data_fixtures import (
     make_tar,
     make_zip,
     ml100k_files,
+    mlcsv_files,
     write_files,
     yelp_files,
 )
 
+from recsae.data import download as download_module
 from recsae.data import lastfm, movielens
 from recsae.data.download import (
     ChecksumError,
@@ -30,9 +35,17 @@ from recsae.data.download import (
     NotFoundError,
     download,
 )
-from recsae.data.extract import UnsafeArchiveError, safe_extract
-from recsae.data.fetch import RawDataChangedError, fetch_raw
+from recsae.data.extract import ArchiveError, ExtractLimits, UnsafeArchiveError, safe_extract
+from recsae.data.fetch import (
+    MANIFEST,
+    MissingRawFileError,
+    RawDataChangedError,
+    check_raw_unchanged,
+    fetch_raw,
+    verify_manifest,
+)
 from recsae.data.prepare import prepare_dataset
+from recsae.errors import DataError
 
 FAST = DownloadOptions(retries=3, backoff=0.0, connect_timeout=5, read_timeout=5)
 FAST_SETTINGS = {"retries": 3, "backoff": 0.0}
@@ -298,3 +311,250 @@ def test_yelp_without_url_or_archive_explains_how_to_get_it(tmp_path):
 def test_synthetic_fetch_writes_an_empty_manifest(tmp_path):
     raw = fetch_raw("demo", {"source": "synthetic"}, tmp_path / "raw", mirror=None)
     assert '"files": {}' in (raw / "MANIFEST.json").read_text()
+
+
+# --- issue 13: damaged or stuck raw data ----------------------------------------------------
+
+
+def test_archive_that_fails_to_extract_is_moved_aside_and_fetched_again(tmp_path):
+    """Item 1: a truncated archive without a pinned checksum is not reused by the next run."""
+    good = make_tar(yelp_files(), mode="w")
+    bad = good[:600]  # the first header and part of the first member
+    settings = {"source": "yelp", "download": FAST_SETTINGS}
+    with http_server({"/dl/yelp_dataset.tar": Route(bad)}) as srv:
+        settings["url"] = f"{srv.base_url}/dl/yelp_dataset.tar"
+        with pytest.raises(ArchiveError) as err:
+            fetch_raw("yelp", settings, tmp_path / "raw", mirror=None)
+    assert "yelp_dataset.tar" in str(err.value) and "rejected" in str(err.value)
+    assert not (tmp_path / "raw" / "yelp_dataset.tar").exists()
+    assert (tmp_path / "raw" / "yelp_dataset.tar.rejected").read_bytes() == bad
+    with http_server({"/dl/yelp_dataset.tar": Route(good)}) as srv:
+        settings["url"] = f"{srv.base_url}/dl/yelp_dataset.tar"
+        raw = fetch_raw("yelp", settings, tmp_path / "raw", mirror=None)
+    assert len(srv.requests) == 1
+    for name, data in yelp_files().items():
+        assert (raw / name).read_bytes() == data
+
+
+def test_stale_partial_of_another_version_restarts_from_byte_zero(tmp_path):
+    """Item 2: a .part left by an older remote file is not joined to the new file's tail."""
+    old, new = b"o" * 5000, b"n" * 9000
+    with http_server({"/f.bin": Route(old, etag='"old"', truncate_first=1)}) as srv:
+        url = f"{srv.base_url}/f.bin"
+        with pytest.raises(DownloadError):
+            download(url, tmp_path / "f.bin", options=replace(FAST, retries=0))
+        assert (tmp_path / "f.bin.part").read_bytes() == old[:2500]
+        srv.routes["/f.bin"] = Route(new, etag='"new"')
+        download(url, tmp_path / "f.bin", options=FAST)
+    assert (tmp_path / "f.bin").read_bytes() == new
+    assert srv.if_ranges == [None, '"old"']
+    assert not (tmp_path / "f.bin.part.validator").exists()
+
+
+def test_partial_without_a_validator_is_not_resumed(tmp_path):
+    """Item 2: a .part whose remote version is unknown restarts (no Range request)."""
+    (tmp_path / "f.bin.part").write_bytes(b"x" * 100)
+    with http_server({"/f.bin": Route(BODY)}) as srv:
+        download(f"{srv.base_url}/f.bin", tmp_path / "f.bin", sha256=sha(BODY), options=FAST)
+    assert srv.requests[0][1] is None
+    assert (tmp_path / "f.bin").read_bytes() == BODY
+
+
+def test_resume_after_a_cut_sends_the_validator(tmp_path):
+    """Item 2: within a run, a cut transfer resumes with If-Range set to the ETag."""
+    with http_server({"/f.bin": Route(BODY, truncate_first=1, etag='"abc"')}) as srv:
+        download(f"{srv.base_url}/f.bin", tmp_path / "f.bin", sha256=sha(BODY), options=FAST)
+    assert srv.if_ranges == [None, '"abc"']
+    assert (tmp_path / "f.bin").read_bytes() == BODY
+
+
+def test_server_without_validators_restarts_instead_of_resuming(tmp_path):
+    with http_server({"/f.bin": Route(BODY, truncate_first=1, etag=None)}) as srv:
+        download(f"{srv.base_url}/f.bin", tmp_path / "f.bin", sha256=sha(BODY), options=FAST)
+    assert [r for _, r in srv.requests] == [None, None]
+    assert (tmp_path / "f.bin").read_bytes() == BODY
+
+
+def test_mirror_key_file_cut_short_without_length_is_refused(tmp_path, monkeypatch):
+    """Item 3: extracted key files from a mirror are checked against their pinned sha256."""
+    files = ml100k_files()
+    pins = {name: sha(data) for name, data in files.items()}
+    variant = replace(movielens.VARIANTS["ml-100k"], key_sha256=pins)
+    monkeypatch.setitem(movielens.VARIANTS, "ml-100k", variant)
+    routes = {f"/m/ml-100k/{n}": Route(b, length=False) for n, b in files.items()}
+    routes["/m/ml-100k/u.data"] = Route(files["u.data"], length=False, truncate_first=1)
+    with http_server(routes) as srv, pytest.raises(ChecksumError) as err:
+        fetch_raw("ml-100k", _ml100k_settings(), tmp_path / "raw", mirror=f"{srv.base_url}/m")
+    assert "u.data" in str(err.value) and pins["u.data"] in str(err.value)
+    assert not (tmp_path / "raw" / "u.data").exists()
+    assert not (tmp_path / "raw" / MANIFEST).exists()
+
+
+def test_real_key_files_are_pinned():
+    """Item 3: every MovieLens 100K and Last.FM key file has a sha256 pin in the code."""
+    ml100k = movielens.resources({"variant": "ml-100k"})[0]
+    assert set(ml100k.key_sha256) == set(ml100k.key_files)
+    assert ml100k.md5 == "0e33842e24a9c977be4e0107933c0723"
+    (hetrec,) = lastfm.resources({})
+    assert set(hetrec.key_sha256) == set(hetrec.key_files)
+    for digest in [*ml100k.key_sha256.values(), *hetrec.key_sha256.values()]:
+        assert len(digest) == 64 and int(digest, 16) >= 0
+
+
+@pytest.mark.parametrize("upstream", [True, False])
+def test_published_md5_beside_a_movielens_zip_is_checked(tmp_path, monkeypatch, upstream):
+    """Item 3: an unpinned MovieLens zip is checked against GroupLens's <zip>.md5."""
+    archive = make_zip(mlcsv_files(), prefix="ml-latest-small/")
+    md5 = hashlib.md5(archive).hexdigest()
+    settings = {"source": "movielens", "variant": "ml-latest-small", "download": FAST_SETTINGS}
+    folder = "/ml" if upstream else "/m/ml-latest-small"
+    cases = [
+        (f"MD5 (ml-latest-small.zip) = {md5}\n".encode(), None),
+        (f"{'0' * 32}  ml-latest-small.zip\n".encode(), ChecksumError),
+        (None, ChecksumError),
+    ]
+    for i, (sidecar, error) in enumerate(cases):
+        routes = {f"{folder}/ml-latest-small.zip": Route(archive)}
+        if sidecar is not None:
+            routes[f"{folder}/ml-latest-small.zip.md5"] = Route(sidecar)
+        with http_server(routes) as srv:
+            monkeypatch.setattr(movielens, "BASE_URL", f"{srv.base_url}/ml")
+            mirror = None if upstream else f"{srv.base_url}/m"
+            raw = tmp_path / f"raw{i}"
+            if error is None:
+                fetch_raw("mls", settings, raw, mirror=mirror)
+                assert (raw / "ratings.csv").read_bytes() == mlcsv_files()["ratings.csv"]
+                assert md5 in (raw / MANIFEST).read_text()
+            else:
+                with pytest.raises(error, match=r"ml-latest-small\.zip"):
+                    fetch_raw("mls", settings, raw, mirror=mirror)
+                assert not (raw / "ratings.csv").exists()
+        assert any(path.endswith(".md5") for path, _ in srv.requests)
+
+
+def test_edited_key_file_is_noticed_by_the_cheap_check(tmp_path):
+    """Item 4: the start-up check sees an edit (and is not fooled by a mere touch)."""
+    raw = write_files(tmp_path / "raw", ml100k_files())
+    fetch_raw("ml100k", _ml100k_settings(), raw, mirror=None)
+    check_raw_unchanged(raw)
+    os.utime(raw / "u.item", ns=(1, 1))
+    check_raw_unchanged(raw)
+    data = (raw / "u.data").read_bytes()
+    (raw / "u.data").write_bytes(data.replace(b"\t5\t", b"\t1\t", 1))
+    with pytest.raises(RawDataChangedError, match=r"u\.data"):
+        check_raw_unchanged(raw)
+    (raw / "u.user").unlink()
+    (raw / "u.data").write_bytes(data)
+    with pytest.raises(MissingRawFileError, match=r"u\.user"):
+        check_raw_unchanged(raw)
+
+
+def test_manifest_inside_an_archive_is_never_used(tmp_path, monkeypatch):
+    """Item 4: a MANIFEST.json shipped in the archive does not replace the project's own."""
+    evil = {"files": {"../../../../etc/hostname": "0" * 64}}
+    archive = make_zip(ml100k_files() | {MANIFEST: json.dumps(evil).encode()}, prefix="ml-100k/")
+    variant = movielens.Variant("100k", ("u.data", "u.item", "u.user"), sha256=sha(archive))
+    monkeypatch.setitem(movielens.VARIANTS, "ml-100k", variant)
+    with http_server({"/ml-100k.zip": Route(archive)}) as srv:
+        monkeypatch.setattr(movielens, "BASE_URL", srv.base_url)
+        raw = fetch_raw("ml100k", _ml100k_settings(), tmp_path / "raw", mirror=None)
+    files = json.loads((raw / MANIFEST).read_text())["files"]
+    assert sorted(files) == ["u.data", "u.item", "u.user"]
+    (raw / MANIFEST).write_text(json.dumps(evil))
+    with pytest.raises(RawDataChangedError, match=r"refusing entry '\.\./"):
+        verify_manifest(raw)
+    with pytest.raises(RawDataChangedError, match=r"refusing entry '\.\./"):
+        check_raw_unchanged(raw)
+
+
+def _bomb_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("small.txt", b"ok")
+        zf.writestr("zeros.bin", b"a" * (4 << 20))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar", "gzip"])
+def test_extraction_over_the_size_cap_is_refused(tmp_path, kind):
+    """Item 5: a member that would unpack far beyond the archive's size is refused unwritten."""
+    import gzip
+
+    zeros = b"a" * (4 << 20)
+    data = {
+        "zip": _bomb_zip(),
+        "tar": make_tar({"small.txt": b"ok", "zeros.bin": zeros}, mode="w:gz"),
+        "gzip": gzip.compress(zeros),
+    }[kind]
+    archive = tmp_path / {"zip": "a.zip", "tar": "a.tar.gz", "gzip": "zeros.bin.gz"}[kind]
+    archive.write_bytes(data)
+    with pytest.raises(UnsafeArchiveError) as err:
+        safe_extract(archive, tmp_path / "out")
+    assert "zeros.bin" in str(err.value) and "max_extract_ratio" in str(err.value)
+    assert not (tmp_path / "out" / "zeros.bin").exists()
+    safe_extract(archive, tmp_path / "out2", ExtractLimits(max_ratio=1e6))
+    assert (tmp_path / "out2" / "zeros.bin").stat().st_size == 4 << 20
+    tight = ExtractLimits(max_ratio=1e6, max_bytes=1 << 20)
+    with pytest.raises(UnsafeArchiveError, match="max_extract_gib"):
+        safe_extract(archive, tmp_path / "out3", tight)
+
+
+def test_extraction_cap_is_a_download_setting(tmp_path):
+    archive = _bomb_zip()
+    settings = {"source": "yelp", "download": FAST_SETTINGS | {"max_extract_ratio": 2}}
+    with http_server({"/dl/y.zip": Route(archive)}) as srv:
+        settings["url"] = f"{srv.base_url}/dl/y.zip"
+        with pytest.raises(UnsafeArchiveError, match="zeros.bin"):
+            fetch_raw("yelp", settings, tmp_path / "raw", mirror=None)
+    assert not (tmp_path / "raw" / "zeros.bin").exists()
+
+
+def test_trickling_server_hits_the_deadline(tmp_path):
+    """Item 6: a server sending a few bytes a second cannot hold a download forever."""
+    options = replace(FAST, deadline=0.3)
+    with (
+        http_server({"/f.bin": Route(BODY[:400], trickle=0.01)}) as srv,
+        pytest.raises(DownloadError, match=r"deadline of 0\.3 s \(download\.deadline\)"),
+    ):
+        download(f"{srv.base_url}/f.bin", tmp_path / "f.bin", options=options)
+    assert not (tmp_path / "f.bin").exists()
+
+
+def test_progress_reports_bytes_rate_and_eta(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(download_module, "_PROGRESS_EVERY_S", 0.0)
+    caplog.set_level(logging.INFO, logger="recsae.data.download")
+    with http_server({"/f.bin": Route(BODY)}) as srv:
+        download(f"{srv.base_url}/f.bin", tmp_path / "f.bin",
+                 options=replace(FAST, chunk_size=4096))  # fmt: skip
+    progress = [r.getMessage() for r in caplog.records if "MiB/s" in r.getMessage()]
+    assert len(progress) >= 2
+    assert any("ETA" in line and "%" in line for line in progress)
+
+
+def test_missing_optional_amazon_metadata_is_skipped(tmp_path):
+    """Item 8: without its metadata file, Amazon goes on (optional) or stops (required)."""
+    files = amazon2018_files("Toys")
+    routes = {"/m/amazon2018/Toys_5.json.gz": Route(files["Toys_5.json.gz"])}
+    settings = {"source": "amazon2018", "category": "Toys", "download": FAST_SETTINGS}
+    with http_server(routes) as srv:
+        raw = fetch_raw("amz", settings, tmp_path / "raw", mirror=f"{srv.base_url}/m")
+        manifest = json.loads((raw / MANIFEST).read_text())
+        assert manifest["missing_optional"] == ["meta_Toys.json.gz"]
+        stats = prepare_dataset("amz", settings, raw, tmp_path / "data", seed=0)
+        assert stats["metadata"].startswith("absent") and stats["concept_families"] == {}
+        assert stats["n_interactions_without_metadata"] == 3
+        required = settings | {"metadata": "required"}
+        with pytest.raises(MissingRawFileError, match=r"meta_Toys\.json\.gz"):
+            fetch_raw("amz", required, tmp_path / "raw2", mirror=f"{srv.base_url}/m")
+        with pytest.raises(DataError, match=r"meta_Toys\.json\.gz.*metadata: required"):
+            prepare_dataset("amz", required, raw, tmp_path / "data2", seed=0)
+
+
+def test_unsafe_category_never_becomes_a_path(tmp_path):
+    """Item 11: a category with path parts is refused before any file or URL is made."""
+    settings = {"source": "amazon2018", "category": "../../../../x/Books"}
+    with pytest.raises(DataError, match="category"):
+        fetch_raw("amz", settings, tmp_path / "raw", mirror=str(tmp_path))
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(DataError, match="unsafe file name"):
+        fetch_raw("yelp", {"source": "yelp", "url": "http://h/a/.."}, tmp_path / "raw")

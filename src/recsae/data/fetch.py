@@ -205,8 +205,7 @@ def _obtain(
             f"{dataset}: no {', '.join(resource.key_files)} in {raw_dir} and no download address. "
             + spec.how_to_get
         )
-    sums = _sums_from_url(resource, resource.url, raw_dir, options)
-    target = download(resource.url, placed, options=options, **sums)
+    target, sums = _download_archive(resource, resource.url, raw_dir, options)
     _finish(target, resource, raw_dir, limits)
     return {"from": resource.url, **_record(sums)}
 
@@ -231,21 +230,31 @@ def _sums_beside(resource: Resource, archive: Path) -> dict:
     return sums
 
 
-def _sums_from_url(resource: Resource, url: str, raw_dir: Path, options: DownloadOptions) -> dict:
-    """Pinned sums, else the md5 published at ``<url>.md5`` (required when the publisher has
-    one: a mirror must carry it too)."""
+def _download_archive(
+    resource: Resource, url: str, raw_dir: Path, options: DownloadOptions
+) -> tuple[Path, dict]:
+    """Download ``url`` into the raw dir verified against the pinned sums, else (publishers that
+    put one beside every archive) against the md5 published at ``<url>.md5``, which must exist
+    (a mirror must carry it too); return (target, sums). A mismatch deletes the download."""
     sums = _pinned(resource)
+    target = download(url, raw_dir / resource.filename, options=options, **sums)
     if resource.md5 or resource.sha256 or not resource.md5_beside:
-        return sums
+        return target, sums
     sidecar = raw_dir / f"{resource.filename}.md5"
     try:
         download(f"{url}.md5", sidecar, options=options)
-    except NotFoundError as err:
-        raise ChecksumError(
-            f"{url}.md5: not found, and {resource.filename} has no checksum pinned in the code; "
-            "the publisher puts one beside every archive (a mirror must carry it too)"
-        ) from err
-    return {**sums, "md5": parse_md5_file(sidecar)}
+        sums = {**sums, "md5": parse_md5_file(sidecar)}
+        verify_checksum(target, url, **sums)
+    except (NotFoundError, ChecksumError) as err:
+        target.unlink()
+        reason = (
+            f"{url}.md5 not found and no checksum is pinned in the code (the publisher puts one "
+            "beside every archive; a mirror must carry it too)"
+            if isinstance(err, NotFoundError)
+            else str(err)
+        )
+        raise ChecksumError(f"{reason}; deleted {target}") from err
+    return target, sums
 
 
 def _finish(target: Path, resource: Resource, raw_dir: Path, limits: ExtractLimits) -> None:
@@ -272,8 +281,7 @@ def _from_mirror(
             base = f"{mirror.rstrip('/')}/{quote(name)}"
             url = f"{base}/{quote(resource.filename)}"
             try:
-                sums = _sums_from_url(resource, url, raw_dir, options)
-                target = download(url, raw_dir / resource.filename, options=options, **sums)
+                target, sums = _download_archive(resource, url, raw_dir, options)
             except NotFoundError:
                 tried.append(f"{base}/{resource.filename}")
             else:
