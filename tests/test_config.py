@@ -132,3 +132,93 @@ def test_validate_config_command_names_the_key_without_a_traceback(tmp_path):
         text=True,
     )
     assert good.returncode == 0 and "valid (1 datasets, 2 models)" in good.stdout
+
+
+# --- issue 13: model params, path parts, one-line errors ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "params.dim: 0 is less than the minimum of 1"),
+        (-5, "params.dim: -5 is less than the minimum of 1"),
+        ("abc", "params.dim: 'abc' is not of type 'integer'"),
+        (True, "params.dim: True is not of type 'integer'"),
+    ],
+)
+def test_model_params_are_checked_against_the_model_schema(value, message):
+    """Item 10: a model's params are typed and ranged before any job runs."""
+    config = demo()
+    config["models"]["mf"]["params"]["dim"] = value
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, SCHEMA, source="demo.yaml")
+    assert f"demo.yaml: models.mf: {message}" in str(err.value)
+
+
+def test_every_model_declares_a_type_for_each_param():
+    import recsae.recommenders  # noqa: F401  (registers the models)
+    from recsae.recommenders.base import model_class, registered_models
+
+    for name in registered_models():
+        cls = model_class(name)
+        assert set(cls.param_schema) == set(cls.default_params), name
+
+
+def test_sae_points_use_the_embedding_files_size(tmp_path):
+    """Item 10: an embeddings model's SAE points are checked at the files' size, not 64."""
+    import numpy as np
+
+    for name, n in (("users.npy", 3), ("items.npy", 4)):
+        np.save(tmp_path / name, np.zeros((n, 8), dtype=np.float32))
+    config = demo()
+    config["models"]["mf"] = {
+        "model": "embeddings",
+        "params": {"user_path": str(tmp_path / "users.npy"),
+                   "item_path": str(tmp_path / "items.npy")},
+    }  # fmt: skip
+    config["sae"]["overrides"]["models"]["mf"].update(width=8, expansion=1.0)
+    validate_config(copy.deepcopy(config), SCHEMA)
+    config["sae"]["overrides"]["models"]["mf"].update(width=16)
+    with pytest.raises(ConfigError, match="width 16 and expansion 1.0 disagree"):
+        validate_config(config, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("entry", "key"),
+    [
+        ({"source": "amazon2018", "category": "../../../../x/Books"}, "category"),
+        ({"source": "yelp", "url": "file:///etc/passwd"}, "url"),
+    ],
+)
+def test_path_and_url_parts_are_checked(entry, key):
+    """Item 11: config values that become file names or URL parts must look like names."""
+    config = demo()
+    config["datasets"]["bad"] = entry
+    with pytest.raises(ConfigError, match=rf"datasets\.bad\.{key}: .* does not match"):
+        validate_config(config, SCHEMA)
+
+
+def _recsae(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "recsae.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_user_errors_print_one_line_and_exit_2(tmp_path):
+    """Item 12: YAML syntax errors, missing files and data errors: one line, exit 2."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("datasets:\n  d: {source: synthetic\nmodels: {}\n")
+    cases = [
+        (("validate-config", str(broken)), f"{broken}, line 3, column 7: not valid YAML"),
+        (("validate-config", str(tmp_path / "missing.yaml")), "No such file or directory"),
+        (("fetch", "--dataset", "y", "--raw-dir", str(tmp_path / "raw"),
+          "--settings", '{"source": "yelp"}'), "y: no yelp_academic_dataset_review.json"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        out = _recsae(*args)
+        assert out.returncode == 2, out.stderr
+        lines = [line for line in out.stderr.splitlines() if " INFO " not in line]
+        assert len(lines) == 1 and lines[0].startswith(f"recsae {args[0]}: error: "), out.stderr
+        assert expected in lines[0]
+    debug = _recsae("--debug", "validate-config", str(broken))
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

@@ -220,3 +220,50 @@ def test_concept_ids_of_another_type_are_reported(tmp_path):
     )
     with pytest.raises(ValueError, match="no item concept raw_id matches"):
         prepare_raw(raw, {}, tmp_path, dataset="d")
+
+
+# --- issue 13: raw files from releases no one here prepared ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("1\t10\t5\t1\n99999999999999999999\t20\t3\t2\n",
+         r"u\.data, line 2: field 'user' is not a valid int: '99999999999999999999'"),
+        ("1\t10\t5\t1\n2\t20\tnan\t2\n", r"u\.data, line 2: field 'rating' .*'nan'"),
+        ("1\t10\t5\t1\n2\t20\tinf\t2\n", r"u\.data, line 2: field 'rating' .*'inf'"),
+        ("", r"u\.data: the file is empty"),
+    ],
+)  # fmt: skip
+def test_bad_numbers_and_empty_files_name_file_and_line(tmp_path, content, expected):
+    """Item 7: overflowing ids, nan / inf ratings and an empty file name the file and line."""
+    files = ml100k_files() | {"u.data": content.encode()}
+    with pytest.raises(MalformedInputError, match=expected):
+        prepare(tmp_path, files, {"source": "movielens", "variant": "ml-100k"})
+
+
+def test_utf8_copy_of_a_latin1_file_is_read_correctly(tmp_path):
+    """Item 7: a UTF-8 re-encoded u.item is detected, not garbled into 'MisÃ©rables'."""
+    files = ml100k_files()
+    files["u.item"] = files["u.item"].decode("latin-1").encode("utf-8")
+    _, t = prepare(tmp_path, files, {"source": "movielens", "variant": "ml-100k"})
+    assert "Misérables, Les (1995)" in set(t["items"]["title"])
+
+
+def test_empty_json_lines_file_is_named(tmp_path):
+    files = yelp_files() | {"yelp_academic_dataset_review.json": b""}
+    with pytest.raises(MalformedInputError, match=r"review\.json: the file is empty"):
+        prepare(tmp_path, files, {"source": "yelp"})
+
+
+def test_reviews_without_metadata_are_counted(tmp_path):
+    """Item 9: reviews whose business is not in the business file are counted in stats.json."""
+    lines = yelp_files()["yelp_academic_dataset_review.json"].decode().splitlines()
+    extra = json.loads(lines[0]) | {"review_id": "r3", "business_id": "gone", "user_id": "u3"}
+    reviews = "\n".join([*lines, json.dumps(extra)]) + "\n"
+    files = yelp_files() | {"yelp_academic_dataset_review.json": reviews.encode()}
+    stats, _ = prepare(tmp_path, files, {"source": "yelp"})
+    assert stats["n_interactions_without_metadata"] == 1
+    assert json.loads((tmp_path / "data" / "stats.json").read_text())[
+        "n_interactions_without_metadata"
+    ] == 1

@@ -9,6 +9,7 @@ from data_fixtures import random_interactions, write_canonical
 
 from recsae.data.split import make_split
 from recsae.data.tables import CanonicalTableError, load_split
+from recsae.errors import DataError
 
 PER_USER = np.array([20, 3, 7, 6, 12, 1, 30, 8])
 SETTINGS = {"protocol": "random_holdout", "test_n": 5, "valid_n": 1}
@@ -104,3 +105,13 @@ def test_vectorised_split_is_fast_at_scale(tmp_path):
     data = write_canonical(tmp_path / "big", frame)
     stats, _ = split(data, tmp_path)
     assert stats["n_test"] == 5 * stats["n_eval_users"]
+
+
+def test_split_without_any_user_to_evaluate_stops(data_dir, tmp_path):
+    """Issue 13 item 9: a split that leaves no test user names the dataset, counts, settings."""
+    with pytest.raises(DataError) as err:
+        make_split(data_dir, {**SETTINGS, "min_train": 100}, 0, tmp_path / "x")
+    message = str(err.value)
+    assert message.startswith("test: the split leaves no user to evaluate: 8 users, 8 of them")
+    assert "min_train=100" in message and "split settings" in message
+    assert not (tmp_path / "x" / "test.parquet").exists()
