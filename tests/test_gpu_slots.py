@@ -2,9 +2,11 @@
 
 import multiprocessing as mp
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +129,64 @@ def test_cli_runs_command_with_slot(env, tmp_path):
     assert (
         gpu_slots.main(["--gpus", "0", "--", sys.executable, "-c", "import sys; sys.exit(3)"]) == 3
     )
+
+
+def _start_holding_child(lock_dir, tmp_path, trap_term: bool) -> tuple[subprocess.Popen, Path]:
+    """The CLI wrapper running a child that writes its pid, then sleeps (optionally trapping
+    SIGTERM: it then writes "stopped" 2 s later and exits)."""
+    pid_file = tmp_path / "child.pid"
+    code = (
+        "import os, signal, sys, time\n"
+        f"pid_file = {str(pid_file)!r}\n"
+        "def stop(*_):\n"
+        "    time.sleep(2)\n"
+        "    open(pid_file + '.stopped', 'w').close()\n"
+        "    sys.exit(0)\n"
+        + ("signal.signal(signal.SIGTERM, stop)\n" if trap_term else "")
+        + "open(pid_file + '.tmp', 'w').write(str(os.getpid()))\n"
+        "os.replace(pid_file + '.tmp', pid_file)\n"
+        "time.sleep(60)\n"
+    )
+    wrapper = subprocess.Popen(slot_command(lock_dir, code))
+    deadline = time.monotonic() + 30
+    while not pid_file.exists():
+        assert time.monotonic() < deadline and wrapper.poll() is None
+        time.sleep(0.05)
+    return wrapper, pid_file
+
+
+def _gpu_is_free(lock_dir) -> bool:
+    try:
+        with acquire_gpu(None, lock_dir, timeout=0.2):
+            return True
+    except TimeoutError:
+        return False
+
+
+def test_killed_wrapper_leaves_the_gpu_locked_while_its_child_runs(env, tmp_path):
+    """Issue 13 item 13: kill -9 of the wrapper does not free the GPU its child still uses."""
+    env.setenv("RECSAE_GPUS", "0")
+    lock_dir = tmp_path / "locks"
+    wrapper, pid_file = _start_holding_child(lock_dir, tmp_path, trap_term=False)
+    child = int(pid_file.read_text())
+    wrapper.kill()
+    wrapper.wait(timeout=10)
+    try:
+        assert not _gpu_is_free(lock_dir)
+    finally:
+        os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not _gpu_is_free(lock_dir):
+        assert time.monotonic() < deadline
+
+
+def test_sigterm_is_forwarded_and_the_wrapper_waits(env, tmp_path):
+    """Issue 13 item 13: SIGTERM reaches the child; the lock is held until the child ends."""
+    env.setenv("RECSAE_GPUS", "0")
+    lock_dir = tmp_path / "locks"
+    wrapper, pid_file = _start_holding_child(lock_dir, tmp_path, trap_term=True)
+    wrapper.send_signal(signal.SIGTERM)
+    assert not _gpu_is_free(lock_dir)
+    assert wrapper.wait(timeout=20) == 0
+    assert Path(f"{pid_file}.stopped").exists()
+    assert _gpu_is_free(lock_dir)
