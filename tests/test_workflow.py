@@ -154,3 +154,37 @@ def test_dataset_added_as_a_rule(tmp_path):
     assert (test.groupby("user").size() == 2).all()
     concepts = pd.read_parquet(tmp_path / "results/my-csv/data/concepts.parquet")
     assert set(concepts["concept"]) == {"odd", "even"}
+
+
+def test_network_settings_rerun_nothing_and_edited_raw_files_stop_the_start(tmp_path):
+    """Issue 13 items 14 and 4: changing a download setting re-runs nothing; a raw file edited
+    after a successful run stops the next run before any job, naming the file."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from data_fixtures import ml100k_files, write_files
+
+    raw = write_files(tmp_path / "resources/raw/ml", ml100k_files())
+    config = {
+        "datasets": {
+            "ml": {
+                "source": "movielens",
+                "variant": "ml-100k",
+                "split": {"test_n": 1, "valid_n": 0},
+                "download": {"retries": 2},
+            }
+        },
+        "models": {"mf": {"model": "mf"}},
+    }
+    configfile = tmp_path / "data.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    target = "results/ml/split/stats.json"
+    run_snakemake(tmp_path, configfile, target)
+    config["datasets"]["ml"]["download"] = {"retries": 9, "deadline": 60}
+    configfile.write_text(yaml.safe_dump(config))
+    out = run_snakemake(tmp_path, configfile, target, "--dry-run")
+    assert "Nothing to be done" in out.stdout + out.stderr
+    (raw / "u.data").write_bytes(ml100k_files()["u.data"].replace(b"\t5\t", b"\t1\t"))
+    cmd = [*SNAKEMAKE, "--directory", str(tmp_path), "--configfile", str(configfile), "-n", target]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "ml/u.data: sha256" in out.stdout + out.stderr
+    assert "changed since it was fetched" in out.stdout + out.stderr
