@@ -19,8 +19,9 @@ import pandas as pd
 
 from recsae.errors import DataError
 
-# A file name the project writes into the raw dir: no path separators, no "..", no leading dot.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+# A file name the project writes into the raw dir: no path separators or control characters,
+# no leading dot (so neither "." nor "..").
+SAFE_NAME = re.compile(r"^[^./\\\x00-\x1f][^/\\\x00-\x1f]*$")
 
 _REGISTRY: dict[str, DatasetSpec] = {}
 _DISCOVERED = False
@@ -57,10 +58,10 @@ class Resource:
 
     def __post_init__(self):
         for name in (self.mirror_name, self.filename, *self.key_files):
-            if not SAFE_NAME.match(name) or ".." in name:
+            if not SAFE_NAME.fullmatch(name):
                 raise DataError(
-                    f"unsafe file name {name!r} for the raw dir (allowed: letters, digits and "
-                    "_ . + - not starting with a dot); check the dataset's settings"
+                    f"unsafe file name {name!r} for the raw dir (no / or \\, no control "
+                    "characters, not starting with a dot); check the dataset's settings"
                 )
 
 
