@@ -85,10 +85,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if route.trickle:
-            for byte in payload:
-                time.sleep(route.trickle)
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
+            try:
+                for byte in payload:
+                    time.sleep(route.trickle)
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up
             return
         self.wfile.write(payload)
 

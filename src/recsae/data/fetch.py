@@ -356,7 +356,7 @@ def _unpack(
             rejected = archive.with_name(archive.name + ".rejected")
             os.replace(archive, rejected)
             where = f"; moved it to {rejected} so that the next run fetches it again"
-        message = str(err) if str(archive) in str(err) else f"{archive}: {err}"
+        message = str(err) if str(archive) in str(err) else f"{archive}: cannot extract ({err})"
         error_class = type(err) if isinstance(err, ArchiveError) else ArchiveError
         raise error_class(message + where) from err
     finally:

@@ -34,6 +34,7 @@ _SEP_STANDIN = "\x1f"
 _JSON_BLOCK_SIZE = 16 << 20
 _INT64 = (-(2**63), 2**63 - 1)
 _LATIN1 = {"latin-1", "latin1", "iso-8859-1", "iso8859-1"}
+_EXPECTED = {"int": "an integer in the int64 range", "float": "a finite number"}
 
 
 class MalformedInputError(UserError, ValueError):
@@ -166,7 +167,7 @@ def _locate_table_error(
                     raise MalformedInputError(
                         f"{path}, line {line_no}: field {name!r} is not a valid {kind}: "
                         f"{fields[index]!r}"
-                        + (" (int64 range, finite numbers only)" if fields[index] else "")
+                        + (f" ({_EXPECTED[kind]})" if fields[index] else "")
                     )
 
 

@@ -101,7 +101,7 @@ def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict
             f"test + valid + min_train interactions (split.test_n={cfg.test_n}, "
             f"test_fraction={cfg.test_fraction}, valid_n={cfg.valid_n}, "
             f"valid_fraction={cfg.valid_fraction}, min_train={cfg.min_train}); lower these "
-            "split settings, or raise the dataset's kcore.user so that users have more"
+            "split settings, or set the dataset's kcore.user to at least their sum"
         )
     for name, frame in frames.items():
         write_parquet(out_dir / f"{name}.parquet", frame[list(INTERACTION_COLUMNS)])
