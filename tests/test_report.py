@@ -30,7 +30,14 @@ from recsae.report.check import (
     render_report,
     report_results,
 )
-from recsae.report.collect import best_mask, beta_points, mark_rules, pareto_mask
+from recsae.report.collect import (
+    best_mask,
+    beta_points,
+    mark_rules,
+    over_seeds,
+    pareto_mask,
+    point_setting,
+)
 from recsae.report.tables import build_tables
 from recsae.report.targets import REPORT_DEFAULTS, report_settings, report_targets
 
@@ -381,6 +388,27 @@ def test_best_mask_ties_missing_and_goal():
     frame.loc[0, "l0_items"] = 2.0
     assert frame.point[best_mask(frame, ["variant"], "rbo30")].tolist() == ["b", "y"]
     assert frame.point[best_mask(frame, ["dataset"], "rbo30", "min")].tolist() == ["y"]
+
+
+def test_over_seeds_and_point_setting():
+    assert point_setting("expansion~4/beta~1/seed~2") == ("expansion~4/beta~1", 2)
+    assert point_setting("beta~5") == ("beta~5", None)
+    assert point_setting("seed~0") == ("default", 0)
+    frame = pd.DataFrame(
+        {
+            "dataset": "d",
+            "setting": ["beta~0", "beta~0", "beta~0", "beta~5"],
+            "k": [None, None, None, None],
+            "seed": [0, 1, 2, 0],
+            "path": ["beta~0/seed~0", "beta~0/seed~1", "beta~0/seed~2", "beta~5/seed~0"],
+            "rbo30": [0.2, 0.4, 0.9, 0.7],
+        }
+    )
+    out = over_seeds(frame, ["rbo30"])
+    assert list(out["setting"]) == ["beta~0", "beta~5"] and list(out["n_seeds"]) == [3, 1]
+    assert out["rbo30"].tolist() == pytest.approx([0.5, 0.7])
+    assert out["rbo30_std"].iloc[0] == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))
+    assert np.isnan(out["rbo30_std"].iloc[1])
 
 
 def test_pareto_mask():

@@ -41,24 +41,16 @@ import torch
 from recsae.data.tables import load_split
 from recsae.io import atomic_write, read_json
 from recsae.metrics.alignment import auroc_matrix, top_precision
+from recsae.report.collect import point_setting
 from recsae.sweep import parse_point_path
 
 PAGE_DIR = Path(__file__).with_name("explorer_page")
-SEED_KEY = "seed"
 TOP_ITEMS = 20
 TOP_USERS = 50
 ITEM_NEURONS = 5
 CONCEPT_NEURONS = 10
 MAX_ATTRIBUTE_VALUES = 30  # user attributes with more distinct values (zip codes) are left out
 EXPERIMENTS = ("filtering", "nudging", "promotion")
-
-
-def point_setting(path: str) -> tuple[str, int | None]:
-    """(setting, seed) of a sweep path: the path without its ``seed~N`` segment, and N."""
-    keys = parse_point_path(path)
-    seed = keys.get(SEED_KEY)
-    rest = [s for s in path.strip("/").split("/") if s.partition("~")[0] != SEED_KEY]
-    return "/".join(rest) or "default", seed
 
 
 def pair_paths(settings: dict, dataset: str, model: str) -> list[str]:
