@@ -214,35 +214,7 @@ def build_report(work: Path, config: dict) -> None:
         "--settings",
         settings,
     )
-    _run(
-        "report",
-        "--part",
-        "explorer-index",
-        "--results-dir",
-        res,
-        "--out-dir",
-        res / "explorer",
-        "--settings",
-        settings,
-    )
     for dataset, model in wf.sae_pairs(config):
-        _run(
-            "report",
-            "--part",
-            "explorer",
-            "--results-dir",
-            res,
-            "--out-dir",
-            res / "explorer" / dataset,
-            "--dataset",
-            dataset,
-            "--model",
-            model,
-            "--settings",
-            settings,
-            "--device",
-            "cpu",
-        )
         for part in ("interventions", "neuron-cards"):
             _run(
                 "report",
@@ -547,7 +519,19 @@ def explorer_data(page: Path) -> dict:
     return json.loads(text[start : text.index("</script>", start)].replace("<\\/", "</"))
 
 
-def test_explorer_lists_every_neuron_of_every_point(report):
+@pytest.fixture(scope="module")
+def explorer(report):
+    """(workdir, config, pages): the explorer pages of the tiny tree, in a folder of their own
+    (the Snakemake test rebuilds results/ for a smaller config)."""
+    work, config = report
+    pages, settings = work / "explorer-pages", report_settings(config)
+    run_report("explorer-index", work / wf.RESULTS, settings, pages)
+    for dataset, model in wf.sae_pairs(config):
+        run_report("explorer", work / wf.RESULTS, settings, pages / dataset, dataset, model)
+    return work, config, pages
+
+
+def test_explorer_lists_every_neuron_of_every_point(explorer):
     """Page data against an independent computation from the SAE checkpoints: one entry per
     sweep point, one row per neuron, top items by activation, the neurons of each item, the
     best-AUROC neuron of each concept (scikit-learn) and the neurons intervened on."""
@@ -557,12 +541,12 @@ def test_explorer_lists_every_neuron_of_every_point(report):
     from recsae.recommenders.base import load_checkpoint
     from recsae.sae.model import load_sae
 
-    work, config = report
+    work, config, pages = explorer
     res = work / wf.RESULTS
-    index = (res / "explorer/index.html").read_text()
+    index = (pages / "index.html").read_text()
     for dataset, model in wf.sae_pairs(config):
         assert f'href="{dataset}/{model}.html"' in index
-        data = explorer_data(res / "explorer" / dataset / f"{model}.html")
+        data = explorer_data(pages / dataset / f"{model}.html")
         paths = list(wf.sae_points(config, dataset, model))
         assert [p["path"] for p in data["points"]] == paths
         recommender = load_checkpoint(res / dataset / model / "model.pt", "cpu")
@@ -625,14 +609,13 @@ def chrome(tmp_path):
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def test_explorer_in_a_browser(report, tmp_path):
+def test_explorer_in_a_browser(explorer, tmp_path):
     """Open the page headless, click a neuron, search an item title, switch the sweep point,
     compare a concept across points; the page shows the expected rows and logs no error."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    work, _ = report
-    page = work / wf.RESULTS / "explorer/tiny/mf.html"
+    page = explorer[2] / "tiny" / "mf.html"
     data = explorer_data(page)
     driver = chrome(tmp_path)
     try:

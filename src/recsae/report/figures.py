@@ -366,22 +366,18 @@ def intervention_curves(tables_dir: str | Path, dataset: str, model: str, png, s
             )
             effect_ax.grid(alpha=0.3)
             effect_ax.legend(fontsize=7, loc="best")
-            if cost:
-                cost_ax.plot(
-                    part["_level"],
-                    _numeric(part, cost),
-                    marker="s",
-                    color="tab:red",
-                    label=f"Δ{cost.removeprefix('delta_').upper()}",
-                )
-            if overlap:
-                cost_ax.plot(
-                    part["_level"],
-                    _numeric(part, overlap),
-                    marker="^",
-                    color="tab:green",
-                    label=f"{overlap} with original",
-                )
+            for column, marker, color, label in (
+                (cost, "s", "tab:red", f"Δ{str(cost).removeprefix('delta_').upper()}"),
+                (overlap, "^", "tab:green", f"{overlap} with original"),
+            ):
+                if column:
+                    cost_ax.plot(
+                        part["_level"],
+                        _numeric(part, column),
+                        marker=marker,
+                        color=color,
+                        label=label,
+                    )
             cost_ax.axhline(0, color="grey", lw=0.6)
             low = min(-0.05, float(_numeric(part, cost).min()) - 0.05) if cost else -0.05
             cost_ax.set_ylim(low, 1.05)

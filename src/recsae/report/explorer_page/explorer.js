@@ -67,7 +67,7 @@ function pairedBars(title, rows, legendA, legendB) {
 // Histogram of log10(1 + train interactions) of the top items against the catalogue (densities).
 function popularityChart(items) {
   const pop = DATA.items.popularity.map((p) => Math.log10(1 + p));
-  const hi = Math.max(...pop, 1), bins = 12, w = 300, h = 110, left = 30, bottom = 28;
+  const hi = Math.max(...pop, 1), bins = 12, w = 310, h = 110, left = 40, bottom = 28;
   const count = (values) => {
     const c = new Array(bins).fill(0);
     values.forEach((v) => { c[Math.min(bins - 1, Math.floor((v / hi) * bins))] += 1; });
@@ -76,8 +76,8 @@ function popularityChart(items) {
   const all = count(pop), top = count(items.map((i) => pop[i]));
   const ymax = Math.max(...all, ...top, 0.01), bw = (w - left) / bins;
   const root = svg("svg", { width: w + 10, height: h + bottom + 18 });
-  root.append(svg("text", { x: 0, y: 11, "font-weight": "bold" },
-    "popularity of the top items (blue) vs catalogue (grey)"));
+  root.append(svg("text", { x: left, y: 11, "font-weight": "bold" },
+    `popularity of the top-${items.length} items (blue) vs catalogue (grey)`));
   for (let b = 0; b < bins; b++) {
     const x = left + b * bw;
     const ha = (all[b] / ymax) * h, ht = (top[b] / ymax) * h;
@@ -91,8 +91,8 @@ function popularityChart(items) {
     String(Math.round(10 ** v - 1)))));
   root.append(svg("text", { x: left + (w - left) / 2, y: 16 + h + 25, "text-anchor": "middle" },
     "train interactions per item (log scale)"));
-  root.append(svg("text", { x: 0, y: 16 + h / 2, transform: `rotate(-90 8 ${16 + h / 2})` },
-    "share of items"));
+  root.append(svg("text", { x: 10, y: 16 + h / 2 + 30,
+    transform: `rotate(-90 10 ${16 + h / 2 + 30})` }, "share of items"));
   return root;
 }
 
@@ -332,6 +332,8 @@ function showTab(name) {
 
 function init() {
   $("title").textContent = `recsae neuron explorer: ${DATA.dataset} / ${DATA.model}`;
+  document.querySelector('#neuron-table th[data-key="precision"]').textContent =
+    `top-${DATA.alignTopK} precision`;
   const select = $("point-select");
   DATA.points.forEach((p, index) => select.append(el("option", { value: index }, p.path)));
   select.addEventListener("change", () => selectPoint(Number(select.value)));
