@@ -341,3 +341,7 @@ def test_metrics_config_errors():
         resolve_metrics_config({"interventions": {"levels": [1]}})
     with pytest.raises(ValueError, match="overlap_ks"):
         resolve_metrics_config({"overlap_ks": [50]})
+    with pytest.raises(ValueError, match="family=value"):
+        resolve_metrics_config({"interventions": {"concepts": ["Horror"]}})
+    named = {"interventions": {"concepts": ["genre=Horror"]}}
+    assert resolve_metrics_config(named)["interventions"]["concepts"] == ["genre=Horror"]
