@@ -20,7 +20,8 @@ plus the popularity/activity buckets of ``recsae.metrics.evaluate``):
   health, pooled as the metrics pool them);
 * per neuron: its ``TOP_ITEMS`` most activating items with activations, the item-concept shares
   of its top-k items (k = ``align_top_k``), the user-attribute shares of its ``TOP_USERS`` most
-  activating users (users.parquet attributes, numeric ones in decades, activity buckets);
+  activating users it fires on (``topUserCount`` of them; users.parquet attributes, numeric
+  ones in decades, activity buckets);
 * per item: the ``ITEM_NEURONS`` neurons that fire most on it; per concept: the
   ``CONCEPT_NEURONS`` neurons with the highest AUROC, with their precision;
 * the intervention curves of ``interventions.json``.
@@ -220,6 +221,7 @@ def point_data(
         "topActs": [_round([a for a in top_acts[:, j] if a > 0]) for j in range(n_neurons)],
         "itemShares": _sparse_rows(precision),
         "userShares": _sparse_rows(user_shares),
+        "topUserCount": np.minimum((z_users > 0).sum(0).numpy(), TOP_USERS).tolist(),
         "itemNeurons": [
             [[int(n), round(float(a), 3)] for n, a in zip(ns, acts, strict=True) if a > 0]
             for ns, acts in zip(item_neurons, item_acts, strict=True)

@@ -77,7 +77,7 @@ function popularityChart(items) {
   const ymax = Math.max(...all, ...top, 0.01), bw = (w - left) / bins;
   const root = svg("svg", { width: w + 10, height: h + bottom + 18 });
   root.append(svg("text", { x: left, y: 11, "font-weight": "bold" },
-    `popularity of the top-${items.length} items (blue) vs catalogue (grey)`));
+    `popularity: top-${items.length} items (blue), catalogue (grey)`));
   for (let b = 0; b < bins; b++) {
     const x = left + b * bw;
     const ha = (all[b] / ymax) * h, ht = (top[b] / ymax) * h;
@@ -203,8 +203,8 @@ function showNeuron(id) {
   }
   if (items.length) charts.append(popularityChart(items));
   if (userRows.length) {
-    charts.append(pairedBars(`top-${DATA.topUsers} users (attributes, activity)`, userRows,
-      "top users", "all users"));
+    charts.append(pairedBars(`its ${p.topUserCount[id]} most activating users (of all users)`,
+      userRows, "top users", "all users"));
   }
   const curves = el("div", { class: "charts" });
   p.interventions.filter((e) => e.neuron === id).forEach((entry) => {
@@ -212,14 +212,16 @@ function showNeuron(id) {
       const ylabel = name === "promotion" ? "success rate" : "concept share in top-k";
       curves.append(lineChart(`${name}: ${entry.concept}`, c.level, c.effect, ylabel,
         c.shareOriginal, [0, 1]));
-      curves.append(lineChart(`${name}: cost`, c.level, c.cost, c.costName, 0));
+      const cost = c.costName ? `Δ${c.costName.replace("delta_", "").toUpperCase()}` : "cost";
+      curves.append(lineChart(`${name}: cost`, c.level, c.cost, `${cost} (edited − original)`, 0));
     }
   });
-  view.replaceChildren(head, facts, el("h3", {}, "Most activating items (activation)"),
-    items.length ? list : el("p", { class: "note" }, "No item activates this neuron."),
-    charts,
-    curves.childElementCount ? el("h3", {}, "Interventions on this neuron (dashed: unedited)") : null,
-    curves);
+  const parts = [head, facts, el("h3", {}, "Most activating items (activation)"),
+    items.length ? list : el("p", { class: "note" }, "No item activates this neuron."), charts];
+  if (curves.childElementCount) {
+    parts.push(el("h3", {}, "Interventions on this neuron (dashed: unedited)"), curves);
+  }
+  view.replaceChildren(...parts);
 }
 
 // ---- search ---------------------------------------------------------------------------------
