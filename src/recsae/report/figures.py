@@ -30,10 +30,10 @@ AXIS_TITLES = {
     "l0_users": "active latents per user (L0)",
     "score_recovered": "score variance recovered (1 = exact)",
     "kendall_tau": "Kendall τ vs original top-k",
-    "ms_mean": "monosemanticity (MS, mean over neurons)",
-    "coverage_items": "share of item concepts captured (AUROC ≥ threshold)",
-    "width": "dictionary width (neurons, log scale)",
-    "beta": "β, weight of the prediction loss (symlog)",
+    "ms_mean": "MS (mean over neurons)",
+    "coverage_items": "item concepts captured (share)",
+    "width": "dictionary width (neurons)",
+    "beta": "β, prediction-loss weight",
 }
 SETTING_SYMBOLS = {"beta": "β", "width": "w", "k": "k", "seed": "seed"}
 
@@ -135,13 +135,15 @@ def _scatter_by_variant(ax, frame, x, y, colors, label=True, annotate=False):
                 capsize=2,
                 zorder=2,
             )
-        if annotate:
-            for xv, yv, setting in zip(xs, ys, group["setting"], strict=True):
+        if annotate:  # labels alternate above and below their points, in order of x
+            order = np.argsort(xs.to_numpy(float), kind="stable")
+            for rank, i in enumerate(order):
+                xv, yv, setting = xs.iloc[i], ys.iloc[i], group["setting"].iloc[i]
                 if np.isfinite(xv) and np.isfinite(yv):
                     ax.annotate(
                         setting_label(str(setting)),
                         (xv, yv),
-                        xytext=(4, 3),
+                        xytext=(4, 4 if rank % 2 == 0 else -10),
                         textcoords="offset points",
                         fontsize=6.5,
                         color="#333",
