@@ -192,30 +192,21 @@ def build_report(work: Path, config: dict) -> None:
     """Every report part through the CLI, as the rules call it."""
     res = work / wf.RESULTS
     settings = _json(report_settings(config))
-    _run(
-        "report",
-        "--part",
-        "tables",
-        "--results-dir",
-        res,
-        "--out-dir",
-        res / "tables",
-        "--settings",
-        settings,
-    )
-    _run(
-        "report",
-        "--part",
-        "sweep-figures",
-        "--results-dir",
-        res,
-        "--out-dir",
-        res / "figures",
-        "--settings",
-        settings,
-    )
+    for part, out in (
+        ("tables", res / "tables"),
+        ("sweep-figures", res / "figures"),
+        ("explorer-index", res / "explorer"),
+    ):
+        _run(
+            "report", "--part", part, "--results-dir", res, "--out-dir", out, "--settings", settings
+        )
     for dataset, model in wf.sae_pairs(config):
-        for part in ("interventions", "neuron-cards"):
+        figures = res / "figures" / dataset / model
+        for part, out in (
+            ("interventions", figures),
+            ("neuron-cards", figures),
+            ("explorer", res / "explorer" / dataset),
+        ):
             _run(
                 "report",
                 "--part",
@@ -223,7 +214,7 @@ def build_report(work: Path, config: dict) -> None:
                 "--results-dir",
                 res,
                 "--out-dir",
-                res / "figures" / dataset / model,
+                out,
                 "--dataset",
                 dataset,
                 "--model",
