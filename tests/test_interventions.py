@@ -12,7 +12,13 @@ import torch
 from torch import nn
 
 from recsae.data.tables import Split
-from recsae.interventions import ConceptEditor, run_interventions, sae_decode, sae_encode
+from recsae.interventions import (
+    ConceptEditor,
+    choose_concepts,
+    run_interventions,
+    sae_decode,
+    sae_encode,
+)
 from recsae.metrics.alignment import auroc_matrix, build_concepts
 from recsae.metrics.evaluate import evaluate_sae, resolve_metrics_config
 from recsae.recommenders.base import Recommender, register, save_checkpoint
@@ -221,6 +227,31 @@ def test_filtering_nudging_promotion_effects_and_costs():
     assert out == run()  # seeded
 
 
+def test_choose_concepts_by_auroc_and_precision_one_per_family():
+    labels = pd.DataFrame(
+        {
+            "id": np.arange(40) % 20,
+            "family": ["decade"] * 20 + ["genre"] * 20,
+            "concept": ["1930s"] * 5 + ["1990s"] * 15 + ["Horror"] * 8 + ["Drama"] * 12,
+        }
+    )
+    concepts = build_concepts(labels, 20)  # columns: decade=1930s, decade=1990s, genre=Drama, ...
+    names = [f"{f}={c}" for f, c in zip(concepts.family, concepts.name, strict=True)]
+    assert names == ["decade=1930s", "decade=1990s", "genre=Drama", "genre=Horror"]
+    # neurons (rows) x concepts: 1930s has the top AUROC but a poor precision
+    auroc = np.array([[0.99, 0.6, 0.5, 0.7], [0.5, 0.8, 0.6, 0.9], [0.6, 0.5, 0.7, 0.95]])
+    precision = np.array([[0.1, 0.5, 0.4, 0.2], [0.2, 0.9, 0.5, 0.8], [0.3, 0.4, 0.6, 0.5]])
+    # best products per concept: 1930s .18 (n2), 1990s .72 (n1), Drama .42 (n2), Horror .72 (n1)
+    assert choose_concepts(concepts, auroc, precision, 3) == [(1, 1), (3, 1)]
+    assert choose_concepts(concepts, auroc, precision, 1) == [(1, 1)]
+    assert choose_concepts(concepts, auroc, precision, 3, ["genre=Drama", "decade=1930s"]) == [
+        (2, 2),
+        (0, 2),
+    ]
+    with pytest.raises(ValueError, match="genre=Western"):
+        choose_concepts(concepts, auroc, precision, 3, ["genre=Western"])
+
+
 def test_no_concepts_no_interventions():
     model, split, labels = catalogue()
     editor = ConceptEditor(model, SplitSAE(N_CONCEPTS))
@@ -310,3 +341,7 @@ def test_metrics_config_errors():
         resolve_metrics_config({"interventions": {"levels": [1]}})
     with pytest.raises(ValueError, match="overlap_ks"):
         resolve_metrics_config({"overlap_ks": [50]})
+    with pytest.raises(ValueError, match="family=value"):
+        resolve_metrics_config({"interventions": {"concepts": ["Horror"]}})
+    named = {"interventions": {"concepts": ["genre=Horror"]}}
+    assert resolve_metrics_config(named)["interventions"]["concepts"] == ["genre=Horror"]

@@ -30,7 +30,14 @@ from recsae.report.check import (
     render_report,
     report_results,
 )
-from recsae.report.collect import best_mask, beta_points, mark_rules, pareto_mask
+from recsae.report.collect import (
+    best_mask,
+    beta_points,
+    mark_rules,
+    over_seeds,
+    pareto_mask,
+    point_setting,
+)
 from recsae.report.tables import build_tables
 from recsae.report.targets import REPORT_DEFAULTS, report_settings, report_targets
 
@@ -185,30 +192,21 @@ def build_report(work: Path, config: dict) -> None:
     """Every report part through the CLI, as the rules call it."""
     res = work / wf.RESULTS
     settings = _json(report_settings(config))
-    _run(
-        "report",
-        "--part",
-        "tables",
-        "--results-dir",
-        res,
-        "--out-dir",
-        res / "tables",
-        "--settings",
-        settings,
-    )
-    _run(
-        "report",
-        "--part",
-        "sweep-figures",
-        "--results-dir",
-        res,
-        "--out-dir",
-        res / "figures",
-        "--settings",
-        settings,
-    )
+    for part, out in (
+        ("tables", res / "tables"),
+        ("sweep-figures", res / "figures"),
+        ("explorer-index", res / "explorer"),
+    ):
+        _run(
+            "report", "--part", part, "--results-dir", res, "--out-dir", out, "--settings", settings
+        )
     for dataset, model in wf.sae_pairs(config):
-        for part in ("interventions", "neuron-cards"):
+        figures = res / "figures" / dataset / model
+        for part, out in (
+            ("interventions", figures),
+            ("neuron-cards", figures),
+            ("explorer", res / "explorer" / dataset),
+        ):
             _run(
                 "report",
                 "--part",
@@ -216,7 +214,7 @@ def build_report(work: Path, config: dict) -> None:
                 "--results-dir",
                 res,
                 "--out-dir",
-                res / "figures" / dataset / model,
+                out,
                 "--dataset",
                 dataset,
                 "--model",
@@ -355,6 +353,27 @@ def test_best_mask_ties_missing_and_goal():
     assert frame.point[best_mask(frame, ["dataset"], "rbo30", "min")].tolist() == ["y"]
 
 
+def test_over_seeds_and_point_setting():
+    assert point_setting("expansion~4/beta~1/seed~2") == ("expansion~4/beta~1", 2)
+    assert point_setting("beta~5") == ("beta~5", None)
+    assert point_setting("seed~0") == ("default", 0)
+    frame = pd.DataFrame(
+        {
+            "dataset": "d",
+            "setting": ["beta~0", "beta~0", "beta~0", "beta~5"],
+            "k": [None, None, None, None],
+            "seed": [0, 1, 2, 0],
+            "path": ["beta~0/seed~0", "beta~0/seed~1", "beta~0/seed~2", "beta~5/seed~0"],
+            "rbo30": [0.2, 0.4, 0.9, 0.7],
+        }
+    )
+    out = over_seeds(frame, ["rbo30"])
+    assert list(out["setting"]) == ["beta~0", "beta~5"] and list(out["n_seeds"]) == [3, 1]
+    assert out["rbo30"].tolist() == pytest.approx([0.5, 0.7])
+    assert out["rbo30_std"].iloc[0] == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))
+    assert np.isnan(out["rbo30_std"].iloc[1])
+
+
 def test_pareto_mask():
     frame = pd.DataFrame(
         {
@@ -479,3 +498,163 @@ def test_snakemake_report_rules_and_html(report):
     assert rendered["error"] is None and rendered["app_children"] > 0
     assert set(rendered["images"]) == set(figures)
     assert all(w > 100 and h > 100 for w, h in rendered["images"].values()), rendered
+
+
+def explorer_data(page: Path) -> dict:
+    """The JSON embedded in an explorer page."""
+    import json
+
+    text = page.read_text(encoding="utf-8")
+    start = text.index('<script type="application/json" id="explorer-data">')
+    start = text.index(">", start) + 1
+    return json.loads(text[start : text.index("</script>", start)].replace("<\\/", "</"))
+
+
+@pytest.fixture(scope="module")
+def explorer(report):
+    """(workdir, config, pages): the explorer pages of the tiny tree, in a folder of their own
+    (the Snakemake test rebuilds results/ for a smaller config)."""
+    work, config = report
+    pages, settings = work / "explorer-pages", report_settings(config)
+    run_report("explorer-index", work / wf.RESULTS, settings, pages)
+    for dataset, model in wf.sae_pairs(config):
+        run_report("explorer", work / wf.RESULTS, settings, pages / dataset, dataset, model)
+    return work, config, pages
+
+
+def test_explorer_lists_every_neuron_of_every_point(explorer):
+    """Page data against an independent computation from the SAE checkpoints: one entry per
+    sweep point, one row per neuron, top items by activation, the neurons of each item, the
+    best-AUROC neuron of each concept (scikit-learn) and the neurons intervened on."""
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from recsae.recommenders.base import load_checkpoint
+    from recsae.sae.model import load_sae
+
+    work, config, pages = explorer
+    res = work / wf.RESULTS
+    index = (pages / "index.html").read_text()
+    for dataset, model in wf.sae_pairs(config):
+        assert f'href="{dataset}/{model}.html"' in index
+        data = explorer_data(pages / dataset / f"{model}.html")
+        paths = list(wf.sae_points(config, dataset, model))
+        assert [p["path"] for p in data["points"]] == paths
+        recommender = load_checkpoint(res / dataset / model / "model.pt", "cpu")
+        items = recommender.item_embeddings().detach()
+        concepts = pd.read_parquet(res / dataset / "data/concepts.parquet").query(
+            "entity == 'item'"
+        )
+        for point in data["points"]:
+            sae = load_sae(res / dataset / model / "sae" / point["path"] / "sae.pt", "cpu")
+            with torch.no_grad():
+                z = sae.encode(items).numpy()  # (N, H)
+            assert point["width"] == z.shape[1] == len(point["neurons"]["auroc"])
+            for j in range(z.shape[1]):
+                order = np.argsort(-z[:, j], kind="stable")
+                expected = [int(i) for i in order[:20] if z[i, j] > 0]
+                assert point["topItems"][j] == expected
+            assert [n for n, _ in point["itemNeurons"][0]] == [
+                int(n) for n in np.argsort(-z[0], kind="stable")[:5] if z[0, n] > 0
+            ]
+            name = data["itemConcepts"]["name"][0]
+            family, _, value = name.partition("=")
+            members = concepts[(concepts.family == family) & (concepts.concept == value)].id
+            label = np.isin(np.arange(len(z)), members)
+            aurocs = [roc_auc_score(label, z[:, j]) for j in range(z.shape[1])]
+            best, best_auroc, _ = point["conceptNeurons"][0][0]
+            assert best_auroc == pytest.approx(max(aurocs), abs=1e-3)
+            assert aurocs[best] == pytest.approx(max(aurocs), abs=1e-3)
+            inter = res / dataset / model / "sae" / point["path"] / "interventions.json"
+            import json
+
+            expected = [e["neuron"] for e in json.loads(inter.read_text())["concepts"]]
+            assert [e["neuron"] for e in point["interventions"]] == expected
+
+
+def chrome(tmp_path):
+    """A headless Chromium driven by selenium, or a skip naming what is missing."""
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = chromium_binary(), shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.skip(
+            "chromium or chromium-driver not installed "
+            "(apt-get install -y chromium chromium-driver): browser test skipped"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_explorer_in_a_browser(explorer, tmp_path):
+    """Open the page headless, click a neuron, search an item title, switch the sweep point,
+    compare a concept across points; the page shows the expected rows and logs no error."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    page = explorer[2] / "tiny" / "mf.html"
+    data = explorer_data(page)
+    driver = chrome(tmp_path)
+    try:
+        driver.get(page.as_uri())
+        first = data["points"][0]
+        alive = [j for j, dead in enumerate(first["neurons"]["dead"]) if not dead]
+        rows = driver.find_elements(By.CSS_SELECTOR, "#neuron-table tbody tr")
+        assert len(rows) == len(alive)
+        assert driver.find_element(By.ID, "row-count").text == (
+            f"{len(alive)} of {first['width']} neurons"
+        )
+        neuron = int(rows[0].get_attribute("data-neuron"))
+        rows[0].click()
+        view = driver.find_element(By.ID, "neuron-view")
+        assert view.find_element(By.TAG_NAME, "h2").text.startswith(f"Neuron {neuron}")
+        shown = [li.text for li in view.find_elements(By.CSS_SELECTOR, "ol.top-items li")]
+        titles = [data["items"]["title"][i] for i in first["topItems"][neuron]]
+        assert [s.rsplit(" [", 1)[0] for s in shown] == titles
+
+        driver.find_element(By.CSS_SELECTOR, '.tab[data-tab="search"]').click()
+        driver.find_element(By.ID, "item-search").send_keys("item 1")
+        hits = driver.find_elements(By.CSS_SELECTOR, "#item-results li")
+        expected = [t for t in data["items"]["title"] if "item 1" in t]
+        assert [h.text.rsplit(" (id", 1)[0] for h in hits] == expected
+        hits[0].click()
+        fired = driver.find_elements(By.CSS_SELECTOR, "#item-neuron-table tbody tr")
+        item = data["items"]["title"].index(expected[0])
+        assert [int(r.get_attribute("data-neuron")) for r in fired] == [
+            n for n, _ in first["itemNeurons"][item]
+        ]
+
+        driver.find_element(By.CSS_SELECTOR, '.tab[data-tab="neurons"]').click()
+        driver.find_element(By.ID, "hide-dead").click()  # show every neuron
+        last = data["points"][-1]
+        Select(driver.find_element(By.ID, "point-select")).select_by_visible_text(last["path"])
+        rows = driver.find_elements(By.CSS_SELECTOR, "#neuron-table tbody tr")
+        assert len(rows) == last["width"]
+        assert driver.find_element(By.ID, "row-count").text == (
+            f"{last['width']} of {last['width']} neurons"
+        )
+
+        driver.find_element(By.CSS_SELECTOR, '.tab[data-tab="compare"]').click()
+        groups = driver.find_elements(By.CSS_SELECTOR, "#compare tr.group")
+        assert len(groups) == len({p["setting"] for p in data["points"]})
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#compare tbody tr")) == (
+            len(groups) + len(data["points"])
+        )
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == []
+    finally:
+        driver.quit()

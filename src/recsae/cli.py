@@ -207,12 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage(
         "report",
         _report,
-        "tables, figures and neuron cards from the results (--part)",
+        "tables, figures, neuron cards and the neuron explorer from the results (--part)",
         "part",
         "results-dir",
         "out-dir",
     )
-    p.add_argument("--dataset", default=None, help="interventions / neuron-cards: the pair")
+    p.add_argument("--dataset", default=None, help="per-pair parts (interventions, ...): the pair")
     p.add_argument("--model", default=None)
 
     p = sub.add_parser("validate-config", help="check a config file against the schema")

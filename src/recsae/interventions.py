@@ -383,14 +383,17 @@ def run_interventions(
     users: np.ndarray,
     cfg: dict,
     seed: int,
+    item_precision: np.ndarray | None = None,
 ) -> dict:
-    """Filtering, promotion and nudging on the ``n_concepts`` item concepts best captured by a
-    neuron (highest best-neuron AUROC in item_auroc (H, C), columns as ``concepts``).
+    """Filtering, promotion and nudging on the item concepts of ``choose_concepts``: the ones
+    cfg["concepts"] names, else the ``n_concepts`` best captured (item_auroc and item_precision
+    (H, C), columns as ``concepts``; no precision: AUROC alone), at most one per family.
 
     ``matrices``: binary (n_users, n_items) CSR "train", "valid", "test"; ``users``: the held-out
     users (those with fewer than top_k candidate items are left out). cfg keys: top_k, cost_k,
-    n_concepts, audience_size, filter_levels, nudge_levels, promotion_levels, promotion_mode,
-    promotion_th, promotion_targets. Returns {"concepts": [...], "summary": {...}}.
+    n_concepts, concepts (optional), audience_size, filter_levels, nudge_levels,
+    promotion_levels, promotion_mode, promotion_th, promotion_targets. Returns
+    {"concepts": [...], "summary": {...}}.
     """
     if len(concepts) == 0:
         return {"concepts": [], "summary": _summary([])}
@@ -403,20 +406,24 @@ def run_interventions(
     history = (
         np.asarray((train[users] @ concepts.labels).todense()) / np.maximum(counts, 1)[:, None]
     )  # (U, C)
-    order = np.argsort(-item_auroc.max(0), kind="stable")[: cfg["n_concepts"]]
+    precision = np.ones_like(item_auroc) if item_precision is None else item_precision
+    chosen = choose_concepts(
+        concepts, item_auroc, precision, cfg["n_concepts"], cfg.get("concepts")
+    )
     entries = []
-    for c in order.tolist():
+    for c, neuron in chosen:
         share = history[:, c]
         heavy = np.argsort(-share, kind="stable")[: cfg["audience_size"]]
         heavy = np.sort(users[heavy[share[heavy] > 0]])
         light = np.sort(users[np.argsort(share, kind="stable")[: cfg["audience_size"]]])
-        neuron = int(item_auroc[:, c].argmax())
         entry = {
             "family": concepts.family[c],
             "concept": concepts.name[c],
             "neuron": neuron,
             "auroc": float(item_auroc[neuron, c]),
         }
+        if item_precision is not None:
+            entry["precision"] = float(item_precision[neuron, c])
         if len(heavy):
             entry["filtering"] = protocol.user_edit(heavy, neuron, c, cfg["filter_levels"], "set")
             entry["promotion"] = protocol.promotion(heavy, neuron, c, seed)
@@ -427,6 +434,47 @@ def run_interventions(
         entry["nudging"] = protocol.user_edit(light, neuron, c, cfg["nudge_levels"], "add")
         entries.append(entry)
     return {"concepts": entries, "summary": _summary(entries)}
+
+
+def concept_name(family: str, concept: str) -> str:
+    """The ``family=value`` name of a concept (as ``metrics.interventions.concepts`` lists it)."""
+    return f"{family}={concept}"
+
+
+def choose_concepts(
+    concepts: Concepts,
+    auroc: np.ndarray,
+    precision: np.ndarray,
+    n_concepts: int,
+    names: list[str] | None = None,
+) -> list[tuple[int, int]]:
+    """(concept column, neuron) pairs to intervene on, from auroc and precision (H, C).
+
+    A concept's neuron maximises AUROC x top-k precision (first on ties), so it both separates
+    the concept from the catalogue and fires on the concept's items first. ``names``
+    (``family=value``) picks those concepts, in that order; without names, the ``n_concepts``
+    concepts with the highest AUROC x precision, at most one per family (ties: column order).
+    """
+    capture = auroc * precision  # (H, C)
+    columns = {
+        concept_name(f, c): j
+        for j, (f, c) in enumerate(zip(concepts.family, concepts.name, strict=True))
+    }
+    if names:
+        unknown = [name for name in names if name not in columns]
+        if unknown:
+            raise ValueError(
+                f"metrics.interventions.concepts: {unknown} not among the item concepts kept for "
+                f"alignment (concepts with too few items are skipped); known: {sorted(columns)}"
+            )
+        picked = [columns[name] for name in names]
+    else:
+        picked, families = [], set()
+        for j in np.argsort(-capture.max(0), kind="stable").tolist():
+            if len(picked) < n_concepts and concepts.family[j] not in families:
+                picked.append(j)
+                families.add(concepts.family[j])
+    return [(j, int(capture[:, j].argmax())) for j in picked]
 
 
 def _summary(entries: list[dict]) -> dict:

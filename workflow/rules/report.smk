@@ -10,6 +10,7 @@ localrules:
     aggregate_results,
     render_sweep_figures,
     render_intervention_curves,
+    explorer_index,
 
 
 REPORT_SETTINGS = report_paths.report_settings(config)
@@ -149,3 +150,61 @@ rule render_neuron_cards:
         "recsae report --part neuron-cards --results-dir {params.results:q}"
         " --out-dir {params.out_dir:q} --dataset {wildcards.dataset:q} --model {wildcards.model:q}"
         " --settings {params.settings:q} --device {params.device} > {log:q} 2>&1"
+
+
+rule render_explorer:
+    input:
+        lambda w: report_paths.pair_sae_files(
+            config, w.dataset, w.model, ("sae.pt", "metrics.json", "interventions.json")
+        ),
+        unpack(wf.split_inputs),
+        model=f"{RESULTS}/{{dataset}}/{{model}}/model.pt",
+        items_table=f"{RESULTS}/{{dataset}}/data/items.parquet",
+        users_table=f"{RESULTS}/{{dataset}}/data/users.parquet",
+    output:
+        report(
+            report_paths.explorer_page_path(),
+            caption="../report/explorer.rst",
+            category="{dataset}",
+            subcategory="{model}",
+            labels={"figure": "neuron explorer", "format": "html"},
+        ),
+    params:
+        settings=as_json({"sae_points": REPORT_SETTINGS["sae_points"]}),
+        results=lambda w, input: os.path.dirname(os.path.dirname(os.path.dirname(input.model))),
+        out_dir=lambda w, output: os.path.dirname(output[0]),
+        device=config["device"],
+    threads: config["threads_per_job"]
+    conda:
+        "../../envs/recsae.yaml"
+    log:
+        f"{LOGS}/report/{{dataset}}/{{model}}/explorer.log",
+    benchmark:
+        f"{BENCH}/report/{{dataset}}/{{model}}/explorer.tsv"
+    wildcard_constraints:
+        dataset=wf.name_regex(sorted({d for d, _ in REPORT_PAIRS})),
+        model=wf.name_regex(sorted({m for _, m in REPORT_PAIRS})),
+    shell:
+        "recsae report --part explorer --results-dir {params.results:q}"
+        " --out-dir {params.out_dir:q} --dataset {wildcards.dataset:q} --model {wildcards.model:q}"
+        " --settings {params.settings:q} --device {params.device} > {log:q} 2>&1"
+
+
+rule explorer_index:
+    input:
+        [report_paths.explorer_page_path(d, m) for d, m in REPORT_PAIRS],
+    output:
+        report_paths.explorer_index_path(),
+    params:
+        settings=as_json({"sae_points": REPORT_SETTINGS["sae_points"]}),
+        results=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
+        out_dir=lambda w, output: os.path.dirname(output[0]),
+    conda:
+        "../../envs/recsae.yaml"
+    log:
+        f"{LOGS}/report/explorer_index.log",
+    benchmark:
+        f"{BENCH}/report/explorer_index.tsv"
+    shell:
+        "recsae report --part explorer-index --results-dir {params.results:q}"
+        " --out-dir {params.out_dir:q} --settings {params.settings:q} > {log:q} 2>&1"

@@ -34,7 +34,8 @@ interventions.json::
     config, seed, recsae_version, git_commit
     summary: {filtering|nudging|promotion: {n_concepts, share_original, share_reconstructed,
               levels: [per-level means over concepts]}}
-    concepts: [{family, concept, neuron, auroc, filtering, promotion, nudging}]
+    concepts: [{family, concept, neuron, auroc, precision, filtering, promotion, nudging}]
+      (the concepts of ``recsae.interventions.choose_concepts``)
       (per-level rows: level, raw_level, share, ndcg@K, delta_ndcg@K, overlap@k,
        off_target_change; promotion rows add success and mean_rank)
 
@@ -83,7 +84,9 @@ METRIC_DEFAULTS: dict = {
     "ks": [10, 20],  # cut-offs of the accuracy metrics
     "batch_size": 1024,  # users per scoring batch
     "interventions": {
-        "n_concepts": 3,  # item concepts intervened on: the best captured by a neuron (AUROC)
+        "n_concepts": 3,  # item concepts intervened on: the best captured (AUROC x precision),
+        # at most one per family
+        "concepts": None,  # or a list of family=value names (e.g. genre=Horror): these instead
         "audience_size": 20,  # held-out users per concept audience
         "top_k": 30,  # depth of the lists whose concept share is measured
         "cost_k": 10,  # NDCG cut-off of the cost
@@ -122,6 +125,14 @@ def resolve_metrics_config(metrics_cfg: dict | None) -> dict:
     mode = cfg["interventions"]["promotion_mode"]
     if mode not in ("set", "add"):
         raise ValueError(f"metrics.interventions.promotion_mode must be set|add, got {mode!r}")
+    names = cfg["interventions"]["concepts"]
+    if names is not None and (
+        not isinstance(names, list)
+        or not all(isinstance(n, str) and all(n.partition("=")[::2]) for n in names)
+    ):
+        raise ValueError(
+            f"metrics.interventions.concepts must be a list of family=value names, got {names!r}"
+        )
     return cfg
 
 
@@ -198,7 +209,7 @@ def evaluate_loaded(
 
     item_concepts = _concepts(concepts, "item", np.asarray(train.sum(0)).ravel(), "popularity", cfg)
     user_concepts = _concepts(concepts, "user", np.asarray(train.sum(1)).ravel(), "activity", cfg)
-    item_align, item_auroc = _alignment(z_items, item_concepts, cfg)
+    item_align, item_auroc, item_precision = _alignment(z_items, item_concepts, cfg)
     align = {"items": item_align, "users": _alignment(z_users, user_concepts, cfg)[0]}
     planted = {
         "items": planted_recovery(z_items, item_emb, item_concepts, seed),
@@ -234,7 +245,7 @@ def evaluate_loaded(
     }
     metrics = {"summary": _summary(metrics, cfg), **metrics}
     interventions = run_interventions(
-        editor, matrices, item_concepts, item_auroc, users, icfg, seed
+        editor, matrices, item_concepts, item_auroc, users, icfg, seed, item_precision
     )
     return metrics, interventions
 
@@ -247,15 +258,15 @@ def _concepts(frame: pd.DataFrame, entity: str, counts: np.ndarray, bucket_famil
     )
 
 
-def _alignment(acts, concepts, cfg) -> tuple[dict, np.ndarray]:
-    """Alignment summary and the (H, C) AUROC table of activations acts (N, H)."""
+def _alignment(acts, concepts, cfg) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Alignment summary and the (H, C) AUROC and top-k precision tables of acts (N, H)."""
     k, threshold = cfg["align_top_k"], cfg["auroc_threshold"]
     if len(concepts) == 0:
         empty = np.zeros((acts.shape[1], 0))
-        return alignment_summary(acts, concepts, None, None, k, threshold), empty
+        return alignment_summary(acts, concepts, None, None, k, threshold), empty, empty
     auroc = auroc_matrix(acts, concepts.labels)
     precision = top_precision(acts, concepts.labels, k)
-    return alignment_summary(acts, concepts, auroc, precision, k, threshold), auroc
+    return alignment_summary(acts, concepts, auroc, precision, k, threshold), auroc, precision
 
 
 def _summary(m: dict, cfg: dict) -> dict:

@@ -5,16 +5,19 @@
 * ``tables``: every table of ``recsae.report.targets.TABLES`` (+ the tidy ``sweep.csv``);
 * ``sweep-figures``: fidelity vs sparsity and MS/coverage vs width and beta (from sweep.csv);
 * ``interventions``: the intervention curves of one (dataset, model)'s chosen SAE;
-* ``neuron-cards``: the neuron cards of one (dataset, model)'s chosen SAE.
+* ``neuron-cards``: the neuron cards of one (dataset, model)'s chosen SAE;
+* ``explorer``: the neuron explorer page of one (dataset, model), ``out_dir/{model}.html``;
+* ``explorer-index``: the explorer's index page, ``out_dir/index.html``.
 
 Paths and rules: ``recsae.report.targets`` and ``recsae.report.collect``.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-PARTS = ("tables", "sweep-figures", "interventions", "neuron-cards")
+PARTS = ("tables", "sweep-figures", "interventions", "neuron-cards", "explorer", "explorer-index")
 
 
 def run_report(
@@ -44,10 +47,23 @@ def run_report(
 
         sweep_figures(tables_dir, settings, out_dir)
         return
+    if part == "explorer-index":
+        from recsae.report.explorer import build_index
+
+        build_index(settings, out_dir / "index.html")
+        return
     if part not in PARTS:
         raise ValueError(f"unknown report part {part!r}; known: {PARTS}")
     if not dataset or not model:
         raise ValueError(f"report part {part!r} needs a dataset and a model")
+    if part == "explorer":
+        from recsae.report.explorer import build_pair_page
+
+        stats = build_pair_page(
+            results_dir, settings, dataset, model, out_dir / f"{model}.html", device
+        )
+        logging.getLogger(__name__).info("explorer %s/%s: %s", dataset, model, stats)
+        return
     name = part.replace("-", "_")
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     if part == "interventions":

@@ -282,6 +282,33 @@ def planted_frame(results_dir: str | Path, points) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def point_setting(path: str) -> tuple[str, int | None]:
+    """(setting, seed) of a sweep path: the path without its ``seed~N`` segment, and N (None
+    when the path has no seed)."""
+    seed = parse_point_path(path).get("seed")
+    rest = [s for s in path.strip("/").split("/") if s.partition("~")[0] != "seed"]
+    return "/".join(rest) or "default", seed
+
+
+def over_seeds(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Repeats of one setting as one row. Groups ``frame`` by every column that is neither one
+    of ``metrics`` nor ``seed``/``path``; per group: each metric's mean (in its own column),
+    ``<metric>_std`` (ddof=1; NaN for a single seed) and ``n_seeds`` (rows in the group)."""
+    metrics = [m for m in metrics if m in frame.columns]
+    keys = [c for c in frame.columns if c not in metrics and c not in ("seed", "path")]
+    values = frame[keys].assign(**{m: pd.to_numeric(frame[m], errors="coerce") for m in metrics})
+    grouped = values.groupby(keys, sort=False, dropna=False)
+    out = pd.concat(
+        [
+            grouped[metrics].mean(),
+            grouped[metrics].std(ddof=1).add_suffix("_std"),
+            grouped.size().rename("n_seeds"),
+        ],
+        axis=1,
+    )
+    return out.reset_index()
+
+
 def metric_column(frame: pd.DataFrame, prefix: str) -> str | None:
     """The first column named ``prefix`` + digits (e.g. rbo30, delta_ndcg@10), if any."""
     for column in frame.columns:

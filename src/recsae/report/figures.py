@@ -4,6 +4,7 @@ chosen SAE of each pair. Matplotlib with the Agg backend; every figure is writte
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -15,14 +16,26 @@ import pandas as pd  # noqa: E402
 
 from recsae.io import atomic_write  # noqa: E402
 from recsae.report import collect  # noqa: E402
+from recsae.sweep import format_value, parse_point_path  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "recsae", "font.size": 9, "axes.titlesize": 9})
 VARIANT_MARKERS = {"relu": "o", "topk": "s", "batchtopk": "D", "matryoshka": "^"}
 EXPERIMENT_TITLES = {
-    "filtering": "filtering (set level in heavy users)",
-    "nudging": "nudging (add level in light users)",
-    "promotion": "promotion (set level in target items)",
+    "filtering": "filtering (set in heavy users)",
+    "nudging": "nudging (add in light users)",
+    "promotion": "promotion (set in target items)",
 }
+AXIS_TITLES = {
+    "l0_items": "active latents per item (L0)",
+    "l0_users": "active latents per user (L0)",
+    "score_recovered": "score variance recovered (1 = exact)",
+    "kendall_tau": "Kendall τ vs original top-k",
+    "ms_mean": "MS (mean over neurons)",
+    "coverage_items": "item concepts captured (share)",
+    "width": "dictionary width (neurons)",
+    "beta": "β, prediction-loss weight",
+}
+SETTING_SYMBOLS = {"beta": "β", "width": "w", "k": "k", "seed": "seed"}
 
 
 def save(fig, png: str | Path, svg: str | Path | None = None, dpi: int = 110) -> None:
@@ -58,11 +71,49 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(frame[column], errors="coerce")
 
 
-def _scatter_by_variant(ax, frame, x, y, colors, label=True):
+def axis_title(column: str) -> str:
+    """A sweep column as an axis title in words (with its unit or scale)."""
+    match = re.fullmatch(r"rbo(\d+)", column)
+    if match:
+        return f"RBO@{match[1]} vs original top-{match[1]}"
+    return AXIS_TITLES.get(column, column)
+
+
+def setting_label(setting: str) -> str:
+    """Short text of a sweep setting (its path without the seed), e.g. ``×4 β=1``."""
+    keys = parse_point_path(setting) if setting != "default" else {}
+    parts = []
+    for key, value in keys.items():
+        if key == "expansion":
+            parts.append(f"×{format_value(value)}")
+        elif key in SETTING_SYMBOLS:
+            parts.append(f"{SETTING_SYMBOLS[key]}={format_value(value)}")
+        elif key in ("variant", "method", "matryoshka_base"):
+            parts.append(str(value))
+        else:
+            parts.append(f"{key}={format_value(value)}")
+    return " ".join(parts) or "default"
+
+
+def setting_means(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per (dataset, model, setting) of sweep rows: the metrics' means over seeds, their
+    ``_std`` and ``n_seeds`` (``collect.over_seeds``), with the setting's variant, width, beta."""
+    keys = [c for c in ("dataset", "model", "variant", "width", "beta") if c in frame]
+    base = frame[keys].copy()
+    base["setting"] = [collect.point_setting(str(p))[0] for p in frame["point"]]
+    base["seed"] = [collect.point_setting(str(p))[1] for p in frame["point"]]
+    for metric in metrics:
+        base[metric] = _numeric(frame, metric)
+    return collect.over_seeds(base, metrics)
+
+
+def _scatter_by_variant(ax, frame, x, y, colors, label=True, annotate=False):
+    """Points per variant; error bars (one std over seeds) where a setting has several seeds."""
     for variant, group in frame.groupby(frame["variant"].astype(str), sort=False):
+        xs, ys = _numeric(group, x), _numeric(group, y)
         ax.scatter(
-            _numeric(group, x),
-            _numeric(group, y),
+            xs,
+            ys,
             s=28,
             color=colors[variant],
             marker=VARIANT_MARKERS.get(variant, "o"),
@@ -71,6 +122,32 @@ def _scatter_by_variant(ax, frame, x, y, colors, label=True):
             linewidth=0.4,
             zorder=3,
         )
+        xerr, yerr = _numeric(group, f"{x}_std"), _numeric(group, f"{y}_std")
+        if xerr.notna().any() or yerr.notna().any():
+            ax.errorbar(
+                xs,
+                ys,
+                xerr=xerr.fillna(0),
+                yerr=yerr.fillna(0),
+                fmt="none",
+                ecolor=colors[variant],
+                elinewidth=0.8,
+                capsize=2,
+                zorder=2,
+            )
+        if annotate:  # labels alternate above and below their points, in order of x
+            order = np.argsort(xs.to_numpy(float), kind="stable")
+            for rank, i in enumerate(order):
+                xv, yv, setting = xs.iloc[i], ys.iloc[i], group["setting"].iloc[i]
+                if np.isfinite(xv) and np.isfinite(yv):
+                    ax.annotate(
+                        setting_label(str(setting)),
+                        (xv, yv),
+                        xytext=(4, 4 if rank % 2 == 0 else -10),
+                        textcoords="offset points",
+                        fontsize=6.5,
+                        color="#333",
+                    )
 
 
 def _pareto_line(ax, frame, fidelity, sparsity):
@@ -100,13 +177,15 @@ def _pareto_line(ax, frame, fidelity, sparsity):
 
 
 def fidelity_sparsity(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
-    """Fidelity (rank agreement and score recovered) vs L0 per variant, Pareto fronts marked;
-    one panel row per (dataset, model)."""
+    """Fidelity (rank agreement and score recovered) vs L0 per variant, each point labelled with
+    its setting (mean over seeds, error bars: one std), Pareto fronts marked; one panel row per
+    (dataset, model)."""
     if sweep.empty:
         return placeholder("no SAE sweep points", png, svg)
     sparsity = cfg["pareto_sparsity"]
     fidelities = list(dict.fromkeys([cfg["pareto_fidelity"], "score_recovered"]))
     pairs, colors = _pairs(sweep), _variant_colors(sweep)
+    sweep = setting_means(sweep, [sparsity, *fidelities])
     fig, axes = plt.subplots(
         len(pairs),
         len(fidelities),
@@ -118,11 +197,11 @@ def fidelity_sparsity(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
         for col, fidelity in enumerate(fidelities):
             ax = axes[row, col]
             _pareto_line(ax, frame, fidelity, sparsity)
-            _scatter_by_variant(ax, frame, sparsity, fidelity, colors)
+            _scatter_by_variant(ax, frame, sparsity, fidelity, colors, annotate=True)
             ax.set(
-                xlabel=f"{sparsity} (active latents per item)",
-                ylabel=fidelity,
-                title=f"{dataset} / {model}: {fidelity} vs {sparsity}",
+                xlabel=axis_title(sparsity),
+                ylabel=axis_title(fidelity),
+                title=f"{dataset} / {model}",
             )
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -144,19 +223,21 @@ def _save_with_top_legend(fig, handles, labels, png, svg) -> None:
 
 
 def ms_coverage(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
-    """MS (mean over neurons) and item-concept coverage vs dictionary width and vs beta; one
-    panel row per (dataset, model). Lines join the beta-only points (the paper's beta sweep)."""
+    """MS (mean over neurons) and item-concept coverage vs dictionary width and vs beta (means over
+    seeds, error bars: one std); one panel row per (dataset, model). Lines join the beta-only
+    points (the paper's beta sweep)."""
     if sweep.empty:
         return placeholder("no SAE sweep points", png, svg)
     pairs, colors = _pairs(sweep), _variant_colors(sweep)
     panels = [(x, y) for x in ("width", "beta") for y in ("ms_mean", "coverage_items")]
+    sweep = setting_means(sweep, ["ms_mean", "coverage_items"])
     fig, axes = plt.subplots(
         len(pairs), len(panels), squeeze=False, figsize=(3.4 * len(panels), 2.9 * len(pairs))
     )
-    beta_only = collect.beta_points(sweep)
     for row, (dataset, model) in enumerate(pairs):
         frame = sweep[(sweep.dataset == dataset) & (sweep.model == model)]
-        line = beta_only[(beta_only.dataset == dataset) & (beta_only.model == model)]
+        only_beta = frame["setting"].map(lambda p: set(parse_point_path(p)) == {"beta"})
+        line = frame[only_beta].assign(_beta=_numeric(frame, "beta")).sort_values("_beta")
         for col, (x, y) in enumerate(panels):
             ax = axes[row, col]
             if x == "beta" and len(line) > 1:
@@ -166,14 +247,14 @@ def ms_coverage(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
                     color="grey",
                     lw=1,
                     zorder=2,
-                    label="beta~X points",
+                    label="β sweep (beta~X points)",
                 )
             _scatter_by_variant(ax, frame, x, y, colors)
             if x == "width" and _numeric(frame, "width").gt(0).all():
                 ax.set_xscale("log", base=2)
             if x == "beta":
                 ax.set_xscale("symlog", linthresh=1)
-            ax.set(xlabel=x, ylabel=y, title=f"{dataset} / {model}: {y} vs {x}")
+            ax.set(xlabel=axis_title(x), ylabel=axis_title(y), title=f"{dataset} / {model}")
             ax.grid(alpha=0.3)
     handles, labels = [], []
     for ax in axes.ravel():
@@ -217,8 +298,10 @@ def chosen_point(sweep: pd.DataFrame, dataset: str, model: str) -> str | None:
 
 
 def intervention_curves(tables_dir: str | Path, dataset: str, model: str, png, svg) -> None:
-    """Concept share (promotion: success) vs level, with the NDCG change on a second axis, per
-    experiment, for the chosen SAE of (dataset, model); one colour per concept."""
+    """Per concept intervened on (rows) and experiment (columns) of the chosen SAE of (dataset,
+    model): the effect against the level (concept share in the top-k; promotion: success rate)
+    with the unedited share as a dashed line, and beneath it, on the same x axis, the cost:
+    ΔNDCG@K and the overlap@k of the edited and original top-k."""
     tables_dir = Path(tables_dir)
     point = chosen_point(read_sweep(tables_dir), dataset, model)
     inter = pd.read_csv(tables_dir / "interventions.csv") if point else pd.DataFrame()
@@ -235,47 +318,75 @@ def intervention_curves(tables_dir: str | Path, dataset: str, model: str, png, s
             png,
             svg,
         )
-    cost = collect.metric_column(inter, "delta_ndcg")
-    concepts = list(dict.fromkeys(inter["family"].astype(str) + ":" + inter["concept"].astype(str)))
-    cmap = plt.get_cmap("tab10")
-    colors = {c: cmap(i % 10) for i, c in enumerate(concepts)}
-    fig, axes = plt.subplots(1, len(collect.EXPERIMENTS), figsize=(4.6 * 3, 3.6), squeeze=False)
-    for ax, experiment in zip(axes[0], collect.EXPERIMENTS, strict=True):
-        rows = inter[inter.experiment == experiment]
-        twin = ax.twinx()
-        for concept in concepts:
-            part = rows[rows["family"].astype(str) + ":" + rows["concept"].astype(str) == concept]
-            if part.empty:
-                continue
-            part = part.sort_values("level")
-            ax.plot(part["level"], part["effect"], marker="o", color=colors[concept], label=concept)
-            if experiment != "promotion" and part["share_original"].notna().any():
-                ax.axhline(part["share_original"].iloc[0], color=colors[concept], lw=0.8, ls=":")
-            if cost:
-                twin.plot(
-                    part["level"], part[cost], marker="x", ls="--", color=colors[concept], alpha=0.8
-                )
-        ax.set(
-            xlabel="level (x neuron max)",
-            title=EXPERIMENT_TITLES[experiment],
-            ylabel="promotion success" if experiment == "promotion" else "concept share in top-k",
-        )
-        ax.set_ylim(-0.02, 1.02)
-        if cost:
-            twin.set_ylabel(f"{cost} (dashed)")
-            twin.axhline(0, color="grey", lw=0.6)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    for ax in axes[0, 1:]:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.suptitle(
-        f"{dataset} / {model}: interventions of SAE {point} "
-        "(solid: effect, dotted: unedited share, dashed: NDCG cost)",
-        y=0.99,
+    cost, overlap = (
+        collect.metric_column(inter, "delta_ndcg"),
+        collect.metric_column(inter, "overlap"),
     )
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    inter = inter.assign(_name=inter["family"].astype(str) + "=" + inter["concept"].astype(str))
+    concepts = list(dict.fromkeys(inter["_name"]))
+    fig, axes = plt.subplots(
+        2 * len(concepts),
+        len(collect.EXPERIMENTS),
+        figsize=(3.5 * len(collect.EXPERIMENTS), 3.3 * len(concepts) + 0.8),
+        squeeze=False,
+        sharex="col",
+        gridspec_kw={"height_ratios": [1.3, 1] * len(concepts)},
+    )
+    for row, concept in enumerate(concepts):
+        for col, experiment in enumerate(collect.EXPERIMENTS):
+            effect_ax, cost_ax = axes[2 * row, col], axes[2 * row + 1, col]
+            part = inter[(inter["_name"] == concept) & (inter.experiment == experiment)]
+            part = part.assign(_level=_numeric(part, "level")).sort_values("_level")
+            neuron = part["neuron"].iloc[0] if len(part) else None
+            effect_ax.set_title(
+                f"{concept}: {EXPERIMENT_TITLES[experiment]}"
+                + (f"\nneuron {int(neuron)}" if neuron is not None and pd.notna(neuron) else ""),
+                fontsize=8,
+            )
+            if part.empty:
+                effect_ax.text(
+                    0.5, 0.5, "not run", ha="center", va="center", transform=effect_ax.transAxes
+                )
+                cost_ax.axis("off")
+                continue
+            effect_ax.plot(
+                part["_level"],
+                _numeric(part, "effect"),
+                marker="o",
+                color="tab:blue",
+                label="edited",
+            )
+            reference = _numeric(part, "share_original").dropna()
+            if experiment != "promotion" and len(reference):
+                effect_ax.axhline(reference.iloc[0], color="grey", ls="--", lw=1, label="unedited")
+            effect_ax.set_ylim(-0.03, 1.03)
+            effect_ax.set_ylabel(
+                "audience with target\nin top-(th+10)"
+                if experiment == "promotion"
+                else f"{concept.split('=')[0]} share\nin top-k lists",
+                fontsize=8,
+            )
+            effect_ax.grid(alpha=0.3)
+            effect_ax.legend(fontsize=7, loc="best")
+            for column, marker, color, label in (
+                (cost, "s", "tab:red", f"Δ{str(cost).removeprefix('delta_').upper()}"),
+                (overlap, "^", "tab:green", f"{overlap} with original"),
+            ):
+                if column:
+                    cost_ax.plot(
+                        part["_level"],
+                        _numeric(part, column),
+                        marker=marker,
+                        color=color,
+                        label=label,
+                    )
+            cost_ax.axhline(0, color="grey", lw=0.6)
+            low = min(-0.05, float(_numeric(part, cost).min()) - 0.05) if cost else -0.05
+            cost_ax.set_ylim(low, 1.05)
+            cost_ax.set_ylabel("cost", fontsize=8)
+            cost_ax.set_xlabel("level (× neuron's max activation)", fontsize=8)
+            cost_ax.grid(alpha=0.3)
+            cost_ax.legend(fontsize=6.5, loc="best")
+    fig.suptitle(f"{dataset} / {model}: interventions of SAE {point}", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     save(fig, png, svg)

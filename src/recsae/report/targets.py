@@ -7,12 +7,14 @@ Layout (``results/`` = ``recsae.workflow.RESULTS``)::
     results/tables/sweep.csv                               # tidy: one row per SAE sweep point
     results/figures/{fidelity_sparsity,ms_coverage}.{png,svg}          # one panel row per pair
     results/figures/{dataset}/{model}/{neuron_cards,interventions}.{png,svg}  # per SAE pair
+    results/explorer/index.html, results/explorer/{dataset}/{model}.html      # neuron explorer
 """
 
 from __future__ import annotations
 
 from recsae import workflow as wf
 
+EXPLORER_DIR = "explorer"
 TABLES = ("recommenders", "beta", "best_points", "pareto", "interventions", "planted")
 TABLE_FORMATS = ("md", "csv", "html")
 SWEEP_TABLE = "sweep"  # csv only: too wide for markdown
@@ -67,6 +69,16 @@ def pair_figure_path(
     return f"{figures_dir(results)}/{dataset}/{model}/{name}.{fmt}"
 
 
+def explorer_index_path(results: str = wf.RESULTS) -> str:
+    """The neuron explorer's index page."""
+    return f"{results}/{EXPLORER_DIR}/index.html"
+
+
+def explorer_page_path(dataset: str = "{dataset}", model: str = "{model}", results=wf.RESULTS):
+    """The neuron explorer page of one (dataset, model) (a Snakemake pattern by default)."""
+    return f"{results}/{EXPLORER_DIR}/{dataset}/{model}.html"
+
+
 def report_settings(config: dict) -> dict:
     """What ``recsae report`` needs of a validated config: the report block (with defaults),
     the recommender pairs and every SAE sweep point, in config order."""
@@ -111,4 +123,7 @@ def report_targets(config: dict) -> list[str]:
         for name in PAIR_FIGURES
         for fmt in FIGURE_FORMATS
     ]
+    if pairs:
+        out += [explorer_index_path()]
+        out += [explorer_page_path(dataset, model) for dataset, model in pairs]
     return out
