@@ -281,7 +281,7 @@ def test_tables_have_one_row_per_expected_point(report):
         ["dataset", "model", "point", "concept", "experiment", "level"]
     ).any()
     md = (work / "results/tables/best_points.md").read_text()
-    assert "maximum of `rbo30`" in md and md.count("\n| tiny") == 4
+    assert "maximum of the mean `rbo30`" in md and md.count("\n| tiny") == 4
     planted = frames["planted"]
     assert len(planted) == 4 * len(points)  # three planted families + "all" per point
     assert set(planted.family) == {"planted_cluster", "planted_era", "planted_popularity", "all"}

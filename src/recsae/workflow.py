@@ -7,7 +7,7 @@ import re
 
 from recsae.data.tables import CANONICAL_TABLES, SPLIT_PARTS
 from recsae.sae.config import SAE_DEFAULTS
-from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, sweep_points
+from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, seeded_points, sweep_points
 
 RESULTS = "results"
 
@@ -47,8 +47,10 @@ def sae_defaults(config: dict, dataset: str, model: str) -> dict:
 
 
 def sae_points(config: dict, dataset: str, model: str) -> dict[str, dict]:
-    """{sweep path: full SAE config} of one (dataset, model) pair."""
-    return sweep_points(config["sae"]["sweep"], sae_defaults(config, dataset, model))
+    """{sweep path: full SAE config} of one (dataset, model) pair; with ``sae.seeds`` every point
+    once per seed (path ``.../seed~N``)."""
+    points = sweep_points(config["sae"]["sweep"], sae_defaults(config, dataset, model))
+    return seeded_points(points, config["sae"].get("seeds"))
 
 
 def sae_point(config: dict, dataset: str, model: str, path: str) -> dict:
