@@ -118,9 +118,10 @@ def _check_stage_settings(config: dict, source: str) -> None:
     for dataset, model in workflow.sae_pairs(config):
 
         def check_points(dataset=dataset, model=model):
+            dim = model_dims.get(workflow.split_model_seed(model)[0], 64)
             for path, point in workflow.sae_points(config, dataset, model).items():
                 try:
-                    resolve_sae_config(point, model_dims.get(model, 64))
+                    resolve_sae_config(point, dim)
                 except ValueError as err:
                     raise ValueError(f"sweep point {path}: {err}") from err
 

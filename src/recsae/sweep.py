@@ -16,10 +16,10 @@ A point's path lists only the keys its own grid or explicit point sets (the swep
 ``variant~topk/width~64/k~8/beta~1``. Every other key comes from ``defaults``, so
 ``point_from_path(path, defaults)`` rebuilds the point, and adding a grid never renames the points
 of another. A point that sets nothing is ``default``. ``seeded_points`` repeats every point once per
-seed of ``sae.seeds`` (the SAE's ``seed`` key; path segment ``seed~N``). Values are written by ``format_value``:
-floats by their shortest round-trip repr without a trailing ``.0`` (``1.0 -> 1``, ``0.01``,
-``1e-05``), bools ``true``/``false``, null ``none``, lists comma-joined (a one-element list keeps a
-trailing comma).
+seed of ``sae.seeds`` (the SAE's ``seed`` key; path segment ``seed~N``). Values are written by
+``format_value``: floats by their shortest round-trip repr without a trailing ``.0`` (``1.0 -> 1``,
+``0.01``, ``1e-05``), bools ``true``/``false``, null ``none``, lists comma-joined (a one-element
+list keeps a trailing comma).
 """
 
 from __future__ import annotations

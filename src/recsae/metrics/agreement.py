@@ -125,7 +125,6 @@ def rank_tau(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(B,) the authors' Kendall tau of top lists a, b (B, k): tau-b of the two lists' ranks of
     every item of their union; an item absent from a list has rank k + 1 there."""
     k = a.shape[1]
-    union = torch.cat([a, b], dim=1)
     matches = _matches(a, b)  # (B, k, k): a[:, i] == b[:, j]
     keep = torch.cat([torch.ones_like(a, dtype=torch.bool), ~matches.any(1)], dim=1)
     position = torch.arange(1, k + 1, dtype=torch.float64, device=a.device).expand(a.shape)

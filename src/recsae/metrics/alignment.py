@@ -257,7 +257,8 @@ def alignment_summary(
     concepts), coverage_by_family, labelled_fraction (share of firing neurons with a label),
     mean_best_auroc / mean_best_precision (over neurons that fire), per_neuron {concept, family,
     auroc, precision, base_rate (the best-AUROC concept's), label, label_family, label_auroc,
-    label_precision} (null for neurons that never fire; label* null for unlabelled ones) and
+    label_precision, label_base_rate} (null for neurons that never fire; label* null for
+    unlabelled ones) and
     per_concept {family, concept, n_positives, base_rate, covered, best_neuron (the capturing
     neuron of highest AUROC, else the highest-AUROC one), auroc, precision}, as column lists.
     """
@@ -271,7 +272,7 @@ def alignment_summary(
         "margin": margin,
     }
     neuron_keys = ("concept", "family", "auroc", "precision", "base_rate", "label", "label_family")
-    neuron_keys += ("label_auroc", "label_precision")
+    neuron_keys += ("label_auroc", "label_precision", "label_base_rate")
     if len(concepts) == 0:
         concept_keys = ("family", "concept", "n_positives", "base_rate", "covered", "best_neuron")
         return out | {
@@ -315,6 +316,7 @@ def alignment_summary(
             "label_family": if_alive([concepts.family[c] for c in label_c], labelled),
             "label_auroc": if_alive(auroc[neurons, label_c].tolist(), labelled),
             "label_precision": if_alive(precision[neurons, label_c].tolist(), labelled),
+            "label_base_rate": if_alive(base_rate[label_c].tolist(), labelled),
         },
         "per_concept": {
             "family": list(concepts.family),

@@ -2,9 +2,10 @@
 
 Every frame is rebuilt from the JSON files each time (nothing is appended), in config order.
 
-* ``recommender_frame``: one row per (dataset, model) with the test metrics of the recommender,
-  plus one ``MostPop`` row per dataset (MostPop depends on the split only; its metrics are taken
-  from the first model of the dataset).
+* ``recommender_frame``: one row per trained recommender with its test metrics: dataset, model
+  (the config entry's name), seed (a seed variant's ``seed~N``, else the config's) and the
+  metrics, plus one ``MostPop`` row per dataset (MostPop depends on the split only; its metrics
+  are taken from the first model of the dataset).
 * ``sweep_frame``: one row per SAE sweep point: dataset, model, point (the sweep path), the swept
   keys parsed from the path, the resolved variant/width/expansion/k/beta (from train_log.json),
   ``seed`` (the SAE's training seed: its ``seed~N`` path segment, else the config's), every scalar
@@ -44,6 +45,7 @@ import pandas as pd
 from recsae.io import read_json
 from recsae.sae.config import uses_topk
 from recsae.sweep import format_value, parse_point_path, strip_seed
+from recsae.workflow import split_model_seed
 
 PAIR_KEYS = ["dataset", "model"]
 PATH_COLUMNS = ("point", "path")
@@ -77,8 +79,10 @@ def recommender_frame(results_dir: str | Path, pairs) -> pd.DataFrame:
     rows, mostpop = [], {}
     for dataset, model in pairs:
         metrics = read_json(results_dir / dataset / model / "metrics.json")
+        name, seed = split_model_seed(model)
         rows.append(
-            {"dataset": dataset, "model": model, "architecture": metrics.get("model", model)}
+            {"dataset": dataset, "model": name, "architecture": metrics.get("model", name)}
+            | {"seed": metrics.get("seed") if seed is None else seed}
             | _recommender_row(metrics["test"])
         )
         baseline = (metrics.get("baselines") or {}).get("mostpop")
@@ -220,16 +224,14 @@ def setting_frame(sweep: pd.DataFrame) -> pd.DataFrame:
     metrics = [c for c in sweep.columns if c not in identity]
     flags = [f for f in RULE_FLAGS if f in sweep.columns]
     out = over_seeds(sweep.drop(columns=flags), metrics)
-    if flags and len(sweep):
-        setting = _setting_keys(sweep)
-        first = ~setting.duplicated()
-        keys = list(zip(out["dataset"], out["model"], out["point"], strict=True))
-        values = {}
-        for flag in flags:
-            value = dict(zip(setting[first], sweep.loc[first, flag].astype(bool), strict=True))
-            values[flag] = [value[key] for key in keys]
-        out = out.assign(**values)
-    return out
+    setting = _setting_keys(sweep) if len(sweep) else pd.Series(dtype=object)
+    first = ~setting.duplicated()
+    keys = list(zip(out["dataset"], out["model"], out["point"], strict=True))
+    values = {}
+    for flag in flags:
+        value = dict(zip(setting[first], sweep.loc[first, flag].astype(bool), strict=True))
+        values[flag] = pd.Series([value[key] for key in keys], index=out.index, dtype=bool)
+    return out.assign(**values)
 
 
 def best_mask(frame: pd.DataFrame, by: list[str], metric: str, goal: str = "max") -> pd.Series:

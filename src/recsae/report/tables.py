@@ -176,12 +176,17 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
     delta_ndcg = collect.metric_column(sweep, "delta_ndcg")
     frames = {"recommenders": recs, SWEEP_TABLE: sweep}
 
+    rec_metrics = [c for c in recs.columns if "@" in c]
+    rec_over = collect.over_seeds(recs, rec_metrics)
     write_table(
         out_dir,
         "recommenders",
         "Base recommenders (test split, full ranking)",
-        "One row per (dataset, model); MostPop (training popularity) once per dataset.",
+        "One row per (dataset, model); MostPop (training popularity) once per dataset. Cells: "
+        "mean ± std (ddof 1) over the model's n_seeds training seeds (the CSV: one row per "
+        "trained model and seed).",
         recs,
+        mean_std_cells(rec_over),
     )
 
     beta = collect.beta_points(over)
@@ -223,7 +228,10 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
         pareto = pareto.sort_values(["dataset", "model", spa], kind="stable")
     measures = [spa, fid, "score_recovered", "ms_mean", "coverage_items"]
     pareto = pareto[
-        [*_columns(pareto, ["dataset", "model", "variant", "point"]), *_with_spread(pareto, measures)]
+        [
+            *_columns(pareto, ["dataset", "model", "variant", "point"]),
+            *_with_spread(pareto, measures),
+        ]
     ]
     frames["pareto"] = pareto
     write_table(

@@ -42,7 +42,7 @@ SAE_DEFAULTS: dict = {
     "batch_size": 256,  # users per step and items per step
     "epochs": 18,  # one epoch = one pass over the larger of (training users, items)
     "holdout_fraction": 0.2,  # share of users held out of SAE training (fidelity measured on them)
-    "seed": None,  # seed of initialisation and batches; null: the config's (holdout: always config's)
+    "seed": None,  # seed of initialisation and batches; null: the config's (holdout: always it)
 }
 
 _TYPES: dict[str, tuple[type, ...]] = {
