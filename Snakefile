@@ -32,7 +32,7 @@ BENCH = f"{RESULTS}/benchmarks"
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*(?:\.seed~[0-9]+)?",
     sae=wf.SAE_WILDCARD_REGEX,
 
 

@@ -10,6 +10,7 @@ from recsae.metrics.agreement import (
     exclusion_mask,
     kendall_tau_b,
     overlap_at,
+    rank_tau,
     ranking_agreement,
     rbo,
     rbo_ext,
@@ -89,6 +90,27 @@ def test_kendall_tau_b_mask_and_constant():
     assert torch.isnan(const).all()
 
 
+def brute_rank_tau(a, b):
+    """The authors' kendall_tau, per user: scipy tau-b of the ranks over the union of both
+    lists, an item missing from a list ranked len + 1 there."""
+    union = sorted(set(a) | set(b))
+    rank_a = [a.index(i) + 1 if i in a else len(a) + 1 for i in union]
+    rank_b = [b.index(i) + 1 if i in b else len(b) + 1 for i in union]
+    return kendalltau(rank_a, rank_b).statistic
+
+
+def test_rank_tau_matches_brute_force():
+    a, b = random_lists(np.random.default_rng(7), 16, 10, 25)  # overlaps from partial to full
+    b[-1] = a[-1] + 25  # disjoint lists
+    got = rank_tau(a, b)
+    for i in range(len(a)):
+        assert got[i].item() == pytest.approx(brute_rank_tau(a[i].tolist(), b[i].tolist()))
+    identical = torch.arange(30)[None]
+    assert rank_tau(identical, identical).item() == pytest.approx(1.0)
+    # two disjoint top-30 lists: C = 0, D = 30 * 30, tau-b = -900 / (30 * 59 - 30 * 29 / 2)
+    assert rank_tau(identical, identical + 30).item() == pytest.approx(-900 / (30 * 59 - 435))
+
+
 def test_union_tau_and_ranking_agreement():
     rng = np.random.default_rng(4)
     n_users, n_items, k = 6, 50, 10
@@ -104,9 +126,19 @@ def test_union_tau_and_ranking_agreement():
         union = sorted(set(a[i].tolist()) | set(b[i].tolist()))
         expected = kendalltau(s1[i, union].numpy(), s2[i, union].numpy()).statistic
         assert tau[i].item() == pytest.approx(expected)
-        assert out["kendall_tau"][i].item() == pytest.approx(expected)
+        assert out["kendall_tau_b_scores"][i].item() == pytest.approx(expected)
+        assert out["kendall_tau"][i].item() == pytest.approx(
+            brute_rank_tau(a[i].tolist(), b[i].tolist())
+        )
         assert out["rbo"][i].item() == pytest.approx(brute_rbo(a[i].tolist(), b[i].tolist(), 0.9))
-    assert set(out) == {"rbo", "rbo_ext", "kendall_tau", "overlap@5", "overlap@10"}
+    assert set(out) == {
+        "rbo",
+        "rbo_ext",
+        "kendall_tau",
+        "kendall_tau_b_scores",
+        "overlap@5",
+        "overlap@10",
+    }
 
 
 def test_topk_lists_exclusion_and_too_few_candidates():

@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from recsae.metrics.alignment import (
     alignment,
+    alignment_summary,
     auroc_matrix,
     average_ranks,
     build_concepts,
@@ -95,6 +96,73 @@ def test_build_concepts_min_negatives():
     assert len(build_concepts(frame, 10, min_count=2)) == 0
     assert len(build_concepts(frame, 11, min_count=2)) == 1
     assert len(build_concepts(frame.iloc[:0], 11)) == 0
+
+
+def test_build_concepts_counts_only_active_entities():
+    """A concept whose items the recommender barely saw is skipped: 7 items, none active."""
+    frame = pd.DataFrame(
+        {
+            "id": [*range(7), *range(10, 20)],
+            "family": "decade",
+            "concept": ["1910s"] * 7 + ["1990s"] * 10,
+        }
+    )
+    active = np.arange(40) >= 10  # items 0..9 have too few training interactions
+    concepts = build_concepts(frame, 40, min_count=5, active=active)
+    assert concepts.name == ["1990s"] and concepts.skipped == {"decade": 1}
+    assert concepts.n_positives.tolist() == [10]  # sizes and base rates still count every item
+    assert len(build_concepts(frame, 40, min_count=5)) == 2  # no mask: every entity counts
+    nearly = active.copy()
+    nearly[:5] = True  # five active 1910s items: enough
+    assert len(build_concepts(frame, 40, min_count=5, active=nearly)) == 2
+    with pytest.raises(ValueError, match="active mask"):
+        build_concepts(frame, 40, active=active[:5])
+
+
+def accidental_auroc_case():
+    """1000 items; concept X = items 0..19 (base rate 0.02). Neuron 0 fires most on 100 other
+    items (100..199), then on X, then on the rest: AUROC(X) = 880/980 = 0.898, yet none of its top
+    30 items is X. Neuron 1 fires most on X plus 10 others: AUROC 1, precision 20/30."""
+    n = 1000
+    rest = np.linspace(0.1, 0.9, n)  # distinct small activations
+    acts = np.stack([rest, rest], axis=1)
+    acts[100:200, 0] = 3 + rest[100:200]
+    acts[:20, 0] = 2 + rest[:20]
+    acts[:20, 1] = 5 + rest[:20]
+    acts[500:510, 1] = 4 + rest[500:510]
+    frame = pd.DataFrame({"id": range(20), "family": "decade", "concept": "1930s"})
+    return torch.as_tensor(acts), build_concepts(frame, n)
+
+
+def test_label_and_coverage_need_precision_above_the_base_rate():
+    acts, concepts = accidental_auroc_case()
+    both = alignment(acts, concepts, top_k=30, threshold=0.8, margin=0.1)
+    neurons, concept = both["per_neuron"], both["per_concept"]
+    assert neurons["auroc"] == pytest.approx([880 / 980, 1.0])
+    assert neurons["precision"] == pytest.approx([0.0, 20 / 30])
+    assert neurons["base_rate"] == pytest.approx([0.02, 0.02])
+    assert neurons["concept"] == ["1930s", "1930s"]  # the best-AUROC concept of both
+    assert neurons["label"] == [None, "1930s"]  # only neuron 1 earns the label
+    assert neurons["label_precision"] == [None, pytest.approx(20 / 30)]
+    assert both["labelled_fraction"] == 0.5
+    assert concept["covered"] == [True] and concept["best_neuron"] == [1]
+    assert both["coverage"] == 1.0 and both["margin"] == 0.1
+    # neuron 0 alone: AUROC 0.9 >= 0.8, but precision 0 < 0.02 + 0.1 -> no label, no coverage
+    alone = alignment(acts[:, :1], concepts, top_k=30, threshold=0.8, margin=0.1)
+    assert alone["coverage"] == 0.0 and alone["per_neuron"]["label"] == [None]
+    assert alone["per_concept"]["covered"] == [False] and alone["labelled_fraction"] == 0.0
+    # a margin above 20/30 - 0.02 takes neuron 1's label away too
+    strict = alignment(acts, concepts, top_k=30, threshold=0.8, margin=0.7)
+    assert strict["coverage"] == 0.0 and strict["per_neuron"]["label"] == [None, None]
+    # and AUROC still counts: a threshold above 1 labels nothing
+    assert alignment(acts, concepts, top_k=30, threshold=1.01, margin=0.0)["coverage"] == 0.0
+
+
+def test_alignment_summary_without_concepts_has_every_key():
+    acts, concepts = accidental_auroc_case()
+    none = alignment_summary(acts, concepts.select([]), None, None, 30, 0.8, 0.1)
+    assert none["coverage"] is None and none["per_neuron"]["label"] == [None, None]
+    assert none["per_concept"]["covered"] == []
 
 
 def test_count_buckets_ties_share_a_bucket():

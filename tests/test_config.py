@@ -107,6 +107,30 @@ def test_targets_follow_the_config():
     assert len(targets) == len(set(targets))
 
 
+def test_sae_seeds_and_recommender_seeds_expand_the_targets():
+    config = demo()
+    config["sae"]["seeds"] = [0, 1]
+    config["models"]["mf"]["seeds"] = [3, 4]
+    config = validate_config(config, SCHEMA)
+    assert workflow.model_variants(config, "mf") == ["mf.seed~3", "mf.seed~4"]
+    assert workflow.model_variants(config, "ncf") == ["ncf"]
+    pairs = [("synthetic", "mf.seed~3"), ("synthetic", "mf.seed~4"), ("synthetic", "ncf")]
+    assert workflow.sae_pairs(config) == pairs == workflow.recommender_pairs(config)
+    settings = workflow.model_settings(config, "mf.seed~4")
+    assert settings["seed"] == 4 and "seeds" not in settings and settings["model"] == "mf"
+    assert "seed" not in workflow.model_settings(config, "ncf")
+    # the entry's sae.overrides apply to every seed variant
+    assert workflow.sae_defaults(config, "synthetic", "mf.seed~3")["lambda_kl"] == 0.1
+    points = workflow.sae_points(config, "synthetic", "mf.seed~3")
+    assert list(points)[:2] == ["beta~0/seed~0", "beta~0/seed~1"] and len(points) == 6
+    assert points["beta~5/seed~1"]["seed"] == 1
+    assert workflow.split_model_seed("mf.seed~3") == ("mf", 3)
+    assert workflow.split_model_seed("mf-d20") == ("mf-d20", None)
+    targets = workflow.all_targets(config)
+    assert "results/synthetic/mf.seed~4/sae/beta~5/seed~1/metrics.json" in targets
+    assert len(targets) == len(set(targets))
+
+
 def test_validation_does_not_change_a_valid_full_config_twice():
     config = validate_config(demo(), SCHEMA)
     again = validate_config(copy.deepcopy(config), SCHEMA)

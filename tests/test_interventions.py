@@ -292,6 +292,7 @@ def test_evaluate_sae_end_to_end(tmp_path, monkeypatch):
     fake.load_sae = lambda path, device: SplitSAE(N_CONCEPTS)
     monkeypatch.setitem(sys.modules, "recsae.sae.model", fake)
     cfg = {"agreement_k": 10, "overlap_ks": [5, 10], "ks": [5], "interventions": CFG}
+    cfg["active_min_interactions"] = 0  # the toy items have 0-4 training interactions each
     out_m, out_i = tmp_path / "m" / "metrics.json", tmp_path / "m" / "interventions.json"
     evaluate_sae(
         tmp_path / "model.pt", tmp_path / "sae.pt", data, split_dir, cfg, 0, "cpu", out_m, out_i

@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from recsae.metrics.health import health
-from recsae.metrics.monosemanticity import minmax_scale, monosemanticity, ms_scores
+from recsae.metrics.monosemanticity import (
+    active_monosemanticity,
+    minmax_scale,
+    monosemanticity,
+    ms_scores,
+)
 
 
 def reference_ms(acts, emb, top_k):
@@ -94,3 +99,19 @@ def test_health():
     assert out["freq_items"] == pytest.approx([1.0, 1 / 3, 0.0, 0.0])
     with pytest.raises(ValueError, match="neurons"):
         health(users, items[:, :3])
+
+
+def test_active_ms_leaves_out_barely_trained_items():
+    """Neuron fires most on items 0, 1 (no training interactions, identical embeddings: MS 1 over
+    all items) and less on active items 2, 3 (orthogonal embeddings: MS 0 over active items)."""
+    acts = torch.tensor([[1.0], [1.0], [0.5], [0.5], [0.0]])
+    emb = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    counts = np.array([0, 0, 10, 10, 10])
+    assert monosemanticity(acts, emb, top_k=2)["ms_mean"] == pytest.approx(1.0)
+    active = active_monosemanticity(acts, emb, counts, min_interactions=5, top_k=2)
+    assert active["ms_mean"] == pytest.approx(0.0) and active["n_items"] == 3
+    assert active["min_interactions"] == 5
+    everything = active_monosemanticity(acts, emb, counts, min_interactions=0, top_k=2)
+    assert everything["ms_mean"] == pytest.approx(1.0) and everything["n_items"] == 5
+    too_few = active_monosemanticity(acts, emb, counts, min_interactions=11, top_k=2)
+    assert too_few["ms_mean"] is None and too_few["per_neuron"] == [None]

@@ -37,8 +37,9 @@ from recsae.report.collect import (
     over_seeds,
     pareto_mask,
     point_setting,
+    setting_frame,
 )
-from recsae.report.tables import build_tables
+from recsae.report.tables import build_tables, mean_std_cells
 from recsae.report.targets import REPORT_DEFAULTS, report_settings, report_targets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,7 +280,7 @@ def test_tables_have_one_row_per_expected_point(report):
         ["dataset", "model", "point", "concept", "experiment", "level"]
     ).any()
     md = (work / "results/tables/best_points.md").read_text()
-    assert "maximum of `rbo30`" in md and md.count("\n| tiny") == 4
+    assert "maximum of the mean `rbo30`" in md and md.count("\n| tiny") == 4
     planted = frames["planted"]
     assert len(planted) == 4 * len(points)  # three planted families + "all" per point
     assert set(planted.family) == {"planted_cluster", "planted_era", "planted_popularity", "all"}
@@ -406,6 +407,102 @@ def test_beta_points_and_unknown_metric():
     assert beta_points(frame).point.tolist() == ["beta~0", "beta~10"]
     with pytest.raises(ValueError, match="not a sweep column"):
         mark_rules(frame, {**REPORT_DEFAULTS, "best_point_metric": "nope"})
+
+
+def test_over_seeds_means_stds_and_counts():
+    frame = pd.DataFrame(
+        {
+            "dataset": "d",
+            "model": ["m", "m", "m", "m", "n"],
+            "point": [
+                "beta~1/seed~0",
+                "beta~1/seed~1",
+                "beta~1/seed~2",
+                "beta~5/seed~0",
+                "default",
+            ],
+            "seed": [0, 1, 2, 0, 0],
+            "rbo30": [0.5, 0.7, 0.9, 0.4, 0.3],
+            "l0_items": [3.0, np.nan, 5.0, 2.0, 1.0],
+        }
+    )
+    out = over_seeds(frame, ["rbo30", "l0_items"])
+    assert out.point.tolist() == ["beta~1", "beta~5", "default"] and "seed" not in out
+    assert out.n_seeds.tolist() == [3, 1, 1]
+    assert out.rbo30.tolist() == pytest.approx([0.7, 0.4, 0.3])
+    assert out.rbo30_std[0] == pytest.approx(np.std([0.5, 0.7, 0.9], ddof=1))
+    assert out.rbo30_std[1:].isna().all()  # one seed: no spread
+    assert out.l0_items[0] == 4.0 and out.l0_items_std[0] == pytest.approx(np.sqrt(2))
+    assert list(out.columns) == [
+        "dataset",
+        "model",
+        "point",
+        "rbo30",
+        "rbo30_std",
+        "l0_items",
+        "l0_items_std",
+        "n_seeds",
+    ]
+    cells = mean_std_cells(out)
+    assert cells.rbo30.tolist() == ["0.7 ± 0.2", "0.4", "0.3"] and "rbo30_std" not in cells
+    with pytest.raises(ValueError, match="nope"):
+        over_seeds(frame, ["nope"])
+
+
+def test_best_point_rule_uses_the_mean_over_seeds():
+    """Setting a has the best single run (0.95) but the lower mean (0.5 < 0.6): b wins."""
+    frame = pd.DataFrame(
+        {
+            "dataset": "d",
+            "model": "m",
+            "variant": "relu",
+            "point": ["a/seed~0", "a/seed~1", "b/seed~0", "b/seed~1"],
+            "seed": [0, 1, 0, 1],
+            "beta": [1.0, 1.0, 2.0, 2.0],
+            "rbo30": [0.95, 0.05, 0.6, 0.6],
+            "l0_items": [3.0, 3.0, 3.0, 3.0],
+        }
+    )
+    frame["point"] = frame.point.str.replace("a/", "beta~1/").str.replace("b/", "beta~2/")
+    marked = mark_rules(frame, REPORT_DEFAULTS)
+    assert marked.chosen.tolist() == [False, False, True, False]  # b's first seed carries it
+    assert marked.best.tolist() == [False, False, True, False]
+    assert marked.pareto.tolist() == [False, False, True, False]
+    settings = setting_frame(marked)
+    assert settings.point.tolist() == ["beta~1", "beta~2"]
+    assert settings.chosen.tolist() == [False, True] and settings.n_seeds.tolist() == [2, 2]
+    assert settings.rbo30.tolist() == pytest.approx([0.5, 0.6])
+    assert beta_points(marked).point.tolist() == list(frame.point)
+
+
+def test_recommender_seed_variant_trains_with_its_seed(tree, tmp_path):
+    """A seed variant's settings seed overrides --seed: equal bytes to a run with --seed N."""
+    work, config = tree
+    res = work / wf.RESULTS / "tiny"
+    entry = wf.model_settings(config, "mf")
+
+    def train(name, settings, seed):
+        out = tmp_path / name
+        _run(
+            "train-recommender",
+            "--data-dir",
+            res / "data",
+            "--split-dir",
+            res / "split",
+            "--settings",
+            _json(settings),
+            "--seed",
+            seed,
+            "--device",
+            "cpu",
+            "--out-dir",
+            out,
+        )
+        return (out / "model.pt").read_bytes()
+
+    variant = train("variant", {**entry, "seed": 4}, 0)
+    assert variant == train("plain", entry, 4)
+    assert variant != train("other", {**entry, "seed": 5}, 0)
 
 
 def test_report_targets_follow_the_config():

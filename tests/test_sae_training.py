@@ -296,9 +296,26 @@ def test_same_seed_same_weights(cls):
     assert not torch.equal(a["encoder_weight"], c["encoder_weight"])
 
 
-def test_run_sae_training_writes_checkpoint_and_log(tmp_path):
+def test_sae_seed_changes_training_and_keeps_the_holdout():
+    """sae_cfg seed N seeds initialisation and batches; the config seed (argument) still places
+    the holdout; seed N under config seed N equals the unseeded run."""
+
+    def weights(sae_seed, seed=0):
+        rec = TinyDot(N_USERS, N_ITEMS, {})
+        cfg = {**FAST, "seed": sae_seed}
+        return train_sae(rec, tiny_split(), cfg, "s", seed=seed, log=None)[0].state_dict()
+
+    a, again, other, unseeded = weights(5), weights(5), weights(6), weights(None, seed=5)
+    assert all(torch.equal(a[k], again[k]) for k in a)
+    assert not torch.equal(a["encoder_weight"], other["encoder_weight"])
+    assert all(torch.equal(weights(0)[k], weights(None)[k]) for k in a)
+    assert not torch.equal(a["encoder_weight"], unseeded["encoder_weight"])  # other holdout
+
+
+def write_tiny_run(tmp_path):
+    """data/, split/ and model.pt of the tiny split under tmp_path; returns (rec, data, split)."""
     split = tiny_split()
-    data_dir, split_dir, out_dir = tmp_path / "data", tmp_path / "split", tmp_path / "sae"
+    data_dir, split_dir = tmp_path / "data", tmp_path / "split"
     data_dir.mkdir()
     split_dir.mkdir()
     (data_dir / "stats.json").write_text(json.dumps({"n_users": N_USERS, "n_items": N_ITEMS}))
@@ -306,6 +323,26 @@ def test_run_sae_training_writes_checkpoint_and_log(tmp_path):
         getattr(split, part).to_parquet(split_dir / f"{part}.parquet", index=False)
     rec = TinyDot(N_USERS, N_ITEMS, {"seed": 3})
     save_checkpoint(rec, tmp_path / "model.pt")
+    return rec, data_dir, split_dir
+
+
+def test_same_sae_seed_same_checkpoint_bytes(tmp_path):
+    _, data_dir, split_dir = write_tiny_run(tmp_path)
+
+    def checkpoint(name, sae_seed):
+        out = tmp_path / name / "beta~1" / f"seed~{sae_seed}"
+        cfg = {**FAST, "seed": sae_seed}
+        run_sae_training(tmp_path / "model.pt", data_dir, split_dir, cfg, "p", 0, "cpu", out)
+        return (out / "sae.pt").read_bytes()
+
+    first = checkpoint("a", 1)
+    assert checkpoint("b", 1) == first
+    assert checkpoint("c", 2) != first
+
+
+def test_run_sae_training_writes_checkpoint_and_log(tmp_path):
+    rec, data_dir, split_dir = write_tiny_run(tmp_path)
+    out_dir = tmp_path / "sae"
     cfg = {**FAST, "variant": "topk", "k": 4, "beta": 2}
     run_sae_training(
         tmp_path / "model.pt", data_dir, split_dir, cfg, "variant~topk", 7, "cpu", out_dir

@@ -12,6 +12,8 @@ from recsae.sweep import (
     parse_point_path,
     point_from_path,
     point_path,
+    seeded_points,
+    strip_seed,
     sweep_points,
 )
 
@@ -123,3 +125,27 @@ def test_errors_name_the_key():
         expand_sweep({"grid": {"beta": []}}, SAE_DEFAULTS)
     with pytest.raises(ValueError, match="key~value"):
         parse_point_path("beta=1")
+
+
+def test_seeded_points_repeat_every_point_per_seed():
+    points = sweep_points({"grid": {"beta": [0, 5]}, "points": [{}]}, SAE_DEFAULTS)
+    seeded = seeded_points(points, [0, 2])
+    assert list(seeded) == [
+        "beta~0/seed~0",
+        "beta~0/seed~2",
+        "beta~5/seed~0",
+        "beta~5/seed~2",
+        "seed~0",
+        "seed~2",
+    ]
+    for path, point in seeded.items():
+        assert point == {**points[strip_seed(path)], "seed": int(path[-1])}
+        assert point_from_path(path, SAE_DEFAULTS) == point
+        assert re.fullmatch(SAE_WILDCARD_REGEX, path)
+    assert seeded_points(points, []) is points and seeded_points(points, None) is points
+    assert strip_seed("variant~topk/k~4/seed~1") == "variant~topk/k~4"
+    assert strip_seed("seed~3") == "default" and strip_seed("beta~1") == "beta~1"
+    with pytest.raises(ValueError, match="repeats"):
+        seeded_points(points, [1, 1])
+    with pytest.raises(ValueError, match="sets seed itself"):
+        seeded_points(sweep_points({"grid": {"seed": [1]}}, SAE_DEFAULTS), [0])

@@ -58,7 +58,7 @@ def _train_recommender(args) -> None:
         s["model"],
         s["params"],
         s["train"],
-        args.seed,
+        s.get("seed", args.seed),  # a seed variant's own training seed
         args.device,
         args.out_dir,
     )

@@ -129,11 +129,12 @@ def _check_stage_settings(config: dict, source: str) -> None:
     for dataset, model in workflow.sae_pairs(config):
 
         def check_points(dataset=dataset, model=model):
-            if model_dims.get(model) is None:
+            dim = model_dims.get(workflow.split_model_seed(model)[0])
+            if dim is None:
                 return  # embedding size unknown until the model is built: the job checks
             for path, point in workflow.sae_points(config, dataset, model).items():
                 try:
-                    resolve_sae_config(point, model_dims[model])
+                    resolve_sae_config(point, dim)
                 except ValueError as err:
                     raise ValueError(f"sweep point {path}: {err}") from err
 

@@ -34,6 +34,19 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def save_torch(path: str | Path, payload) -> Path:
+    """``torch.save(payload)`` to ``path`` atomically, through a file handle: torch then names the
+    archive's records ``archive/...`` instead of after the temporary file's random name, so equal
+    payloads give byte-identical files."""
+    import torch
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+
+    return atomic_write(path, write)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

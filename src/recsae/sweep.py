@@ -15,10 +15,11 @@ A point's path lists only the keys its own grid or explicit point sets (the swep
 ``recsae.sae.config.SAE_DEFAULTS``, then other keys alphabetically), e.g.
 ``variant~topk/width~64/k~8/beta~1``. Every other key comes from ``defaults``, so
 ``point_from_path(path, defaults)`` rebuilds the point, and adding a grid never renames the points
-of another. A point that sets nothing is ``default``. Values are written by ``format_value``:
-floats by their shortest round-trip repr without a trailing ``.0`` (``1.0 -> 1``, ``0.01``,
-``1e-05``), bools ``true``/``false``, null ``none``, lists comma-joined (a one-element list keeps a
-trailing comma).
+of another. A point that sets nothing is ``default``. ``seeded_points`` repeats every point once per
+seed of ``sae.seeds`` (the SAE's ``seed`` key; path segment ``seed~N``). Values are written by
+``format_value``: floats by their shortest round-trip repr without a trailing ``.0`` (``1.0 -> 1``,
+``0.01``, ``1e-05``), bools ``true``/``false``, null ``none``, lists comma-joined (a one-element
+list keeps a trailing comma).
 """
 
 from __future__ import annotations
@@ -205,6 +206,30 @@ def sweep_points(sweep_cfg: dict | None, defaults: dict) -> dict[str, dict]:
             raise ValueError(f"{where}: path {path!r} names two different points")
         out[path] = point
     return out
+
+
+def seeded_points(points: dict[str, dict], seeds) -> dict[str, dict]:
+    """Every point of ``points`` ({path: point}) once per seed of ``seeds``: the point gains
+    ``seed: N`` and its path a ``seed~N`` segment. No seeds (None or []): ``points`` unchanged."""
+    if not seeds:
+        return points
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"sae.seeds {list(seeds)} repeats a seed")
+    out: dict[str, dict] = {}
+    for path, point in points.items():
+        swept = parse_point_path(path)
+        if "seed" in swept:
+            raise ValueError(f"sweep point {path!r} sets seed itself; use sae.seeds or the sweep")
+        for seed in seeds:
+            seeded = {**point, "seed": seed}
+            out[point_path(seeded, [*swept, "seed"])] = seeded
+    return out
+
+
+def strip_seed(path: str) -> str:
+    """``path`` without its ``seed~N`` segment (``seed~0`` alone -> ``default``)."""
+    kept = [segment for segment in path.strip("/").split("/") if not segment.startswith("seed~")]
+    return "/".join(kept) or DEFAULT_PATH
 
 
 def expand_sweep(sweep_cfg: dict | None, defaults: dict) -> list[dict]:

@@ -1,5 +1,12 @@
 """What a validated config asks the workflow to build: the (dataset, model) pairs, the SAE sweep
-points of each pair, and the target paths. The Snakefile and the rules only call these."""
+points of each pair, and the target paths. The Snakefile and the rules only call these.
+
+Seeds. A model entry with ``seeds: [0, 1, 2]`` stands for one recommender per seed, named
+``<name>.seed~N`` (the {model} wildcard and results folder) and trained with seed N (initialisation,
+negatives, batches; the data and split keep the config's ``seed``); every place that names the
+entry (experiments, sae.targets) gets all of them, and ``sae.overrides`` keyed by the entry's name
+apply to each. ``sae.seeds`` repeats every SAE sweep point once per seed (``recsae.sweep``).
+"""
 
 from __future__ import annotations
 
@@ -8,49 +15,70 @@ from pathlib import Path
 
 from recsae.data.tables import CANONICAL_TABLES, SPLIT_PARTS
 from recsae.sae.config import SAE_DEFAULTS
-from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, sweep_points
+from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, seeded_points, sweep_points
 
 RESULTS = "results"
 RAW_DIR = "resources/raw"
 
 
-def _pairs(groups: list[dict]) -> list[tuple[str, str]]:
-    """Distinct (dataset, model) pairs of a list of {datasets: [...], models: [...]}, in order."""
+MODEL_SEED = ".seed~"
+
+
+def model_variants(config: dict, name: str) -> list[str]:
+    """The recommenders a model entry stands for: ``<name>.seed~N`` per seed of its ``seeds``, or
+    the name itself."""
+    seeds = config["models"][name].get("seeds") or []
+    return [f"{name}{MODEL_SEED}{seed}" for seed in seeds] or [name]
+
+
+def split_model_seed(model: str) -> tuple[str, int | None]:
+    """(entry name, seed) of a recommender name; seed None for an entry without seeds."""
+    name, sep, seed = model.partition(MODEL_SEED)
+    return (name, int(seed)) if sep else (model, None)
+
+
+def _pairs(config: dict, groups: list[dict]) -> list[tuple[str, str]]:
+    """Distinct (dataset, recommender) pairs of a list of {datasets: [...], models: [...]}, in
+    order, each model entry expanded to its seed variants."""
     out: list[tuple[str, str]] = []
     for group in groups:
         for dataset in group["datasets"]:
-            for model in group["models"]:
-                if (dataset, model) not in out:
-                    out.append((dataset, model))
+            for name in group["models"]:
+                for model in model_variants(config, name):
+                    if (dataset, model) not in out:
+                        out.append((dataset, model))
     return out
 
 
 def recommender_pairs(config: dict) -> list[tuple[str, str]]:
     """(dataset, model) pairs whose recommender is trained and evaluated."""
-    return _pairs(config["experiments"] + config["sae"]["targets"])
+    return _pairs(config, config["experiments"] + config["sae"]["targets"])
 
 
 def sae_pairs(config: dict) -> list[tuple[str, str]]:
     """(dataset, model) pairs that get an SAE sweep."""
-    return _pairs(config["sae"]["targets"])
+    return _pairs(config, config["sae"]["targets"])
 
 
 def sae_defaults(config: dict, dataset: str, model: str) -> dict:
     """Full SAE config before the sweep: package defaults < sae.defaults < per-dataset < per-model
     < per-pair ("dataset/model")."""
     overrides = config["sae"]["overrides"]
+    name = split_model_seed(model)[0]
     return {
         **SAE_DEFAULTS,
         **config["sae"]["defaults"],
         **overrides["datasets"].get(dataset, {}),
-        **overrides["models"].get(model, {}),
-        **overrides["pairs"].get(f"{dataset}/{model}", {}),
+        **overrides["models"].get(name, {}),
+        **overrides["pairs"].get(f"{dataset}/{name}", {}),
     }
 
 
 def sae_points(config: dict, dataset: str, model: str) -> dict[str, dict]:
-    """{sweep path: full SAE config} of one (dataset, model) pair."""
-    return sweep_points(config["sae"]["sweep"], sae_defaults(config, dataset, model))
+    """{sweep path: full SAE config} of one (dataset, model) pair; with ``sae.seeds`` every point
+    once per seed (path ``.../seed~N``)."""
+    points = sweep_points(config["sae"]["sweep"], sae_defaults(config, dataset, model))
+    return seeded_points(points, config["sae"].get("seeds"))
 
 
 def sae_point(config: dict, dataset: str, model: str, path: str) -> dict:
@@ -86,7 +114,11 @@ def split_settings(config: dict, dataset: str) -> dict:
 
 
 def model_settings(config: dict, model: str) -> dict:
-    return config["models"][model]
+    """The entry of a recommender (``model``: an entry name or ``<name>.seed~N``) without its
+    ``seeds``; a seed variant carries its training ``seed``."""
+    name, seed = split_model_seed(model)
+    entry = {k: v for k, v in config["models"][name].items() if k != "seeds"}
+    return entry if seed is None else {**entry, "seed": seed}
 
 
 def fetchable_datasets(config: dict) -> list[str]:
@@ -153,6 +185,7 @@ __all__ = [
     "download_settings",
     "fetchable_datasets",
     "model_settings",
+    "model_variants",
     "name_regex",
     "recommender_pairs",
     "recommender_targets",
@@ -161,5 +194,6 @@ __all__ = [
     "sae_point",
     "sae_points",
     "sae_targets",
+    "split_model_seed",
     "split_settings",
 ]

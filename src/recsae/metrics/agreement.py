@@ -1,4 +1,4 @@
-"""Agreement between two rankings of the same candidates: overlap@K, RBO, Kendall tau-b.
+"""Agreement between two rankings of the same candidates: overlap@K, RBO, two Kendall taus.
 
 Every function works on a batch of users at once. Lists are (B, k) LongTensors of distinct item ids,
 best first; scores are (B, n_items) float tensors.
@@ -11,11 +11,17 @@ best first; scores are (B, n_items) float tensors.
   ``rbo(a, b, p) + A_k * p^k``; identical lists score 1.
 * ``kendall_tau_b(x, y, mask)``: Kendall's tau-b (as ``scipy.stats.kendalltau``) per row over the
   entries where ``mask`` is true; NaN where undefined (fewer than two distinct values).
+* ``rank_tau(a, b)``: the authors' Kendall tau (their ``kendall_tau``): tau-b over the union of the
+  two lists a, b (B, k) of the item RANKS, an item missing from a list ranked k + 1 in it (so all
+  the items a list misses tie at k + 1).
+* ``union_tau(scores_a, scores_b, a, b)``: tau-b of the two SCORE vectors restricted to the union
+  of both lists (our earlier definition).
 * ``ranking_agreement``: both top-k lists from two score matrices over the same candidate set, and
-  the per-user overlap@K, RBO, RBO_ext and Kendall tau-b of the two score vectors restricted to the
-  union of both top-k lists. Note the selection effect of that choice: an item in only one list
-  scores high under one model and lower under the other, so lists that mostly disagree give a
-  NEGATIVE tau (the paper's reconstruction-only MF SAE: -0.19); identical lists give 1.
+  the per-user overlap@K, RBO, RBO_ext, ``kendall_tau`` (= ``rank_tau``, the paper's number) and
+  ``kendall_tau_b_scores`` (= ``union_tau``). Both are negative for lists that mostly disagree (an
+  item in only one list is ranked high by one side and low by the other; two disjoint top-30 lists
+  have rank tau -0.674) and 1 for identical lists; they differ most at low overlap, where the rank
+  tau ties every missing item at k + 1 while the score tau still orders them.
 """
 
 from __future__ import annotations
@@ -115,6 +121,20 @@ def union_tau(
     return kendall_tau_b(scores_a.gather(1, union), scores_b.gather(1, union), keep)
 
 
+def rank_tau(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B,) the authors' Kendall tau of top lists a, b (B, k): tau-b of the two lists' ranks of
+    every item of their union; an item absent from a list has rank k + 1 there."""
+    k = a.shape[1]
+    matches = _matches(a, b)  # (B, k, k): a[:, i] == b[:, j]
+    keep = torch.cat([torch.ones_like(a, dtype=torch.bool), ~matches.any(1)], dim=1)
+    position = torch.arange(1, k + 1, dtype=torch.float64, device=a.device).expand(a.shape)
+    missing = torch.full_like(position, k + 1)
+    rank_in_b_of_a = torch.where(matches.any(2), (matches * position[:, None, :]).sum(2), missing)
+    ranks_a = torch.cat([position, missing], dim=1)
+    ranks_b = torch.cat([rank_in_b_of_a, position], dim=1)
+    return kendall_tau_b(ranks_a, ranks_b, keep)
+
+
 def ranking_agreement(
     scores_a: torch.Tensor,
     scores_b: torch.Tensor,
@@ -125,13 +145,15 @@ def ranking_agreement(
 ) -> dict[str, torch.Tensor]:
     """Per-user agreement of two score matrices (B, I) over the same candidates.
 
-    Returns (B,) float64 tensors under "rbo", "rbo_ext", "kendall_tau" and "overlap@K" per K.
+    Returns (B,) float64 tensors under "rbo", "rbo_ext", "kendall_tau" (rank-based, the paper's),
+    "kendall_tau_b_scores" (score-based) and "overlap@K" per K.
     """
     a, b = topk_lists(scores_a, k, exclude), topk_lists(scores_b, k, exclude)
     out = {
         "rbo": rbo(a, b, p),
         "rbo_ext": rbo_ext(a, b, p),
-        "kendall_tau": union_tau(scores_a, scores_b, a, b),
+        "kendall_tau": rank_tau(a, b),
+        "kendall_tau_b_scores": union_tau(scores_a, scores_b, a, b),
     }
     for depth in overlap_ks:
         out[f"overlap@{depth}"] = overlap_at(a, b, depth)

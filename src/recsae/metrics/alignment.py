@@ -7,16 +7,26 @@ For activations A (N entities, H neurons) and binary concept labels Y (N, C):
   is constant on the entities scores 0.5 everywhere.
 * precision[k, c]: share of concept c among neuron k's top-``top_k`` ACTIVE entities (latent > 0),
   i.e. the top-k minus the entities it does not fire on; 0 for a neuron that never fires.
-* best concept of a neuron: argmax of AUROC over concepts (first on ties), reported with its AUROC
-  and precision; null for neurons that never fire on this entity kind.
-* coverage: share of concepts whose best neuron reaches AUROC >= threshold (also per family).
+* base rate of concept c: its share of all N entities, the precision of a neuron that picks
+  entities at random.
+* captured: neuron k captures concept c when AUROC[k, c] >= ``threshold`` AND precision[k, c] >=
+  base rate[c] + ``margin``. AUROC alone can be earned by accident: a neuron that ranks a concept's
+  few items slightly above the bulk reaches a high AUROC while none of its top items has the
+  concept; the precision term asks that its strongest activations actually carry it.
+* best concept of a neuron: argmax of AUROC over concepts (first on ties), reported with its AUROC,
+  precision and base rate; its LABEL: the concept of highest AUROC among those it captures (null
+  when it captures none); both null for neurons that never fire on this entity kind.
+* coverage: share of concepts that some neuron captures (also per family).
 
 Concepts come from ``concepts.parquet`` plus count buckets computed here from the TRAIN split:
 items get family "popularity" (tail/mid/head), users family "activity" (light/mid/heavy). An entity
 is placed by the average-rank quantile q of its train count (ties share a bucket): q <= cuts[0]
 -> first bucket, cuts[0] < q <= cuts[1] -> second, ...; default cuts (0.5, 0.8): bottom half,
 next 30 %, top 20 % of the catalogue. A concept is skipped (counted per family in "skipped") when it
-has fewer than ``min_count`` positives or fewer than ``min_count`` negatives.
+has fewer than ``min_count`` positives or fewer than ``min_count`` negatives among the ACTIVE
+entities (those with at least ``active_min_interactions`` training interactions, see evaluate.py):
+a concept whose items the recommender barely saw has embeddings that barely moved from their
+initialisation, and no neuron should be credited with it.
 
 Planted-concept recovery (synthetic data, families starting with "planted_"): per planted concept
 the best neuron's AUROC and the best neuron's precision@R, their means over all concepts and per
@@ -74,10 +84,13 @@ class Concepts:
         )
 
 
-def build_concepts(frame: pd.DataFrame, n_entities: int, min_count: int = 5) -> Concepts:
+def build_concepts(
+    frame: pd.DataFrame, n_entities: int, min_count: int = 5, active: np.ndarray | None = None
+) -> Concepts:
     """Concepts from long-format labels (columns id, family, concept) over ids 0..n_entities-1.
 
-    Keeps concepts with at least ``min_count`` positives and ``min_count`` negatives.
+    Keeps concepts with at least ``min_count`` positives and ``min_count`` negatives among the
+    entities where ``active`` (n_entities,) bool is True (None: all entities).
     """
     if len(frame) and (frame["id"].min() < 0 or frame["id"].max() >= n_entities):
         raise ValueError(
@@ -99,8 +112,11 @@ def build_concepts(frame: pd.DataFrame, n_entities: int, min_count: int = 5) -> 
     )
     labels.sum_duplicates()
     labels.data[:] = 1.0
-    pos = np.asarray(labels.sum(0)).ravel()
-    keep = (pos >= min_count) & (n_entities - pos >= min_count)
+    active = np.ones(n_entities, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+    if active.shape != (n_entities,):
+        raise ValueError(f"active mask has shape {active.shape}, expected ({n_entities},)")
+    pos = np.asarray(labels[active].sum(0)).ravel()
+    keep = (pos >= min_count) & (active.sum() - pos >= min_count)
     skipped = keys.loc[~keep, "family"].value_counts().sort_index()
     return Concepts(
         labels[:, np.flatnonzero(keep)].tocsr(),
@@ -204,15 +220,26 @@ def precision_at_r(acts: torch.Tensor, labels: sp.csr_matrix, chunk: int = 256) 
 
 
 def alignment(
-    acts: torch.Tensor, concepts: Concepts, top_k: int = 30, threshold: float = 0.8
+    acts: torch.Tensor,
+    concepts: Concepts,
+    top_k: int = 30,
+    threshold: float = 0.8,
+    margin: float = 0.1,
 ) -> dict:
     """Alignment summary of activations (N, H) against ``concepts``; see ``alignment_summary``."""
     if len(concepts) == 0:
-        return alignment_summary(acts, concepts, None, None, top_k, threshold)
+        return alignment_summary(acts, concepts, None, None, top_k, threshold, margin)
     auroc = auroc_matrix(acts, concepts.labels)
-    return alignment_summary(
-        acts, concepts, auroc, top_precision(acts, concepts.labels, top_k), top_k, threshold
-    )
+    precision = top_precision(acts, concepts.labels, top_k)
+    return alignment_summary(acts, concepts, auroc, precision, top_k, threshold, margin)
+
+
+def captured(
+    auroc: np.ndarray, precision: np.ndarray, base_rate: np.ndarray, threshold: float, margin: float
+) -> np.ndarray:
+    """(H, C) bool: neuron k captures concept c (AUROC >= threshold and precision >= base rate of
+    c + margin), from the (H, C) AUROC and precision tables and the (C,) base rates."""
+    return (auroc >= threshold) & (precision >= base_rate[None, :] + margin)
 
 
 def alignment_summary(
@@ -222,13 +249,18 @@ def alignment_summary(
     precision: np.ndarray | None,
     top_k: int,
     threshold: float,
+    margin: float = 0.1,
 ) -> dict:
     """Summary of the (H, C) AUROC and precision tables of activations acts (N, H).
 
-    Keys: n_concepts, skipped (family -> count), top_k, threshold, coverage (None without
-    concepts), coverage_by_family, mean_best_auroc / mean_best_precision (over neurons that fire),
-    per_neuron {concept, family, auroc, precision} (null for neurons that never fire) and
-    per_concept {family, concept, n_positives, best_neuron, auroc, precision}, as column lists.
+    Keys: n_concepts, skipped (family -> count), top_k, threshold, margin, coverage (None without
+    concepts), coverage_by_family, labelled_fraction (share of firing neurons with a label),
+    mean_best_auroc / mean_best_precision (over neurons that fire), per_neuron {concept, family,
+    auroc, precision, base_rate (the best-AUROC concept's), label, label_family, label_auroc,
+    label_precision, label_base_rate} (null for neurons that never fire; label* null for
+    unlabelled ones) and
+    per_concept {family, concept, n_positives, base_rate, covered, best_neuron (the capturing
+    neuron of highest AUROC, else the highest-AUROC one), auroc, precision}, as column lists.
     """
     n_neurons = acts.shape[1]
     alive = (acts > 0).any(0).cpu().numpy()
@@ -237,34 +269,41 @@ def alignment_summary(
         "skipped": concepts.skipped,
         "top_k": top_k,
         "threshold": threshold,
+        "margin": margin,
     }
+    neuron_keys = ("concept", "family", "auroc", "precision", "base_rate", "label", "label_family")
+    neuron_keys += ("label_auroc", "label_precision", "label_base_rate")
     if len(concepts) == 0:
-        none = [None] * n_neurons
-        empty = ("family", "concept", "n_positives", "best_neuron", "auroc", "precision")
+        concept_keys = ("family", "concept", "n_positives", "base_rate", "covered", "best_neuron")
         return out | {
             "coverage": None,
             "coverage_by_family": {},
+            "labelled_fraction": None,
             "mean_best_auroc": None,
             "mean_best_precision": None,
-            "per_neuron": {"concept": none, "family": none, "auroc": none, "precision": none},
-            "per_concept": {key: [] for key in empty},
+            "per_neuron": {key: [None] * n_neurons for key in neuron_keys},
+            "per_concept": {key: [] for key in (*concept_keys, "auroc", "precision")},
         }
-    neurons = np.arange(n_neurons)
+    neurons, columns = np.arange(n_neurons), np.arange(len(concepts))
+    base_rate = concepts.n_positives / acts.shape[0]
+    hits = captured(auroc, precision, base_rate, threshold, margin)
     best_c = auroc.argmax(1)
-    best_n = auroc.argmax(0)
-    concept_best = auroc.max(0)
-    covered = concept_best >= threshold
+    label_c = np.where(hits, auroc, -np.inf).argmax(1)
+    labelled = hits.any(1) & alive
+    covered = hits.any(0)
+    best_n = np.where(covered, np.where(hits, auroc, -np.inf).argmax(0), auroc.argmax(0))
     families = np.asarray(concepts.family, dtype=object)
     neuron_auroc, neuron_precision = auroc[neurons, best_c], precision[neurons, best_c]
 
-    def if_alive(values):
-        return [v if a else None for v, a in zip(values, alive, strict=True)]
+    def if_alive(values, mask=alive):
+        return [v if a else None for v, a in zip(values, mask, strict=True)]
 
     return out | {
         "coverage": float(covered.mean()),
         "coverage_by_family": {
             fam: float(covered[families == fam].mean()) for fam in sorted(set(concepts.family))
         },
+        "labelled_fraction": float(labelled[alive].mean()) if alive.any() else None,
         "mean_best_auroc": float(neuron_auroc[alive].mean()) if alive.any() else None,
         "mean_best_precision": float(neuron_precision[alive].mean()) if alive.any() else None,
         "per_neuron": {
@@ -272,14 +311,22 @@ def alignment_summary(
             "family": if_alive([concepts.family[c] for c in best_c]),
             "auroc": if_alive(neuron_auroc.tolist()),
             "precision": if_alive(neuron_precision.tolist()),
+            "base_rate": if_alive(base_rate[best_c].tolist()),
+            "label": if_alive([concepts.name[c] for c in label_c], labelled),
+            "label_family": if_alive([concepts.family[c] for c in label_c], labelled),
+            "label_auroc": if_alive(auroc[neurons, label_c].tolist(), labelled),
+            "label_precision": if_alive(precision[neurons, label_c].tolist(), labelled),
+            "label_base_rate": if_alive(base_rate[label_c].tolist(), labelled),
         },
         "per_concept": {
             "family": list(concepts.family),
             "concept": list(concepts.name),
             "n_positives": concepts.n_positives.tolist(),
+            "base_rate": base_rate.tolist(),
+            "covered": covered.tolist(),
             "best_neuron": best_n.tolist(),
-            "auroc": concept_best.tolist(),
-            "precision": precision[best_n, np.arange(len(concepts))].tolist(),
+            "auroc": auroc[best_n, columns].tolist(),
+            "precision": precision[best_n, columns].tolist(),
         },
     }
 

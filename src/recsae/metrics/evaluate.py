@@ -4,7 +4,9 @@ Populations. Held-out users = ``split_sae_users(n_users, holdout_fraction, seed)
 fraction and seed the SAE was trained with (read from the checkpoint's ``extra``: ``sae_cfg.
 holdout_fraction`` and ``seed``; a metrics-config ``holdout_fraction`` that disagrees is an error).
 With no held-out users (fraction 0) all users stand in, and ``heldout.users`` says "all".
-* monosemanticity, item alignment, planted recovery: all items; user alignment: all users.
+* monosemanticity, item alignment, planted recovery: all items; user alignment: all users;
+  ``monosemanticity_active``: items with >= ``active_min_interactions`` training interactions,
+  which are also the entities concept sizes are counted on (``min_concept_count``).
 * health: held-out users + all items (as the SAE training log).
 * fidelity and accuracy: held-out users (x all items); item embedding fidelity: all items.
 * interventions: held-out users (see ``recsae.interventions``).
@@ -14,15 +16,19 @@ metrics.json (NaN written as null)::
     config, seed, recsae_version, git_commit      # recsae.io.result_metadata; config = resolved cfg
     heldout: {users: "heldout"|"all", n_users, holdout_fraction, holdout_seed}
     summary: flat scalars for tables --
-        ms_mean, ms_alive, coverage_items, coverage_users, best_auroc_items, best_auroc_users,
+        ms_mean, ms_alive, ms_active (MS over active items), coverage_items, coverage_users
+        (concepts some neuron captures: AUROC and precision margin), labelled_items (share of
+        firing neurons with a label), best_auroc_items, best_auroc_users,
         best_precision_items, planted_auroc, planted_auroc_random, planted_precision_r,
         planted_precision_r_random (item concepts; null without planted concepts),
         l0_users, l0_items, dead_fraction, dense_fraction,
         mse_users, fvu_users, cos_users, mse_items, fvu_items, cos_items,
-        score_mse, score_recovered, rbo{k} (e.g. rbo30), rbo_ext, kendall_tau, overlap@K per K,
+        score_mse, score_recovered, rbo{k} (e.g. rbo30), rbo_ext, kendall_tau (the authors' rank
+        tau), kendall_tau_b_scores (tau-b of the scores; recsae.metrics.agreement), overlap@K per K,
         per accuracy metric m (hr@K, ndcg@K, mrr@K, recall@K, precision@K, mpr): m (reconstructed
         embeddings) and delta_m (reconstructed - original)
     monosemanticity: recsae.metrics.monosemanticity.monosemanticity (per_neuron: H floats)
+    monosemanticity_active: recsae.metrics.monosemanticity.active_monosemanticity
     alignment: {items: ..., users: ...}  recsae.metrics.alignment.alignment_summary
     planted: {items: ... | null, users: ... | null}  recsae.metrics.alignment.planted_recovery
     health: recsae.metrics.health.health
@@ -66,7 +72,7 @@ from recsae.metrics.alignment import (
 )
 from recsae.metrics.fidelity import accuracy_fidelity, embedding_fidelity, score_fidelity
 from recsae.metrics.health import health
-from recsae.metrics.monosemanticity import monosemanticity
+from recsae.metrics.monosemanticity import active_monosemanticity, monosemanticity
 from recsae.recommenders.base import load_checkpoint
 from recsae.sae.holdout import split_sae_users
 
@@ -74,8 +80,10 @@ METRIC_DEFAULTS: dict = {
     "holdout_fraction": None,  # null: the SAE checkpoint's; a number must equal it
     "ms_top_k": 30,  # items per neuron in the MS score
     "align_top_k": 30,  # top activating items/users per neuron for concept precision
-    "auroc_threshold": 0.8,  # a concept is covered when some neuron reaches this AUROC
-    "min_concept_count": 5,  # concepts with fewer positives (or negatives) are skipped
+    "auroc_threshold": 0.8,  # a neuron captures a concept at this AUROC ...
+    "label_precision_margin": 0.1,  # ... and top-k precision >= the concept's base rate + this
+    "active_min_interactions": 5,  # training interactions that make an entity active
+    "min_concept_count": 5,  # concepts with fewer active positives (or negatives) are skipped
     "bucket_cuts": [0.5, 0.8],  # popularity (items) / activity (users) quantile cuts
     "dense_threshold": 0.5,  # a neuron active on more than this share of inputs is dense
     "agreement_k": 30,  # depth of the top-k lists compared (RBO, tau, overlap)
@@ -207,7 +215,8 @@ def evaluate_loaded(
     matrices = {part: split.matrix(part) for part in ("train", "valid", "test")}
     train = matrices["train"]
 
-    item_concepts = _concepts(concepts, "item", np.asarray(train.sum(0)).ravel(), "popularity", cfg)
+    item_counts = np.asarray(train.sum(0)).ravel()
+    item_concepts = _concepts(concepts, "item", item_counts, "popularity", cfg)
     user_concepts = _concepts(concepts, "user", np.asarray(train.sum(1)).ravel(), "activity", cfg)
     item_align, item_auroc, item_precision = _alignment(z_items, item_concepts, cfg)
     align = {"items": item_align, "users": _alignment(z_users, user_concepts, cfg)[0]}
@@ -221,6 +230,9 @@ def evaluate_loaded(
     metrics = {
         "heldout": {"users": "heldout" if len(heldout) else "all", "n_users": len(users)},
         "monosemanticity": monosemanticity(z_items, item_emb, cfg["ms_top_k"]),
+        "monosemanticity_active": active_monosemanticity(
+            z_items, item_emb, item_counts, cfg["active_min_interactions"], cfg["ms_top_k"]
+        ),
         "alignment": align,
         "planted": planted,
         "health": health(z_users[idx], z_items, cfg["dense_threshold"]),
@@ -254,19 +266,23 @@ def _concepts(frame: pd.DataFrame, entity: str, counts: np.ndarray, bucket_famil
     rows = frame.loc[frame["entity"] == entity, ["id", "family", "concept"]]
     buckets = count_buckets(counts, bucket_family, cfg["bucket_cuts"])
     return build_concepts(
-        pd.concat([rows, buckets], ignore_index=True), len(counts), cfg["min_concept_count"]
+        pd.concat([rows, buckets], ignore_index=True),
+        len(counts),
+        cfg["min_concept_count"],
+        active=counts >= cfg["active_min_interactions"],
     )
 
 
 def _alignment(acts, concepts, cfg) -> tuple[dict, np.ndarray, np.ndarray]:
     """Alignment summary and the (H, C) AUROC and top-k precision tables of acts (N, H)."""
     k, threshold = cfg["align_top_k"], cfg["auroc_threshold"]
+    margin = cfg["label_precision_margin"]
     if len(concepts) == 0:
         empty = np.zeros((acts.shape[1], 0))
-        return alignment_summary(acts, concepts, None, None, k, threshold), empty, empty
+        return alignment_summary(acts, concepts, None, None, k, threshold, margin), empty, empty
     auroc = auroc_matrix(acts, concepts.labels)
     precision = top_precision(acts, concepts.labels, k)
-    return alignment_summary(acts, concepts, auroc, precision, k, threshold), auroc, precision
+    return alignment_summary(acts, concepts, auroc, precision, k, threshold, margin), auroc, precision
 
 
 def _summary(m: dict, cfg: dict) -> dict:
@@ -274,7 +290,9 @@ def _summary(m: dict, cfg: dict) -> dict:
     out = {
         "ms_mean": m["monosemanticity"]["ms_mean"],
         "ms_alive": m["monosemanticity"]["ms_alive"],
+        "ms_active": m["monosemanticity_active"]["ms_mean"],
         "coverage_items": m["alignment"]["items"]["coverage"],
+        "labelled_items": m["alignment"]["items"]["labelled_fraction"],
         "coverage_users": m["alignment"]["users"]["coverage"],
         "best_auroc_items": m["alignment"]["items"]["mean_best_auroc"],
         "best_auroc_users": m["alignment"]["users"]["mean_best_auroc"],
@@ -303,6 +321,7 @@ def _summary(m: dict, cfg: dict) -> dict:
             f"rbo{cfg['agreement_k']}": scores["rbo"],
             "rbo_ext": scores["rbo_ext"],
             "kendall_tau": scores["kendall_tau"],
+            "kendall_tau_b_scores": scores["kendall_tau_b_scores"],
         },
         **{f"overlap@{k}": scores[f"overlap@{k}"] for k in cfg["overlap_ks"]},
     )

@@ -9,6 +9,12 @@ active on fewer than two items). With fewer than ``top_k`` items all items are u
 
 "Alive" for the MS mean means active (latent > 0) on at least one item: a neuron that never fires on
 an item has no item geometry to score (its MS is 0 and only enters ``ms_mean``).
+
+``active_monosemanticity`` is the same score over the items with at least N training interactions
+only (scaling, top items and geometry all restricted to them). The embedding of an item the
+recommender barely saw has barely moved from its initialisation, so a neuron that fires on such
+items can score a high MS on geometry that the training never shaped; the restricted MS leaves
+them out.
 """
 
 from __future__ import annotations
@@ -63,3 +69,22 @@ def monosemanticity(item_latents: torch.Tensor, item_emb: torch.Tensor, top_k: i
         "n_alive": n_alive,
         "per_neuron": scores.tolist(),
     }
+
+
+def active_monosemanticity(
+    item_latents: torch.Tensor,
+    item_emb: torch.Tensor,
+    counts,
+    min_interactions: int,
+    top_k: int = 30,
+) -> dict:
+    """``monosemanticity`` over the items whose training interaction count (``counts`` (I,)) is at
+    least ``min_interactions``, plus ``min_interactions`` and ``n_items``; with fewer than two such
+    items the scores are None."""
+    keep = torch.as_tensor(counts >= min_interactions, device=item_latents.device)
+    n_items = int(keep.sum())
+    head = {"min_interactions": min_interactions, "n_items": n_items}
+    if n_items < 2:
+        empty = {"top_k": top_k, "ms_mean": None, "ms_alive": None, "n_alive": 0}
+        return head | empty | {"per_neuron": [None] * item_latents.shape[1]}
+    return head | monosemanticity(item_latents[keep], item_emb[keep], top_k)

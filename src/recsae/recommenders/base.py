@@ -18,7 +18,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from recsae.io import atomic_write
+from recsae.io import save_torch
 
 _REGISTRY: dict[str, type[Recommender]] = {}
 
@@ -191,7 +191,7 @@ def save_checkpoint(model: Recommender, path: str | Path, extra: dict | None = N
         "extra": extra or {},
     }
     model.train(was_training)
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    save_torch(path, payload)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Recommender:

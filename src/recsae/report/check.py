@@ -25,6 +25,7 @@ import pandas as pd
 from recsae import workflow as wf
 from recsae.report import collect
 from recsae.report.targets import SWEEP_TABLE, report_settings, report_targets
+from recsae.sweep import strip_seed
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -67,7 +68,7 @@ def check_report_outputs(results_dir: str | Path, config: dict) -> dict[str, pd.
     assert len(recs) == len(pairs) + len(datasets), (
         f"recommenders.csv: {len(recs)} rows, expected {len(pairs)} pairs + {len(datasets)} MostPop"
     )
-    assert not recs.duplicated(["dataset", "model"]).any(), "recommenders.csv has duplicate rows"
+    assert not recs.duplicated(["dataset", "model", "seed"]).any(), "recommenders.csv duplicates"
 
     points = [tuple(p) for p in settings["sae_points"]]
     sweep = frames[SWEEP_TABLE]
@@ -86,7 +87,13 @@ def check_report_outputs(results_dir: str | Path, config: dict) -> dict[str, pd.
         assert len(frames["best_points"]) == groups, "best_points.csv: not one row per variant"
         assert sweep.groupby(["dataset", "model"])["chosen"].sum().eq(1).all()
         assert sweep.groupby(["dataset", "model"])["pareto"].sum().ge(1).all()
-        n_beta = sum(1 for _, _, path in points if re.fullmatch(r"beta~[^/]+", path))
+        n_beta = len(
+            {
+                (d, m, strip_seed(p))
+                for d, m, p in points
+                if re.fullmatch(r"beta~[^/]+", strip_seed(p))
+            }
+        )
         assert len(frames["beta"]) == n_beta, (
             f"beta.csv: {len(frames['beta'])} rows, {n_beta} points"
         )

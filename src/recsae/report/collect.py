@@ -2,26 +2,35 @@
 
 Every frame is rebuilt from the JSON files each time (nothing is appended), in config order.
 
-* ``recommender_frame``: one row per (dataset, model) with the test metrics of the recommender,
-  plus one ``MostPop`` row per dataset (MostPop depends on the split only; its metrics are taken
-  from the first model of the dataset).
+* ``recommender_frame``: one row per trained recommender with its test metrics: dataset, model
+  (the config entry's name), seed (a seed variant's ``seed~N``, else the config's) and the
+  metrics, plus one ``MostPop`` row per dataset (MostPop depends on the split only; its metrics
+  are taken from the first model of the dataset).
 * ``sweep_frame``: one row per SAE sweep point: dataset, model, point (the sweep path), the swept
   keys parsed from the path, the resolved variant/width/expansion/k/beta (from train_log.json),
-  every scalar of metrics.json ``summary`` and the train_log summary prefixed ``train_``.
+  ``seed`` (the SAE's training seed: its ``seed~N`` path segment, else the config's), every scalar
+  of metrics.json ``summary`` and the train_log summary prefixed ``train_``.
+* ``over_seeds``: rows that differ only by ``seed``, the path (``point``/``path``, compared without
+  its ``seed~N`` segment) and metric values are repeats of one setting; one row per setting with the
+  metric means, ``<metric>_std`` (ddof=1, NaN for one seed) and ``n_seeds``. ``setting_frame``
+  applies it to the sweep frame (every metric column) and keeps the rule flags.
 * ``interventions_frame``: one row per (point, concept, experiment, level).
 * ``planted_frame``: one row per (point, planted family) plus an ``all`` row per point, for the
   points whose items carry planted concepts (synthetic data): the SAE's best-neuron AUROC and
   precision@R next to those of the random-direction baseline.
 
-Rules (``report`` block of the config):
-* best point of a group: the row with the best ``best_point_metric`` (``best_point_goal`` max
-  or min); ties go to the lower ``l0_items``, then the alphabetically first point path. Rows
-  whose metric is missing never win. ``best`` marks the best per (dataset, model, variant),
-  ``chosen`` the best per (dataset, model), the SAE shown in neuron cards and intervention curves.
-* Pareto: per (dataset, model), a point is Pareto-optimal when no other point has a lower or
-  equal sparsity (``pareto_sparsity``, default l0_items, lower is better) AND a higher or equal
-  fidelity (``pareto_fidelity``, default rbo30, higher is better), with at least one strict.
-* beta points: points whose path sets only ``beta`` (``beta~X``): the paper's beta sweep.
+Rules (``report`` block of the config), on settings (a point over its seeds; one seed: the point):
+* best point of a group: the setting with the best MEAN ``best_point_metric`` over its seeds
+  (``best_point_goal`` max or min); ties go to the lower mean ``l0_items``, then the
+  alphabetically first point path. Settings whose metric is missing never win. ``best`` marks the
+  best per (dataset, model, variant), ``chosen`` the best per (dataset, model), the SAE shown in
+  neuron cards and intervention curves. The flags sit on the setting's first row in config order
+  (its first seed), so exactly one SAE carries each.
+* Pareto: per (dataset, model), a setting is Pareto-optimal when no other has a lower or equal
+  mean sparsity (``pareto_sparsity``, default l0_items, lower is better) AND a higher or equal
+  mean fidelity (``pareto_fidelity``, default rbo30, higher is better), with at least one strict.
+* beta points: points whose path sets only ``beta`` (``beta~X``, plus ``seed~N`` with seeds):
+  the paper's beta sweep.
 """
 
 from __future__ import annotations
@@ -35,9 +44,12 @@ import pandas as pd
 
 from recsae.io import read_json
 from recsae.sae.config import uses_topk
-from recsae.sweep import format_value, parse_point_path
+from recsae.sweep import format_value, parse_point_path, strip_seed
+from recsae.workflow import split_model_seed
 
 PAIR_KEYS = ["dataset", "model"]
+PATH_COLUMNS = ("point", "path")
+RULE_FLAGS = ("best", "chosen", "pareto")
 RESOLVED_KEYS = ("variant", "width", "expansion", "k", "beta")
 EXPERIMENTS = ("filtering", "nudging", "promotion")
 RECOMMENDER_METRICS = ("hr", "ndcg", "mrr")
@@ -67,8 +79,10 @@ def recommender_frame(results_dir: str | Path, pairs) -> pd.DataFrame:
     rows, mostpop = [], {}
     for dataset, model in pairs:
         metrics = read_json(results_dir / dataset / model / "metrics.json")
+        name, seed = split_model_seed(model)
         rows.append(
-            {"dataset": dataset, "model": model, "architecture": metrics.get("model", model)}
+            {"dataset": dataset, "model": name, "architecture": metrics.get("model", name)}
+            | {"seed": metrics.get("seed") if seed is None else seed}
             | _recommender_row(metrics["test"])
         )
         baseline = (metrics.get("baselines") or {}).get("mostpop")
@@ -96,9 +110,11 @@ def sweep_row(results_dir: Path, dataset: str, model: str, path: str) -> dict:
     train_log = read_json(base / "train_log.json")
     cfg = train_log.get("config") or {}
     swept = parse_point_path(path)
+    seed = swept.pop("seed", None)
     row: dict = {"dataset": dataset, "model": model, "point": path, "swept": ",".join(swept)}
     for key in RESOLVED_KEYS:
         row[key] = cfg.get(key, swept.get(key))
+    row["seed"] = seed if seed is not None else cfg.get("seed", train_log.get("seed"))
     if cfg and "variant" in cfg and not uses_topk({"matryoshka_base": None, **cfg}):
         row["k"] = None  # k means nothing to a ReLU SAE
     for key, value in swept.items():
@@ -116,29 +132,106 @@ def sweep_frame(results_dir: str | Path, points, report_cfg: dict) -> pd.DataFra
     rows = [sweep_row(Path(results_dir), *point) for point in points]
     frame = pd.DataFrame(rows)
     if frame.empty:
-        frame = pd.DataFrame(columns=[*PAIR_KEYS, "point", "swept", *RESOLVED_KEYS])
+        frame = pd.DataFrame(columns=[*PAIR_KEYS, "point", "swept", *RESOLVED_KEYS, "seed"])
     return mark_rules(frame, report_cfg)
+
+
+def _setting_keys(frame: pd.DataFrame) -> pd.Series:
+    """(dataset, model, point without its seed segment) of every row: the setting it repeats."""
+    paths = frame["point"].astype(str).map(strip_seed)
+    return pd.Series(
+        list(zip(frame["dataset"], frame["model"], paths, strict=True)), index=frame.index
+    )
 
 
 def mark_rules(frame: pd.DataFrame, report_cfg: dict) -> pd.DataFrame:
     """``frame`` with boolean columns best (per dataset, model, variant), chosen (per dataset,
-    model) and pareto (per dataset, model); see the module docstring."""
+    model) and pareto (per dataset, model), decided on the means over each setting's seeds and
+    set on the setting's first row; see the module docstring."""
     frame = frame.copy()
     metric, goal = report_cfg["best_point_metric"], report_cfg["best_point_goal"]
     fidelity, sparsity = report_cfg["pareto_fidelity"], report_cfg["pareto_sparsity"]
-    if len(frame):
-        for key, column in (
-            ("best_point_metric", metric),
-            ("pareto_fidelity", fidelity),
-            ("pareto_sparsity", sparsity),
-        ):
-            if column not in frame.columns:
-                known = sorted(c for c in frame.columns if c not in PAIR_KEYS)
-                raise ValueError(f"report.{key} {column!r} is not a sweep column; known: {known}")
-    frame["best"] = best_mask(frame, ["dataset", "model", "variant"], metric, goal)
-    frame["chosen"] = best_mask(frame, PAIR_KEYS, metric, goal)
-    frame["pareto"] = pareto_mask(frame, fidelity, sparsity, PAIR_KEYS)
+    for flag in RULE_FLAGS:
+        frame[flag] = False
+    if frame.empty:
+        return frame
+    for key, column in (
+        ("best_point_metric", metric),
+        ("pareto_fidelity", fidelity),
+        ("pareto_sparsity", sparsity),
+    ):
+        if column not in frame.columns:
+            known = sorted(c for c in frame.columns if c not in PAIR_KEYS)
+            raise ValueError(f"report.{key} {column!r} is not a sweep column; known: {known}")
+    setting = _setting_keys(frame)
+    ranked = list(dict.fromkeys(c for c in (metric, fidelity, sparsity, "l0_items") if c in frame))
+    means = frame[ranked].apply(pd.to_numeric, errors="coerce").groupby(setting).transform("mean")
+    first = frame[~setting.duplicated()].assign(**{c: means[c] for c in ranked})
+    frame.loc[first.index, "best"] = best_mask(first, ["dataset", "model", "variant"], metric, goal)
+    frame.loc[first.index, "chosen"] = best_mask(first, PAIR_KEYS, metric, goal)
+    frame.loc[first.index, "pareto"] = pareto_mask(first, fidelity, sparsity, PAIR_KEYS)
     return frame
+
+
+def over_seeds(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per setting of ``frame``: mean over its seeds of every column of ``metrics`` (in
+    the metric's own column), ``<metric>_std`` (ddof=1; NaN when n = 1) and ``n_seeds``.
+
+    A setting is a group of rows equal in every column that is not a metric and not ``seed``; a
+    path column (``point`` or ``path``) is compared, and returned, without its ``seed~N`` segment.
+    Groups keep their first row's order; missing metric values are skipped by mean and std.
+    """
+    metrics = list(metrics)
+    missing = [m for m in metrics if m not in frame.columns]
+    if missing:
+        raise ValueError(f"over_seeds: metric column(s) {missing} not in the frame")
+    frame = frame.drop(columns=[c for c in ("seed",) if c in frame.columns])
+    for column in PATH_COLUMNS:
+        if column in frame.columns:
+            frame[column] = frame[column].astype(str).map(strip_seed)
+    keys = [c for c in frame.columns if c not in metrics]
+    names = [*keys, *(x for m in metrics for x in (m, f"{m}_std")), "n_seeds"]
+    if frame.empty:
+        return pd.DataFrame(columns=names)
+    if keys:
+        group = frame.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    else:
+        group = np.zeros(len(frame), dtype=np.int64)
+    grouped = frame[metrics].apply(pd.to_numeric, errors="coerce").groupby(group)
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    out = {
+        k: v.to_numpy()
+        for k, v in frame.loc[~pd.Series(group).duplicated().to_numpy(), keys].items()
+    }
+    for m in metrics:
+        out[m], out[f"{m}_std"] = mean[m].to_numpy(), std[m].to_numpy()
+    out["n_seeds"] = grouped.size().to_numpy().astype(int)
+    return pd.DataFrame(out, columns=names)
+
+
+def identity_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns of a sweep frame that name a point rather than measure it: pair, path, swept
+    keys (every key any path sets, seed aside), resolved sizes, seed and the rule flags."""
+    swept = {k for p in frame.get("point", []) for k in parse_point_path(str(p))}
+    names = [*PAIR_KEYS, "point", "swept", *RESOLVED_KEYS, *sorted(swept), "seed", *RULE_FLAGS]
+    return [c for c in dict.fromkeys(names) if c in frame.columns]
+
+
+def setting_frame(sweep: pd.DataFrame) -> pd.DataFrame:
+    """``over_seeds`` of a marked sweep frame over all its metric columns, with the rule flags of
+    each setting (those of its first row)."""
+    identity = identity_columns(sweep)
+    metrics = [c for c in sweep.columns if c not in identity]
+    flags = [f for f in RULE_FLAGS if f in sweep.columns]
+    out = over_seeds(sweep.drop(columns=flags), metrics)
+    setting = _setting_keys(sweep) if len(sweep) else pd.Series(dtype=object)
+    first = ~setting.duplicated()
+    keys = list(zip(out["dataset"], out["model"], out["point"], strict=True))
+    values = {}
+    for flag in flags:
+        value = dict(zip(setting[first], sweep.loc[first, flag].astype(bool), strict=True))
+        values[flag] = pd.Series([value[key] for key in keys], index=out.index, dtype=bool)
+    return out.assign(**values)
 
 
 def best_mask(frame: pd.DataFrame, by: list[str], metric: str, goal: str = "max") -> pd.Series:
@@ -182,10 +275,11 @@ def pareto_mask(
 
 
 def beta_points(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose sweep path sets only beta (``beta~X``), sorted by pair then beta."""
+    """Rows whose sweep path sets only beta (``beta~X``, with or without ``seed~N``), sorted by
+    pair then beta (stable: seeds keep their order)."""
     if frame.empty:
         return frame
-    only_beta = frame["point"].map(lambda p: set(parse_point_path(p)) == {"beta"})
+    only_beta = frame["point"].map(lambda p: set(parse_point_path(strip_seed(p))) == {"beta"})
     out = frame[only_beta].copy()
     out["beta"] = pd.to_numeric(out["beta"])
     pair_order = {
@@ -285,28 +379,7 @@ def planted_frame(results_dir: str | Path, points) -> pd.DataFrame:
 def point_setting(path: str) -> tuple[str, int | None]:
     """(setting, seed) of a sweep path: the path without its ``seed~N`` segment, and N (None
     when the path has no seed)."""
-    seed = parse_point_path(path).get("seed")
-    rest = [s for s in path.strip("/").split("/") if s.partition("~")[0] != "seed"]
-    return "/".join(rest) or "default", seed
-
-
-def over_seeds(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Repeats of one setting as one row. Groups ``frame`` by every column that is neither one
-    of ``metrics`` nor ``seed``/``path``; per group: each metric's mean (in its own column),
-    ``<metric>_std`` (ddof=1; NaN for a single seed) and ``n_seeds`` (rows in the group)."""
-    metrics = [m for m in metrics if m in frame.columns]
-    keys = [c for c in frame.columns if c not in metrics and c not in ("seed", "path")]
-    values = frame[keys].assign(**{m: pd.to_numeric(frame[m], errors="coerce") for m in metrics})
-    grouped = values.groupby(keys, sort=False, dropna=False)
-    out = pd.concat(
-        [
-            grouped[metrics].mean(),
-            grouped[metrics].std(ddof=1).add_suffix("_std"),
-            grouped.size().rename("n_seeds"),
-        ],
-        axis=1,
-    )
-    return out.reset_index()
+    return strip_seed(path), parse_point_path(path).get("seed")
 
 
 def metric_column(frame: pd.DataFrame, prefix: str) -> str | None:

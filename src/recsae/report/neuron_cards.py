@@ -4,8 +4,13 @@ card: their most activating items with titles, the concept histogram of those it
 catalogue, and the items' popularity against the catalogue's. One figure per pair, one card per
 row.
 
-The histogram uses the family of the neuron's best concept when items.parquet/concepts.parquet
-label it (popularity buckets are derived, not labelled: then the family with the most labels).
+A card's title names the neuron's LABEL (a concept it captures: AUROC at the threshold and top-k
+precision above the concept's base rate by the margin; recsae.metrics.alignment) with its AUROC,
+precision and base rate; a neuron that captures no concept says "no label" and shows its
+best-AUROC concept with the same three numbers, so a high AUROC with a precision at the base rate
+reads as what it is. The histogram uses the family of the label (else of the best concept) when
+items.parquet/concepts.parquet label it (popularity buckets are derived, not labelled: then the
+family with the most labels).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from recsae.io import read_json
 from recsae.report.figures import chosen_point, placeholder, plt, read_sweep, save
 
 TITLE_WIDTH = 42
+CARD_KEYS = ("concept", "family", "auroc", "precision", "base_rate", "label", "label_family")
+CARD_KEYS += ("label_auroc", "label_precision", "label_base_rate")
 
 
 def item_latents(model_path, sae_path, device: str = "cpu") -> np.ndarray:
@@ -79,14 +86,26 @@ def _concept_shares(concepts: pd.DataFrame, family: str, top: np.ndarray, n_item
     return frame.sort_values(["top", "catalogue"], ascending=False).head(n)
 
 
+def _evidence(info: dict, prefix: str, top_k) -> str:
+    """ "(AUROC a, P@k p vs base b)" from ``info``'s ``<prefix>auroc/precision/base_rate``."""
+    text = f"(AUROC {info[prefix + 'auroc']:.2f}"
+    if info.get(prefix + "precision") is not None and info.get(prefix + "base_rate") is not None:
+        text += f", P@{top_k} {info[prefix + 'precision']:.2f} vs base"
+        text += f" {info[prefix + 'base_rate']:.2f}"
+    return text + ")"
+
+
 def _card(axes, neuron, acts, items, concepts, info, n_top):
     text_ax, bar_ax, pop_ax = axes
     order = np.argsort(-acts, kind="stable")
     top = order[acts[order] > 0][:n_top]
     concept, family = info.get("concept"), info.get("family")
     head = f"neuron {neuron}"
-    if concept is not None:
-        head += f" | best: {family}={concept} (AUROC {info['auroc']:.2f})"
+    if info.get("label") is not None:
+        family = info["label_family"]
+        head += f" | label: {family}={info['label']} " + _evidence(info, "label_", info["top_k"])
+    elif concept is not None:
+        head += f" | no label; best AUROC: {family}={concept} " + _evidence(info, "", info["top_k"])
     if info.get("ms") is not None:
         head += f" | MS {info['ms']:.2f}"
     text_ax.axis("off")
@@ -168,7 +187,8 @@ def neuron_cards(
     items = pd.read_parquet(data_dir / "items.parquet").set_index("item").sort_index()
     concepts = pd.read_parquet(data_dir / "concepts.parquet")
     concepts = concepts[concepts.entity == "item"]
-    per_neuron = ((metrics.get("alignment") or {}).get("items") or {}).get("per_neuron") or {}
+    item_alignment = (metrics.get("alignment") or {}).get("items") or {}
+    per_neuron = item_alignment.get("per_neuron") or {}
     ms = (metrics.get("monosemanticity") or {}).get("per_neuron")
 
     fig, axes = plt.subplots(
@@ -179,10 +199,8 @@ def neuron_cards(
         gridspec_kw={"width_ratios": [1.5, 1, 1]},
     )
     for row, neuron in enumerate(neurons):
-        info = {
-            key: (per_neuron.get(key) or [None] * (neuron + 1))[neuron]
-            for key in ("concept", "family", "auroc")
-        }
+        info = {key: (per_neuron.get(key) or [None] * (neuron + 1))[neuron] for key in CARD_KEYS}
+        info["top_k"] = item_alignment.get("top_k")
         info["ms"] = ms[neuron] if ms is not None and neuron < len(ms) else None
         _card(
             axes[row],

@@ -17,15 +17,32 @@ from recsae.report import collect
 from recsae.report.targets import SWEEP_TABLE, TABLES
 
 FLOAT_FORMAT = ".4g"
-BETA_METRICS = ("kendall_tau", "ms_mean", "ms_alive", "coverage_items")
+STD_FORMAT = ".2g"
+BETA_METRICS = (
+    "kendall_tau",
+    "kendall_tau_b_scores",
+    "ms_mean",
+    "ms_alive",
+    "ms_active",
+    "coverage_items",
+    "l0_items",
+)
 BEST_COLUMNS = (
     "ms_mean",
+    "ms_active",
     "coverage_items",
     "score_recovered",
     "kendall_tau",
+    "kendall_tau_b_scores",
     "l0_items",
     "dead_fraction",
 )
+TAU_NOTE = (
+    "kendall_tau: the authors' tau-b of the two top-k lists' RANKS over their union (an item "
+    "missing from a list ranked k+1); kendall_tau_b_scores: tau-b of the two SCORE vectors over "
+    "that union."
+)
+SEED_NOTE = "Cells: mean ± std (ddof 1) over the n_seeds SAE seeds of each setting."
 INTERVENTION_MD = (
     "dataset",
     "model",
@@ -108,6 +125,43 @@ def _columns(frame: pd.DataFrame, wanted) -> list[str]:
     return [c for c in wanted if c in frame.columns]
 
 
+def threshold_note(settings: dict) -> str:
+    """The concept and MS thresholds the metrics used (``settings["metrics"]``, else defaults)."""
+    from recsae.metrics.evaluate import resolve_metrics_config
+
+    m = resolve_metrics_config(settings.get("metrics"))
+    return (
+        f"coverage_items: share of item concepts some neuron captures (AUROC >= "
+        f"{m['auroc_threshold']:g} and top-{m['align_top_k']} precision >= the concept's base rate "
+        f"+ {m['label_precision_margin']:g}); a concept is scored when at least "
+        f"{m['min_concept_count']} of its items (and of the rest) have >= "
+        f"{m['active_min_interactions']} training interactions; ms_active: MS over those items."
+    )
+
+
+def _with_spread(frame: pd.DataFrame, wanted) -> list[str]:
+    """``wanted`` columns of ``frame``, each followed by its ``_std`` column, then ``n_seeds``."""
+    out = [x for c in _columns(frame, wanted) for x in (c, f"{c}_std") if x in frame.columns]
+    return list(dict.fromkeys([*out, *_columns(frame, ["n_seeds"])]))
+
+
+def mean_std_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each column that has a ``<column>_std`` partner written as ``mean ± std``
+    text (the mean alone where the std is missing) and the ``_std`` columns dropped."""
+    out = frame.copy()
+    for column in [c for c in frame.columns if f"{c}_std" in frame.columns]:
+        cells = []
+        for mean, std in zip(frame[column], frame[f"{column}_std"], strict=True):
+            if not collect.finite(mean):
+                cells.append(None)
+            elif collect.finite(std):
+                cells.append(f"{mean:{FLOAT_FORMAT}} ± {std:{STD_FORMAT}}")
+            else:
+                cells.append(f"{mean:{FLOAT_FORMAT}}")
+        out[column] = pd.Series(cells, index=frame.index, dtype=object)
+    return out.drop(columns=[c for c in frame.columns if c.endswith("_std")])
+
+
 def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -> dict:
     """Write every table of ``recsae.report.targets.TABLES`` (+ the tidy sweep CSV) to
     ``out_dir``; ``settings`` as ``recsae.report.targets.report_settings``. Returns the frames."""
@@ -115,88 +169,79 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
     cfg = settings["report"]
     recs = collect.recommender_frame(results_dir, settings["recommenders"])
     sweep = collect.sweep_frame(results_dir, settings["sae_points"], cfg)
+    over = collect.setting_frame(sweep)
     inter = collect.interventions_frame(results_dir, settings["sae_points"])
     metric, goal = cfg["best_point_metric"], cfg["best_point_goal"]
     rbo = collect.metric_column(sweep, "rbo") or cfg["pareto_fidelity"]
+    delta_ndcg = collect.metric_column(sweep, "delta_ndcg")
     frames = {"recommenders": recs, SWEEP_TABLE: sweep}
 
+    rec_metrics = [c for c in recs.columns if "@" in c]
+    rec_over = collect.over_seeds(recs, rec_metrics)
     write_table(
         out_dir,
         "recommenders",
         "Base recommenders (test split, full ranking)",
-        "One row per (dataset, model); MostPop (training popularity) once per dataset.",
+        "One row per (dataset, model); MostPop (training popularity) once per dataset. Cells: "
+        "mean ± std (ddof 1) over the model's n_seeds training seeds (the CSV: one row per "
+        "trained model and seed).",
         recs,
+        mean_std_cells(rec_over),
     )
 
-    beta = collect.beta_points(sweep)
-    beta = beta[_columns(beta, ["dataset", "model", "beta", rbo, "rbo_ext", *BETA_METRICS])]
+    beta = collect.beta_points(over)
+    beta_metrics = [rbo, "rbo_ext", *BETA_METRICS, *([delta_ndcg] if delta_ndcg else [])]
+    beta = beta[["dataset", "model", "beta", *_with_spread(beta, beta_metrics)]]
     frames["beta"] = beta
     write_table(
         out_dir,
         "beta",
         "beta sweep (prediction-aware loss weight)",
         "Points whose sweep path sets only beta (path `beta~X`); fidelity on held-out "
-        "users, MS and coverage on items.",
+        f"users, MS and coverage on items. {threshold_note(settings)} {TAU_NOTE} {SEED_NOTE}",
         beta,
+        mean_std_cells(beta),
     )
 
     atomic_write(out_dir / f"{SWEEP_TABLE}.csv", lambda tmp: sweep.to_csv(tmp, index=False))
 
-    lead = [
-        "dataset",
-        "model",
-        "variant",
-        "point",
-        "width",
-        "k",
-        "beta",
-        metric,
-        rbo,
-        *BEST_COLUMNS,
-    ]
-    best = sweep[sweep["best"].astype(bool)] if len(sweep) else sweep
-    best = best[_columns(best, dict.fromkeys([*lead, "chosen"]))]
+    names = ["dataset", "model", "variant", "point", "width", "k", "beta"]
+    best = over[over["best"].astype(bool)] if len(over) else over
+    measures = list(dict.fromkeys([metric, rbo, *BEST_COLUMNS]))
+    best = best[[*_columns(best, names), *_with_spread(best, measures), "chosen"]]
     frames["best_points"] = best
     write_table(
         out_dir,
         "best_points",
         "Best sweep point per (dataset, model, variant)",
-        f"Rule: {goal}imum of `{metric}`; ties to the lower l0_items, then the point "
-        "path. `chosen` marks the best per (dataset, model), the SAE of the neuron "
-        "cards and intervention curves.",
+        f"Rule: {goal}imum of the mean `{metric}` over seeds; ties to the lower mean l0_items, "
+        "then the point path. `chosen` marks the best per (dataset, model); the SAE of the "
+        f"neuron cards and intervention curves is its first seed. {threshold_note(settings)} "
+        f"{TAU_NOTE} {SEED_NOTE}",
         best,
+        mean_std_cells(best),
     )
 
     fid, spa = cfg["pareto_fidelity"], cfg["pareto_sparsity"]
-    pareto = sweep[sweep["pareto"].astype(bool)] if len(sweep) else sweep
+    pareto = over[over["pareto"].astype(bool)] if len(over) else over
     if len(pareto):
         pareto = pareto.sort_values(["dataset", "model", spa], kind="stable")
+    measures = [spa, fid, "score_recovered", "ms_mean", "coverage_items"]
     pareto = pareto[
-        _columns(
-            pareto,
-            dict.fromkeys(
-                [
-                    "dataset",
-                    "model",
-                    "variant",
-                    "point",
-                    spa,
-                    fid,
-                    "score_recovered",
-                    "ms_mean",
-                    "coverage_items",
-                ]
-            ),
-        )
+        [
+            *_columns(pareto, ["dataset", "model", "variant", "point"]),
+            *_with_spread(pareto, measures),
+        ]
     ]
     frames["pareto"] = pareto
     write_table(
         out_dir,
         "pareto",
         "Pareto-optimal sweep points (fidelity vs sparsity)",
-        f"Per (dataset, model): no other point has `{spa}` <= and `{fid}` >= with one "
-        "strict (lower sparsity and higher fidelity dominate).",
+        f"Per (dataset, model): no other point has mean `{spa}` <= and mean `{fid}` >= with one "
+        f"strict (lower sparsity and higher fidelity dominate). {SEED_NOTE}",
         pareto,
+        mean_std_cells(pareto),
     )
 
     frames["interventions"] = inter

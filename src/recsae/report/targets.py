@@ -81,9 +81,13 @@ def explorer_page_path(dataset: str = "{dataset}", model: str = "{model}", resul
 
 def report_settings(config: dict) -> dict:
     """What ``recsae report`` needs of a validated config: the report block (with defaults),
-    the recommender pairs and every SAE sweep point, in config order."""
+    the resolved metrics settings (their thresholds are named in the tables), the recommender
+    pairs and every SAE sweep point, in config order."""
+    from recsae.metrics.evaluate import resolve_metrics_config
+
     return {
         "report": {**REPORT_DEFAULTS, **config.get("report", {})},
+        "metrics": resolve_metrics_config(config.get("metrics")),
         "recommenders": [list(pair) for pair in wf.recommender_pairs(config)],
         "sae_points": [
             [dataset, model, path]

@@ -42,6 +42,7 @@ SAE_DEFAULTS: dict = {
     "batch_size": 256,  # users per step and items per step
     "epochs": 18,  # one epoch = one pass over the larger of (training users, items)
     "holdout_fraction": 0.2,  # share of users held out of SAE training (fidelity measured on them)
+    "seed": None,  # seed of initialisation and batches; null: the config's (holdout: always it)
 }
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -65,6 +66,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "batch_size": (int,),
     "epochs": (int,),
     "holdout_fraction": (int, float),
+    "seed": (int, type(None)),
 }
 _CHOICES = {
     "variant": VARIANTS,
@@ -119,6 +121,8 @@ def resolve_sae_config(sae_cfg: dict, input_dim: int) -> dict:
     for key in ("alpha", "beta", "lambda_kl", "lambda_l1", "aux_k_coef"):
         if cfg[key] < 0 or not math.isfinite(cfg[key]):
             _fail(key, f"must be a finite number >= 0, got {cfg[key]}")
+    if cfg["seed"] is not None and cfg["seed"] < 0:
+        _fail("seed", f"must be >= 0, got {cfg['seed']}")
     for key in ("lr", "batch_size", "epochs", "dead_steps_threshold", "negatives_per_positive"):
         if cfg[key] <= 0:
             _fail(key, f"must be positive, got {cfg[key]}")

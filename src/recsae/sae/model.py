@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsae.io import atomic_write
+from recsae.io import save_torch
 from recsae.sae.config import SAEConfig
 
 STD_EPS = 1e-6
@@ -270,7 +270,7 @@ def save_sae(sae: SparseAutoencoder, path: str | Path, extra: dict | None = None
         "state_dict": {k: v.detach().cpu() for k, v in sae.state_dict().items()},
         "extra": extra or {},
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    save_torch(path, payload)
 
 
 def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:

@@ -178,6 +178,8 @@ def train_sae(
     Returns the SAE (eval mode) and the per-epoch history: mean loss terms, L0 of users and items,
     dead fraction (latents never active in the epoch), the BatchTopK threshold where there is one,
     seconds and embeddings per second. A non-finite loss raises a RuntimeError naming ``point_id``.
+    ``seed`` (the config's) places the user holdout; ``sae_cfg["seed"]``, when set, seeds the
+    initialisation and the batches instead of it, so the seeds of one point share held-out users.
     """
     device = torch.device(device)
     recommender = freeze(recommender.to(device))
@@ -187,8 +189,9 @@ def train_sae(
     input_dim = user_emb.shape[1]
     cfg = resolve_sae_config(sae_cfg, input_dim)
     train_users, _ = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
+    train_seed = seed if cfg["seed"] is None else cfg["seed"]
     config = SAEConfig.from_sae_cfg(cfg, input_dim)
-    sae = SparseAutoencoder(config, generator=torch_generator(seed, "sae_init")).to(device)
+    sae = SparseAutoencoder(config, generator=torch_generator(train_seed, "sae_init")).to(device)
     sae.init_pre_bias_(torch.cat([user_emb[torch.as_tensor(train_users, device=device)], item_emb]))
     sae.train()
     optimizer = torch.optim.Adam(sae.parameters(), lr=cfg["lr"])
@@ -200,7 +203,7 @@ def train_sae(
     history: list[dict] = []
     for epoch in range(cfg["epochs"]):
         start = time.perf_counter()
-        rng = numpy_rng(seed, "sae_batches", epoch)
+        rng = numpy_rng(train_seed, "sae_batches", epoch)
         user_batches = _batches(train_users, steps, bu, rng)
         item_batches = _batches(np.arange(n_items), steps, bv, rng)
         sums = {name: torch.zeros((), device=device) for name in (*TERMS, "l0_users", "l0_items")}
