@@ -5,12 +5,14 @@ Plain `snakemake` runs config/config.yaml (the full reproduction) with profiles/
 `recsae` package; each rule hands paths and one validated slice of the config to the `recsae` CLI.
 """
 
+import os
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 from recsae import workflow as wf
 from recsae.config import validate_config
+from recsae.kernels import kernel_environment
 
 min_version("9.0")
 
@@ -24,6 +26,9 @@ if not workflow.overwrite_configfiles:
 
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 wf.check_raw_data(config)
+
+# Every job starts with the CPU kernels that `cpu_kernels` names (recsae.kernels; docs/method.md).
+os.environ.update(kernel_environment(config["cpu_kernels"]))
 
 RESULTS = wf.RESULTS
 LOGS = f"{RESULTS}/logs"

@@ -64,6 +64,9 @@ def test_demo_recommenders_beat_mostpop(demo_run):
             model
         )
         assert metrics["seed"] == config["seed"]
+        kernels = metrics["kernels"]
+        assert kernels["cpu_kernels"] == "portable" and kernels["mkl_cbwr"] == "COMPATIBLE"
+        assert kernels["torch_threads"] == config["threads_per_job"]
 
 
 def test_demo_sae_metrics_are_complete(demo_run):

@@ -252,12 +252,17 @@ def _run(args) -> None:
     if not hasattr(args, "gpus"):
         args.func(args)
         return
+    import torch
+
     from recsae.gpu_slots import gpu_slot
+    from recsae.kernels import check_kernels
 
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    warning = check_kernels()
+    if warning:
+        logging.getLogger("recsae").warning(warning)
 
     with gpu_slot(args.gpus):
         args.func(args)

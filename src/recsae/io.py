@@ -89,12 +89,16 @@ def git_commit() -> str | None:
 
 
 def result_metadata(config: dict, seed: int | None) -> dict:
-    """The block every metrics/result JSON carries: config, seed, version, commit."""
+    """The block every metrics/result JSON carries: config, seed, version, commit and the kernels
+    the numbers were computed with (``recsae.kernels.kernel_report``)."""
+    from recsae.kernels import kernel_report
+
     return {
         "config": config,
         "seed": seed,
         "recsae_version": __version__,
         "git_commit": git_commit(),
+        "kernels": kernel_report(),
     }
 
 

@@ -30,6 +30,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recsae.metrics.topk import topk_by_id
+
 
 def exclusion_mask(matrix: sp.csr_matrix, rows, device="cpu") -> torch.Tensor:
     """(B, n_cols) bool mask, True where ``matrix[rows]`` has a stored entry."""
@@ -43,7 +45,8 @@ def exclusion_mask(matrix: sp.csr_matrix, rows, device="cpu") -> torch.Tensor:
 
 
 def topk_lists(scores: torch.Tensor, k: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, k) ids of the k best-scored columns of ``scores`` (B, I), skipping ``exclude`` (B, I).
+    """(B, k) ids of the k best-scored columns of ``scores`` (B, I), skipping ``exclude`` (B, I);
+    equal scores go to the lower item id.
 
     Raises ValueError when a row has fewer than k candidates left.
     """
@@ -59,7 +62,7 @@ def topk_lists(scores: torch.Tensor, k: int, exclude: torch.Tensor | None = None
         raise ValueError(
             f"top-{k} lists need at least {k} items, the catalogue has {scores.shape[1]}"
         )
-    return scores.topk(k, dim=1).indices
+    return topk_by_id(scores, k, dim=1)[1]
 
 
 def _matches(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

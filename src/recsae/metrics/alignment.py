@@ -48,6 +48,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from recsae.metrics.topk import topk_by_id
 from recsae.seeding import torch_generator
 
 PLANTED_PREFIX = "planted_"
@@ -178,9 +179,9 @@ def auroc_matrix(acts: torch.Tensor, labels: sp.csr_matrix, chunk: int = 256) ->
 def top_precision(acts: torch.Tensor, labels: sp.csr_matrix, top_k: int = 30) -> np.ndarray:
     """(H, C) share of each concept among each neuron's top-``top_k`` active entities."""
     k = min(top_k, acts.shape[0])
-    top = acts.topk(k, dim=0)
-    active = (top.values > 0).cpu().numpy().T  # (H, k)
-    idx = top.indices.cpu().numpy().T
+    values, indices = topk_by_id(acts, k, dim=0)
+    active = (values > 0).cpu().numpy().T  # (H, k)
+    idx = indices.cpu().numpy().T
     rows = np.repeat(np.arange(acts.shape[1]), k)
     member = sp.csr_matrix(
         (active.ravel().astype(np.float64), (rows, idx.ravel())),

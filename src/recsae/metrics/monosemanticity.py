@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from recsae.metrics.topk import topk_by_id
+
 
 def minmax_scale(acts: torch.Tensor) -> torch.Tensor:
     """(N, H) float64 activations scaled per column to [0, 1] over all N rows (constant -> 0)."""
@@ -43,8 +45,8 @@ def ms_scores(
     k = min(top_k, scaled.shape[0])
     out = []
     for start in range(0, scaled.shape[1], chunk):
-        top = scaled[:, start : start + chunk].topk(k, dim=0)
-        a, idx = top.values.T, top.indices.T  # (c, k)
+        values, indices = topk_by_id(scaled[:, start : start + chunk], k, dim=0)
+        a, idx = values.T, indices.T  # (c, k)
         emb = unit[idx]  # (c, k, d)
         sim = emb @ emb.transpose(1, 2)  # (c, k, k)
         weight = a[:, :, None] * a[:, None, :]

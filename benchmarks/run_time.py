@@ -1,0 +1,140 @@
+"""Wall and CPU time of a workflow run, whole and per stage, from the Snakemake `benchmark:` files.
+
+    python benchmarks/run_time.py results/benchmarks
+
+Every job writes one benchmark file (`s`: its wall seconds, `cpu_time`: CPU seconds of its
+processes) when it ends, so the file's modification time is the job's end and `mtime - s` its
+start. Prints:
+
+* the machine this script runs on (CPU model, cores, memory, load average now): run it on the
+  machine and soon after the run it describes;
+* the whole run: jobs, elapsed wall time from the first job's start to the last job's end, summed
+  job wall and CPU seconds, mean jobs running at once, and the CPU share of a job-second (CPU
+  seconds / wall seconds; 1.0 per thread when every job had its cores, lower when other
+  processes on the machine competed for them);
+* per stage (prepare, train/evaluate recommender, train/evaluate SAE, report): jobs, wall and CPU
+  seconds summed, and the stage's share of all CPU seconds;
+* per (dataset, model): the SAE sweep points and their summed train and evaluate seconds.
+
+Copy a results folder with `cp -p` (or rsync -t) to keep the times this script reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from pathlib import Path
+
+import pandas as pd
+
+STAGES = {
+    ("prepare",): "prepare data",
+    ("recommender", "train"): "train recommender",
+    ("recommender", "evaluate"): "evaluate recommender",
+    ("sae", "train"): "train SAE",
+    ("sae", "evaluate"): "evaluate SAE",
+}
+
+
+def job_times(bench_dir: Path) -> pd.DataFrame:
+    """One row per benchmark file: stage, dataset, model, point, wall and CPU seconds, start and
+    end (POSIX seconds)."""
+    rows = []
+    for path in sorted(bench_dir.rglob("*.tsv")):
+        parts = path.relative_to(bench_dir).parts
+        row = pd.read_csv(path, sep="\t").iloc[0]
+        dataset = model = point = None
+        if parts[0] == "report":
+            stage = "report"
+        elif len(parts) == 2:
+            stage, dataset = STAGES[(path.stem,)], parts[0]
+        elif len(parts) == 3:
+            stage, (dataset, model) = STAGES[("recommender", path.stem)], parts[:2]
+        else:
+            stage, (dataset, model) = STAGES[("sae", path.stem)], parts[:2]
+            point = "/".join(parts[3:-1])
+        end = path.stat().st_mtime
+        cpu = pd.to_numeric(row["cpu_time"], errors="coerce")
+        rows.append(
+            {
+                "stage": stage,
+                "dataset": dataset,
+                "model": model,
+                "point": point,
+                "wall_s": float(row["s"]),
+                "cpu_s": float(cpu),
+                "start": end - float(row["s"]),
+                "end": end,
+            }
+        )
+    if not rows:
+        raise SystemExit(f"no benchmark files under {bench_dir} (run the workflow first)")
+    return pd.DataFrame(rows)
+
+
+def machine() -> str:
+    """CPU model, logical cores, memory and the load average of the machine running this."""
+    model = platform.processor() or platform.machine()
+    cpuinfo, meminfo = Path("/proc/cpuinfo"), Path("/proc/meminfo")
+    if cpuinfo.exists():
+        names = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        model = names[0] if names else model
+    memory = ""
+    if meminfo.exists():
+        kib = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
+        memory = f", {kib / 2**20:.0f} GiB memory"
+    load = ", load average now {:.1f} / {:.1f} / {:.1f} (1/5/15 min)".format(*os.getloadavg())
+    return f"{model}, {os.cpu_count()} logical cores{memory}{load}"
+
+
+def summary(times: pd.DataFrame) -> str:
+    elapsed = times["end"].max() - times["start"].min()
+    wall, cpu = times["wall_s"].sum(), times["cpu_s"].sum()
+    return (
+        f"{len(times)} jobs; elapsed {elapsed / 60:.1f} min of wall time "
+        f"(first job start to last job end); job wall {wall / 60:.1f} min summed, "
+        f"CPU {cpu / 60:.1f} min summed; {wall / elapsed:.2f} jobs running at once on average; "
+        f"CPU share per job-second {cpu / wall:.2f}"
+    )
+
+
+def per_stage(times: pd.DataFrame) -> pd.DataFrame:
+    order = [*STAGES.values(), "report"]
+    stage = pd.Categorical(times["stage"], categories=order, ordered=True)
+    table = times.groupby(stage, observed=True).agg(
+        jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum")
+    )
+    table["cpu_share"] = table["cpu_s"] / table["cpu_s"].sum()
+    table.loc["all"] = [len(times), times["wall_s"].sum(), times["cpu_s"].sum(), 1.0]
+    return table
+
+
+def per_sweep(times: pd.DataFrame) -> pd.DataFrame:
+    sae = times[times["point"].notna()]
+    table = sae.pivot_table(
+        index=["dataset", "model"], columns="stage", values="wall_s", aggfunc="sum"
+    )
+    table.insert(0, "points", sae.groupby(["dataset", "model"])["point"].nunique())
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bench_dir", type=Path, help="results/benchmarks of a finished run")
+    args = parser.parse_args()
+    times = job_times(args.bench_dir)
+    print(f"machine: {machine()}")
+    print(f"run: {summary(times)}\n")
+    print(per_stage(times).round(2).to_string())
+    if times["point"].notna().any():
+        print("\nSAE sweeps, job wall seconds summed:")
+        print(per_sweep(times).round(1).to_string())
+
+
+if __name__ == "__main__":
+    main()
