@@ -282,7 +282,8 @@ def _alignment(acts, concepts, cfg) -> tuple[dict, np.ndarray, np.ndarray]:
         return alignment_summary(acts, concepts, None, None, k, threshold, margin), empty, empty
     auroc = auroc_matrix(acts, concepts.labels)
     precision = top_precision(acts, concepts.labels, k)
-    return alignment_summary(acts, concepts, auroc, precision, k, threshold, margin), auroc, precision
+    summary = alignment_summary(acts, concepts, auroc, precision, k, threshold, margin)
+    return summary, auroc, precision
 
 
 def _summary(m: dict, cfg: dict) -> dict:
