@@ -10,17 +10,23 @@ Every frame is rebuilt from the JSON files each time (nothing is appended), in c
   every scalar of metrics.json ``summary`` and the train_log summary prefixed ``train_``.
 * ``interventions_frame``: one row per (point, concept, experiment, level).
 * ``planted_frame``: one row per (point, planted family) plus an ``all`` row per point, for the
-  points whose items carry planted concepts (synthetic data): the SAE's best-neuron AUROC and
-  precision@R next to those of the random-direction baseline.
+  points whose items carry planted concepts (synthetic data): the method, its best-neuron AUROC
+  and precision@R (the ``random`` method is the chance level).
+* ``methods_frame``: one row per setting of a concept extractor (SAE or baseline ``method``) per
+  (dataset, model), seeds aggregated by ``over_seeds``: sparsity, fidelity, concept quality,
+  probes and the filtering effect and cost at one level (``report.methods_filter_level``).
 
 Rules (``report`` block of the config):
 * best point of a group: the row with the best ``best_point_metric`` (``best_point_goal`` max
   or min); ties go to the lower ``l0_items``, then the alphabetically first point path. Rows
-  whose metric is missing never win. ``best`` marks the best per (dataset, model, variant),
-  ``chosen`` the best per (dataset, model), the SAE shown in neuron cards and intervention curves.
-* Pareto: per (dataset, model), a point is Pareto-optimal when no other point has a lower or
-  equal sparsity (``pareto_sparsity``, default l0_items, lower is better) AND a higher or equal
-  fidelity (``pareto_fidelity``, default rbo30, higher is better), with at least one strict.
+  whose metric is missing never win. Only SAE points (``method`` sae) compete when the group has
+  any: the exact baselines (identity, pca, ...) would always win on fidelity. ``best`` marks the
+  best per (dataset, model, variant), ``chosen`` the best per (dataset, model), the SAE shown in
+  neuron cards and intervention curves.
+* Pareto: per (dataset, model), over every method, a point is Pareto-optimal when no other point
+  has a lower or equal sparsity (``pareto_sparsity``, default l0_items, lower is better) AND a
+  higher or equal fidelity (``pareto_fidelity``, default rbo30, higher is better), with at least
+  one strict.
 * beta points: points whose path sets only ``beta`` (``beta~X``): the paper's beta sweep.
 """
 
@@ -38,11 +44,13 @@ from recsae.sae.config import uses_topk
 from recsae.sweep import format_value, parse_point_path
 
 PAIR_KEYS = ["dataset", "model"]
-RESOLVED_KEYS = ("variant", "width", "expansion", "k", "beta")
+RESOLVED_KEYS = ("method", "variant", "width", "expansion", "k", "beta")
+SAE_METHOD = "sae"
+SEED_KEYS = ("seed", "path", "point")
 EXPERIMENTS = ("filtering", "nudging", "promotion")
 RECOMMENDER_METRICS = ("hr", "ndcg", "mrr")
 MOSTPOP = "MostPop"
-PLANTED_MEASURES = ("auroc", "random_auroc", "precision_at_r", "random_precision_at_r")
+PLANTED_MEASURES = ("auroc", "precision_at_r")
 ALL_FAMILIES = "all"
 
 
@@ -99,6 +107,9 @@ def sweep_row(results_dir: Path, dataset: str, model: str, path: str) -> dict:
     row: dict = {"dataset": dataset, "model": model, "point": path, "swept": ",".join(swept)}
     for key in RESOLVED_KEYS:
         row[key] = cfg.get(key, swept.get(key))
+    row["method"] = row["method"] or SAE_METHOD
+    if row["method"] != SAE_METHOD:
+        row["beta"] = row["expansion"] = None  # a baseline has no loss weights; width is resolved
     if cfg and "variant" in cfg and not uses_topk({"matryoshka_base": None, **cfg}):
         row["k"] = None  # k means nothing to a ReLU SAE
     for key, value in swept.items():
@@ -135,10 +146,24 @@ def mark_rules(frame: pd.DataFrame, report_cfg: dict) -> pd.DataFrame:
             if column not in frame.columns:
                 known = sorted(c for c in frame.columns if c not in PAIR_KEYS)
                 raise ValueError(f"report.{key} {column!r} is not a sweep column; known: {known}")
-    frame["best"] = best_mask(frame, ["dataset", "model", "variant"], metric, goal)
-    frame["chosen"] = best_mask(frame, PAIR_KEYS, metric, goal)
+    candidates = frame[sae_or_all(frame)]
+    frame["best"] = best_mask(candidates, ["dataset", "model", "variant"], metric, goal).reindex(
+        frame.index, fill_value=False
+    )
+    frame["chosen"] = best_mask(candidates, PAIR_KEYS, metric, goal).reindex(
+        frame.index, fill_value=False
+    )
     frame["pareto"] = pareto_mask(frame, fidelity, sparsity, PAIR_KEYS)
     return frame
+
+
+def sae_or_all(frame: pd.DataFrame) -> pd.Series:
+    """True on SAE rows of (dataset, model) groups that have any, and on every row of the others."""
+    if frame.empty or "method" not in frame:
+        return pd.Series(True, index=frame.index, dtype=bool)
+    is_sae = frame["method"].fillna(SAE_METHOD).eq(SAE_METHOD)
+    group_has = is_sae.groupby([frame[k] for k in PAIR_KEYS], sort=False).transform("any")
+    return is_sae | ~group_has
 
 
 def best_mask(frame: pd.DataFrame, by: list[str], metric: str, goal: str = "max") -> pd.Series:
@@ -263,7 +288,8 @@ def planted_rows(results_dir: Path, dataset: str, model: str, path: str) -> list
     planted = (metrics.get("planted") or {}).get("items")
     if not planted:
         return []
-    head = {"dataset": dataset, "model": model, "point": path}
+    method = _point_method(results_dir, dataset, model, path)
+    head = {"dataset": dataset, "model": model, "method": method, "point": path}
     families = list(planted["per_concept"]["family"])
     rows = [
         head
@@ -278,8 +304,35 @@ def planted_rows(results_dir: Path, dataset: str, model: str, path: str) -> list
 def planted_frame(results_dir: str | Path, points) -> pd.DataFrame:
     """Planted-concept recovery per (point, family) and over all planted concepts (``all``)."""
     rows = [r for point in points for r in planted_rows(Path(results_dir), *point)]
-    columns = [*PAIR_KEYS, "point", "family", "n_concepts", *PLANTED_MEASURES]
+    columns = [*PAIR_KEYS, "method", "point", "family", "n_concepts", *PLANTED_MEASURES]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _point_method(results_dir: Path, dataset: str, model: str, path: str) -> str:
+    log = read_json(results_dir / dataset / model / "sae" / path / "train_log.json")
+    return (log.get("config") or {}).get("method") or SAE_METHOD
+
+
+def over_seeds(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Repeats of one setting (rows equal in every column but ``seed``, ``path``/``point`` and the
+    ``metrics``) folded into one row: per group the metric mean in the metric's own column,
+    ``<metric>_std`` (ddof=1; NaN for one seed) and ``n_seeds``. Groups keep their first
+    appearance's order; missing key values group together."""
+    keys = [c for c in frame.columns if c not in metrics and c not in SEED_KEYS]
+    values = frame[metrics].apply(pd.to_numeric, errors="coerce")
+    if frame.empty:
+        return pd.DataFrame(
+            columns=[*keys, *[c for m in metrics for c in (m, f"{m}_std")], "n_seeds"]
+        )
+    grouped = values.groupby([frame[k] for k in keys], sort=False, dropna=False)
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    out = mean.copy()
+    for metric in metrics:
+        out[f"{metric}_std"] = std[metric]
+    out["n_seeds"] = grouped.size()
+    out = out.reset_index()
+    order = [c for m in metrics for c in (m, f"{m}_std")]
+    return out[[*keys, *order, "n_seeds"]]
 
 
 def metric_column(frame: pd.DataFrame, prefix: str) -> str | None:
@@ -293,3 +346,63 @@ def metric_column(frame: pd.DataFrame, prefix: str) -> str | None:
 
 def finite(value) -> bool:
     return isinstance(value, numbers.Number) and math.isfinite(value)
+
+
+def setting_path(point: str) -> str:
+    """A sweep path without its ``seed~N`` segment: the setting that seeds repeat."""
+    return "/".join(seg for seg in point.split("/") if not seg.startswith("seed~")) or "default"
+
+
+def methods_frame(
+    sweep: pd.DataFrame, interventions: pd.DataFrame, filter_level: float
+) -> pd.DataFrame:
+    """One row per (dataset, model, setting) of every method, seeds aggregated (``over_seeds``).
+
+    Metrics: l0_items, rbo@K, score_recovered, ms_mean, coverage_items, concept_auroc_items (mean
+    best-latent AUROC per concept), probe_ceiling_items, ceiling_share_items, sparse probes, and
+    filtering at ``filter_level``: filter_effect (concept share in the top-k before minus after the
+    edit, mean over the intervened concepts) and its cost filter_delta_ndcg@K."""
+    rbo = metric_column(sweep, "rbo")
+    sparse = sorted(
+        c
+        for c in sweep.columns
+        if str(c).startswith("sparse_probe_k") and str(c).endswith("_items")
+    )
+    metrics = [
+        c
+        for c in (
+            "l0_items",
+            rbo,
+            "score_recovered",
+            "ms_mean",
+            "coverage_items",
+            "concept_auroc_items",
+            "probe_ceiling_items",
+            "ceiling_share_items",
+            *sparse,
+        )
+        if c and c in sweep.columns
+    ]
+    keys = [*PAIR_KEYS, "method", "variant", "k", "width"]
+    frame = sweep[[c for c in keys if c in sweep.columns] + ["point", *metrics]].copy()
+    if "method" not in frame:
+        frame["method"] = SAE_METHOD
+    frame.insert(frame.columns.get_loc("point"), "setting", frame["point"].map(setting_path))
+    cost = metric_column(interventions, "delta_ndcg")
+    effect_cols = ["filter_effect", f"filter_{cost}"] if cost else ["filter_effect"]
+    if len(interventions) and "level" in interventions:
+        rows = interventions[
+            interventions["experiment"].eq("filtering")
+            & pd.to_numeric(interventions["level"], errors="coerce").eq(filter_level)
+        ]
+        rows = rows.assign(
+            filter_effect=pd.to_numeric(rows["share_original"], errors="coerce")
+            - pd.to_numeric(rows["effect"], errors="coerce")
+        )
+        if cost:
+            rows = rows.assign(**{f"filter_{cost}": pd.to_numeric(rows[cost], errors="coerce")})
+        effect = rows.groupby([*PAIR_KEYS, "point"], sort=False)[effect_cols].mean().reset_index()
+        frame = frame.merge(effect, on=[*PAIR_KEYS, "point"], how="left")
+    else:
+        frame = frame.assign(**{c: np.nan for c in effect_cols})
+    return over_seeds(frame, [*metrics, *effect_cols])

@@ -17,6 +17,7 @@ from recsae.io import atomic_write  # noqa: E402
 from recsae.report import collect  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "recsae", "font.size": 9, "axes.titlesize": 9})
+LEGEND_COLUMNS = 8
 VARIANT_MARKERS = {"relu": "o", "topk": "s", "batchtopk": "D", "matryoshka": "^"}
 EXPERIMENT_TITLES = {
     "filtering": "filtering (set level in heavy users)",
@@ -46,10 +47,21 @@ def _pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return list(dict.fromkeys(zip(frame["dataset"], frame["model"], strict=True)))
 
 
+def series_label(frame: pd.DataFrame) -> pd.Series:
+    """Legend entry of each sweep row: the SAE variant, or a baseline's method (``-topk`` for its
+    L0-matched form)."""
+    variant = frame["variant"].astype(str)
+    if "method" not in frame:
+        return variant
+    method = frame["method"].fillna("sae").astype(str)
+    baseline = method + variant.map(lambda v: "-topk" if v == "topk" else "")
+    return variant.where(method.eq("sae"), baseline)
+
+
 def _variant_colors(frame: pd.DataFrame) -> dict:
-    variants = list(dict.fromkeys(frame["variant"].astype(str)))
-    cmap = plt.get_cmap("tab10")
-    return {v: cmap(i % 10) for i, v in enumerate(variants)}
+    labels = list(dict.fromkeys(series_label(frame)))
+    cmap = plt.get_cmap("tab20" if len(labels) > 10 else "tab10")
+    return {v: cmap(i % cmap.N) for i, v in enumerate(labels)}
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -59,14 +71,14 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _scatter_by_variant(ax, frame, x, y, colors, label=True):
-    for variant, group in frame.groupby(frame["variant"].astype(str), sort=False):
+    for series, group in frame.groupby(series_label(frame), sort=False):
         ax.scatter(
             _numeric(group, x),
             _numeric(group, y),
             s=28,
-            color=colors[variant],
-            marker=VARIANT_MARKERS.get(variant, "o"),
-            label=variant if label else None,
+            color=colors[series],
+            marker=VARIANT_MARKERS.get(str(group["variant"].iloc[0]), "o"),
+            label=series if label else None,
             edgecolor="black",
             linewidth=0.4,
             zorder=3,
@@ -100,8 +112,8 @@ def _pareto_line(ax, frame, fidelity, sparsity):
 
 
 def fidelity_sparsity(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
-    """Fidelity (rank agreement and score recovered) vs L0 per variant, Pareto fronts marked;
-    one panel row per (dataset, model)."""
+    """Fidelity (rank agreement and score recovered) vs L0 per SAE variant and baseline method,
+    Pareto fronts (over all methods) marked; one panel row per (dataset, model)."""
     if sweep.empty:
         return placeholder("no SAE sweep points", png, svg)
     sparsity = cfg["pareto_sparsity"]
@@ -130,16 +142,18 @@ def fidelity_sparsity(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
 
 
 def _save_with_top_legend(fig, handles, labels, png, svg) -> None:
-    """One legend row above all panels, then save PNG + SVG."""
+    """The legend above all panels (rows of at most ``LEGEND_COLUMNS``), then save PNG + SVG."""
+    ncol = min(len(labels), LEGEND_COLUMNS) or 1
+    rows = -(-len(labels) // ncol)
     fig.legend(
         handles,
         labels,
         loc="upper center",
-        ncol=len(labels),
+        ncol=ncol,
         frameon=False,
         bbox_to_anchor=(0.5, 1.0),
     )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 * max(rows, 1) / fig.get_figheight()))
     save(fig, png, svg)
 
 
