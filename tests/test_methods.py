@@ -73,8 +73,9 @@ def test_kmeans_memberships_mix_centroids():
     torch.testing.assert_close(topk.encode(x).sum(1), torch.ones(len(x)))
 
 
-def test_nmf_latents_solve_the_non_negative_least_squares():
-    model, x = fitted("nmf", width=D)
+@pytest.mark.parametrize("width", [D, 3 * D])  # 3d > 2d split features: random init
+def test_nmf_latents_solve_the_non_negative_least_squares(width):
+    model, x = fitted("nmf", width=width)
     z = model.encode(x[:50]).double()
     parts = model.parts.double()
     phi = torch.cat([torch.relu(x[:50]), torch.relu(-x[:50])], 1).double()

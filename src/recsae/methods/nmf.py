@@ -55,9 +55,12 @@ class NMFParts(ConceptMethod):
 
 
 def fit(x: torch.Tensor, width: int, top_k: int | None, seed: int) -> NMFParts:
-    """x (N, d) training embeddings; ``seed`` seeds scikit-learn's NMF (nndsvda init)."""
+    """x (N, d) training embeddings; ``seed`` seeds scikit-learn's NMF. The initialisation is
+    NNDSVDa where it applies (width <= min(N, 2d)), else seeded random (a wider dictionary than
+    the 2d split features)."""
     data = split_signs(x.detach().cpu().double()).numpy()
-    nmf = NMF(n_components=width, init="nndsvda", max_iter=FIT_MAX_ITER, random_state=seed)
+    init = "nndsvda" if width <= min(data.shape) else "random"
+    nmf = NMF(n_components=width, init=init, max_iter=FIT_MAX_ITER, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         nmf.fit(data)
