@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from test_sae_training import DIM, N_ITEMS, N_USERS, TinyDot, tiny_split
+from test_sae_training import DIM, N_ITEMS, N_USERS, TinyDot, tiny_split, write_tiny_split
 
 from recsae.methods import FITTERS, fit_method, keep_top_k
 from recsae.recommenders.base import save_checkpoint
@@ -132,13 +132,7 @@ def test_fit_baseline_uses_training_users_and_items():
 
 
 def test_a_method_point_is_written_like_an_sae_point(tmp_path):
-    split = tiny_split()
-    data_dir, split_dir, out_dir = tmp_path / "data", tmp_path / "split", tmp_path / "sae"
-    data_dir.mkdir()
-    split_dir.mkdir()
-    (data_dir / "stats.json").write_text(json.dumps({"n_users": N_USERS, "n_items": N_ITEMS}))
-    for part in ("train", "valid", "test"):
-        getattr(split, part).to_parquet(split_dir / f"{part}.parquet", index=False)
+    data_dir, split_dir, out_dir = write_tiny_split(tmp_path)
     rec = TinyDot(N_USERS, N_ITEMS, {"seed": 3})
     save_checkpoint(rec, tmp_path / "model.pt")
     cfg = {"method": "ica", "variant": "topk", "k": 3}

@@ -296,7 +296,9 @@ def test_same_seed_same_weights(cls):
     assert not torch.equal(a["encoder_weight"], c["encoder_weight"])
 
 
-def test_run_sae_training_writes_checkpoint_and_log(tmp_path):
+def write_tiny_split(tmp_path):
+    """``tiny_split()`` written as a prepared dataset: (data_dir, split_dir, out_dir) under
+    ``tmp_path`` (out_dir not created)."""
     split = tiny_split()
     data_dir, split_dir, out_dir = tmp_path / "data", tmp_path / "split", tmp_path / "sae"
     data_dir.mkdir()
@@ -304,6 +306,11 @@ def test_run_sae_training_writes_checkpoint_and_log(tmp_path):
     (data_dir / "stats.json").write_text(json.dumps({"n_users": N_USERS, "n_items": N_ITEMS}))
     for part in ("train", "valid", "test"):
         getattr(split, part).to_parquet(split_dir / f"{part}.parquet", index=False)
+    return data_dir, split_dir, out_dir
+
+
+def test_run_sae_training_writes_checkpoint_and_log(tmp_path):
+    data_dir, split_dir, out_dir = write_tiny_split(tmp_path)
     rec = TinyDot(N_USERS, N_ITEMS, {"seed": 3})
     save_checkpoint(rec, tmp_path / "model.pt")
     cfg = {**FAST, "variant": "topk", "k": 4, "beta": 2}
