@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from recsae.methods.base import SignedDirections, register_method
 
-MAX_ITER = 1000
+MAX_ITER = 200  # FastICA iterations at most (each is O(N d^2))
 TOL = 1e-4
 
 
