@@ -17,7 +17,7 @@ from recsae.io import atomic_write  # noqa: E402
 from recsae.report import collect  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "recsae", "font.size": 9, "axes.titlesize": 9})
-LEGEND_COLUMNS = 8
+LEGEND_COLUMNS = 5
 VARIANT_MARKERS = {"relu": "o", "topk": "s", "batchtopk": "D", "matryoshka": "^"}
 EXPERIMENT_TITLES = {
     "filtering": "filtering (set level in heavy users)",
