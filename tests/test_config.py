@@ -99,8 +99,16 @@ def test_sae_settings_merge_in_order():
 def test_targets_follow_the_config():
     config = validate_config(demo(), SCHEMA)
     points = workflow.sae_points(config, "synthetic", "mf")
-    assert list(points) == ["beta~0", "beta~5", "variant~topk/k~4/beta~1"]
+    assert list(points) == [
+        "beta~0",
+        "beta~5",
+        "variant~topk/k~4/beta~1",
+        "method~identity",
+        "method~pca",
+        "method~random",
+    ]
     assert workflow.sae_point(config, "synthetic", "mf", "beta~5")["beta"] == 5.0
+    assert workflow.sae_point(config, "synthetic", "mf", "method~pca")["method"] == "pca"
     targets = workflow.all_targets(config)
     assert "results/synthetic/mf/metrics.json" in targets
     assert "results/synthetic/ncf/sae/variant~topk/k~4/beta~1/interventions.json" in targets

@@ -313,7 +313,9 @@ def test_evaluate_sae_end_to_end(tmp_path, monkeypatch):
     ] == pytest.approx(1.0)
     assert summary["fvu_users"] == pytest.approx(0.0, abs=1e-10) and summary["delta_ndcg@5"] == 0.0
     assert summary["coverage_items"] > 0.5 and summary["planted_auroc"] == pytest.approx(1.0)
-    assert summary["planted_auroc_random"] is not None and summary["coverage_users"] is not None
+    assert summary["planted_precision_r"] is not None and summary["coverage_users"] is not None
+    assert summary["probe_ceiling_items"] > 0.5 and summary["ceiling_share_items"] is not None
+    assert {"sparse_probe_k1_items", "sparse_probe_k5_users", "concept_auroc_items"} <= set(summary)
     assert {"ms_mean", "ms_alive", "l0_items", "dead_fraction", "overlap@5", "hr@5", "mpr"} <= set(
         summary
     )

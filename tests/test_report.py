@@ -289,9 +289,7 @@ def test_tables_have_one_row_per_expected_point(report):
     for model, group in overall.groupby("model"):
         rows = by_point[by_point.model == model]
         assert group.auroc.to_dict() == pytest.approx(rows.planted_auroc.to_dict())
-        assert group.random_precision_at_r.to_dict() == pytest.approx(
-            rows.planted_precision_r_random.to_dict()
-        )
+        assert group.precision_at_r.to_dict() == pytest.approx(rows.planted_precision_r.to_dict())
     assert (planted.n_concepts[planted.family == "all"] == 3 + 2 + 2).all()
 
 

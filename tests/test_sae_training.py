@@ -312,15 +312,22 @@ def test_sae_seed_changes_training_and_keeps_the_holdout():
     assert not torch.equal(a["encoder_weight"], unseeded["encoder_weight"])  # other holdout
 
 
-def write_tiny_run(tmp_path):
-    """data/, split/ and model.pt of the tiny split under tmp_path; returns (rec, data, split)."""
+def write_tiny_split(tmp_path):
+    """``tiny_split()`` written as a prepared dataset: (data_dir, split_dir, out_dir) under
+    ``tmp_path`` (out_dir not created)."""
     split = tiny_split()
-    data_dir, split_dir = tmp_path / "data", tmp_path / "split"
+    data_dir, split_dir, out_dir = tmp_path / "data", tmp_path / "split", tmp_path / "sae"
     data_dir.mkdir()
     split_dir.mkdir()
     (data_dir / "stats.json").write_text(json.dumps({"n_users": N_USERS, "n_items": N_ITEMS}))
     for part in ("train", "valid", "test"):
         getattr(split, part).to_parquet(split_dir / f"{part}.parquet", index=False)
+    return data_dir, split_dir, out_dir
+
+
+def write_tiny_run(tmp_path):
+    """``write_tiny_split`` plus a seeded TinyDot saved as tmp_path/model.pt: (rec, data, split)."""
+    data_dir, split_dir, _ = write_tiny_split(tmp_path)
     rec = TinyDot(N_USERS, N_ITEMS, {"seed": 3})
     save_checkpoint(rec, tmp_path / "model.pt")
     return rec, data_dir, split_dir

@@ -89,25 +89,48 @@ def test_demo_sae_metrics_are_complete(demo_run):
 
 def test_prediction_aware_sae_recovers_planted_concepts(demo_run):
     """On the planted-concept data, the prediction-aware MF SAE's neurons find the planted concepts
-    far better than as many random directions, and beta > 0 raises ranking fidelity.
+    better than the ``random`` method (a seeded random orthonormal basis split into positive and
+    negative halves: 64 latents, as many as the SAE's), and beta > 0 raises ranking fidelity.
 
     precision@R: the share of a concept among the best neuron's R strongest items (R = concept
-    size). The demo measured 0.84 vs 0.61 over all planted concepts and 0.95 vs 0.65 on the
-    clusters, whose AUROC error (1 - AUROC) is 0.004 vs 0.068.
+    size). The demo measured 0.84 vs 0.70 over all planted concepts and 0.95 vs 0.78 on the
+    clusters, whose AUROC error (1 - AUROC) is 0.004 vs 0.037; mean AUROC 0.91 vs 0.87.
     """
     workdir, _ = demo_run
     sae = workdir / "results/synthetic/mf/sae"
     metrics = json.loads((sae / "beta~5/metrics.json").read_text())
     aware = metrics["summary"]
     baseline = json.loads((sae / "beta~0/metrics.json").read_text())["summary"]
-    assert aware["planted_precision_r"] >= aware["planted_precision_r_random"] + 0.15
-    assert aware["planted_auroc"] >= aware["planted_auroc_random"] + 0.03
+    chance_metrics = json.loads((sae / "method~random/metrics.json").read_text())
+    chance = chance_metrics["summary"]
+    assert aware["planted_precision_r"] >= chance["planted_precision_r"] + 0.1
+    assert aware["planted_auroc"] >= chance["planted_auroc"] + 0.02
     clusters = metrics["planted"]["items"]["by_family"]["planted_cluster"]
+    chance_clusters = chance_metrics["planted"]["items"]["by_family"]["planted_cluster"]
     assert clusters["precision_at_r_mean"] >= 0.85
-    assert clusters["precision_at_r_mean"] >= clusters["random_precision_at_r_mean"] + 0.2
-    assert 1 - clusters["auroc_mean"] <= (1 - clusters["random_auroc_mean"]) / 4
+    assert clusters["precision_at_r_mean"] >= chance_clusters["precision_at_r_mean"] + 0.12
+    assert 1 - clusters["auroc_mean"] <= (1 - chance_clusters["auroc_mean"]) / 4
     assert aware["rbo30"] > baseline["rbo30"]
     assert aware["score_recovered"] > baseline["score_recovered"]
+
+
+def test_demo_baselines_are_exact_and_in_the_methods_table(demo_run):
+    """The invertible baselines reconstruct exactly (the recommender's rankings are kept), and the
+    methods table has one row per sweep point of each model."""
+    workdir, config = demo_run
+    for model in ("mf", "ncf"):
+        for method in ("identity", "pca", "random"):
+            summary = json.loads(
+                (
+                    workdir / f"results/synthetic/{model}/sae/method~{method}/metrics.json"
+                ).read_text()
+            )["summary"]
+            assert summary["fvu_items"] == pytest.approx(0.0, abs=1e-6), (model, method)
+            assert summary["overlap@30"] >= 0.99, (model, method)
+            assert summary["probe_ceiling_items"] is not None
+    methods = pd.read_csv(workdir / "results/tables/methods.csv")
+    assert len(methods) == len(workflow.sae_dirs(config))
+    assert set(methods["method"]) == {"sae", "identity", "pca", "random"}
 
 
 def test_demo_report_outputs(demo_run):

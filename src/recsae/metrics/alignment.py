@@ -29,9 +29,9 @@ a concept whose items the recommender barely saw has embeddings that barely move
 initialisation, and no neuron should be credited with it.
 
 Planted-concept recovery (synthetic data, families starting with "planted_"): per planted concept
-the best neuron's AUROC and the best neuron's precision@R, their means over all concepts and per
-family, and the same for a seeded random baseline that projects the embeddings on as many random
-unit directions as there are neurons, followed by a ReLU. precision@R[k, c] is the share of concept
+the best neuron's AUROC and the best neuron's precision@R, and their means over all concepts and
+per family (the chance level is the ``random`` method of ``recsae.methods``, swept like any other
+method). precision@R[k, c] is the share of concept
 c among neuron k's top-R_c entities, R_c = number of positives of c (R-precision: 1 only when the
 neuron ranks exactly the concept's members first); entities the neuron does not fire on count as
 misses and ties are broken by entity id. AUROC rewards any direction on which the concept sits
@@ -49,7 +49,6 @@ import scipy.sparse as sp
 import torch
 
 from recsae.metrics.topk import topk_by_id
-from recsae.seeding import torch_generator
 
 PLANTED_PREFIX = "planted_"
 BUCKET_NAMES = {"popularity": ("tail", "mid", "head"), "activity": ("light", "mid", "heavy")}
@@ -332,38 +331,21 @@ def alignment_summary(
     }
 
 
-def random_directions(emb: torch.Tensor, n_directions: int, seed: int) -> torch.Tensor:
-    """(N, n_directions) ReLU of emb (N, d) projected on seeded random unit directions."""
-    gen = torch_generator(seed, "random_directions")
-    dirs = torch.randn(emb.shape[1], n_directions, generator=gen, dtype=torch.float64)
-    dirs = dirs / dirs.norm(dim=0, keepdim=True)
-    return torch.relu(emb.detach().cpu().to(torch.float64) @ dirs)
+def planted_recovery(acts: torch.Tensor, concepts: Concepts) -> dict | None:
+    """Best-neuron AUROC and precision@R per planted concept for activations acts (N, H); None
+    without planted concepts.
 
-
-def planted_recovery(
-    acts: torch.Tensor, emb: torch.Tensor, concepts: Concepts, seed: int
-) -> dict | None:
-    """Best-neuron AUROC and precision@R per planted concept, for the SAE's activations acts (N, H)
-    and for as many seeded random directions of emb (N, d); None without planted concepts.
-
-    Keys: n_concepts; auroc_mean, random_auroc_mean, precision_at_r_mean,
-    random_precision_at_r_mean (means over concepts); by_family {family: the same four means};
-    per_concept {family, concept, best_neuron (by AUROC), auroc, random_auroc,
-    best_neuron_precision (by precision@R), precision_at_r, random_precision_at_r}.
+    Keys: n_concepts; auroc_mean, precision_at_r_mean (means over concepts); by_family {family:
+    the same two means}; per_concept {family, concept, best_neuron (by AUROC), auroc,
+    best_neuron_precision (by precision@R), precision_at_r}.
     """
     cols = [j for j, fam in enumerate(concepts.family) if fam.startswith(PLANTED_PREFIX)]
     if not cols:
         return None
     planted = concepts.select(cols)
-    baseline = random_directions(emb, acts.shape[1], seed)
     auroc = auroc_matrix(acts, planted.labels)
     precision = precision_at_r(acts, planted.labels)
-    best = {
-        "auroc": auroc.max(0),
-        "random_auroc": auroc_matrix(baseline, planted.labels).max(0),
-        "precision_at_r": precision.max(0),
-        "random_precision_at_r": precision_at_r(baseline, planted.labels).max(0),
-    }
+    best = {"auroc": auroc.max(0), "precision_at_r": precision.max(0)}
     families = np.asarray(planted.family, dtype=object)
     return {
         "n_concepts": len(cols),

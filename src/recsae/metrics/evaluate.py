@@ -4,9 +4,10 @@ Populations. Held-out users = ``split_sae_users(n_users, holdout_fraction, seed)
 fraction and seed the SAE was trained with (read from the checkpoint's ``extra``: ``sae_cfg.
 holdout_fraction`` and ``seed``; a metrics-config ``holdout_fraction`` that disagrees is an error).
 With no held-out users (fraction 0) all users stand in, and ``heldout.users`` says "all".
-* monosemanticity, item alignment, planted recovery: all items; user alignment: all users;
-  ``monosemanticity_active``: items with >= ``active_min_interactions`` training interactions,
-  which are also the entities concept sizes are counted on (``min_concept_count``).
+* monosemanticity, item alignment, planted recovery, item probes: all items; user alignment and
+  user probes: all users; ``monosemanticity_active``: items with >= ``active_min_interactions``
+  training interactions, which are also the entities concept sizes are counted on
+  (``min_concept_count``).
 * health: held-out users + all items (as the SAE training log).
 * fidelity and accuracy: held-out users (x all items); item embedding fidelity: all items.
 * interventions: held-out users (see ``recsae.interventions``).
@@ -19,8 +20,10 @@ metrics.json (NaN written as null)::
         ms_mean, ms_alive, ms_active (MS over active items), coverage_items, coverage_users
         (concepts some neuron captures: AUROC and precision margin), labelled_items (share of
         firing neurons with a label), best_auroc_items, best_auroc_users,
-        best_precision_items, planted_auroc, planted_auroc_random, planted_precision_r,
-        planted_precision_r_random (item concepts; null without planted concepts),
+        best_precision_items, planted_auroc, planted_precision_r (item concepts; null without
+        planted concepts), probe_ceiling_{items,users}, concept_auroc_{items,users} (mean over
+        concepts of the best latent's AUROC), ceiling_share_{items,users},
+        sparse_probe_k{k}_{items,users} per k of probe_ks (null without concepts),
         l0_users, l0_items, dead_fraction, dense_fraction,
         mse_users, fvu_users, cos_users, mse_items, fvu_items, cos_items,
         score_mse, score_recovered, rbo{k} (e.g. rbo30), rbo_ext, kendall_tau (the authors' rank
@@ -31,6 +34,7 @@ metrics.json (NaN written as null)::
     monosemanticity_active: recsae.metrics.monosemanticity.active_monosemanticity
     alignment: {items: ..., users: ...}  recsae.metrics.alignment.alignment_summary
     planted: {items: ... | null, users: ... | null}  recsae.metrics.alignment.planted_recovery
+    probes: {items: ..., users: ...}  recsae.metrics.probes.probe_summary
     health: recsae.metrics.health.health
     fidelity: {users: {mse, fvu, cosine}, items: {...}, scores: score_fidelity}
     accuracy: {original: {...}, reconstructed: {...}, delta: {...}}  (rank_metrics keys)
@@ -73,6 +77,7 @@ from recsae.metrics.alignment import (
 from recsae.metrics.fidelity import accuracy_fidelity, embedding_fidelity, score_fidelity
 from recsae.metrics.health import health
 from recsae.metrics.monosemanticity import active_monosemanticity, monosemanticity
+from recsae.metrics.probes import probe_summary
 from recsae.recommenders.base import load_checkpoint
 from recsae.sae.holdout import split_sae_users
 
@@ -90,6 +95,8 @@ METRIC_DEFAULTS: dict = {
     "rbo_p": 0.9,  # RBO persistence
     "overlap_ks": [10, 30],  # overlap@K reported (each <= agreement_k)
     "ks": [10, 20],  # cut-offs of the accuracy metrics
+    "probe_folds": 5,  # cross-validation folds of the concept probes
+    "probe_ks": [1, 2, 5],  # latents of the k-sparse probes
     "batch_size": 1024,  # users per scoring batch
     "interventions": {
         "n_concepts": 3,  # item concepts intervened on: the best captured (AUROC x precision),
@@ -129,6 +136,11 @@ def resolve_metrics_config(metrics_cfg: dict | None) -> dict:
     if bad:
         raise ValueError(
             f"metrics overlap_ks {bad} must lie in [1, agreement_k={cfg['agreement_k']}]"
+        )
+    if cfg["probe_folds"] < 2 or any(k < 1 for k in cfg["probe_ks"]):
+        raise ValueError(
+            f"metrics probe_folds must be >= 2 and probe_ks >= 1, got {cfg['probe_folds']} and "
+            f"{cfg['probe_ks']}"
         )
     mode = cfg["interventions"]["promotion_mode"]
     if mode not in ("set", "add"):
@@ -221,8 +233,23 @@ def evaluate_loaded(
     item_align, item_auroc, item_precision = _alignment(z_items, item_concepts, cfg)
     align = {"items": item_align, "users": _alignment(z_users, user_concepts, cfg)[0]}
     planted = {
-        "items": planted_recovery(z_items, item_emb, item_concepts, seed),
-        "users": planted_recovery(z_users, user_emb, user_concepts, seed),
+        "items": planted_recovery(z_items, item_concepts),
+        "users": planted_recovery(z_users, user_concepts),
+    }
+    probes = {
+        part: probe_summary(
+            emb.detach().cpu().double().numpy(),
+            z.detach().cpu().double().numpy(),
+            concepts.dense(),
+            np.asarray(align[part]["per_concept"]["auroc"], dtype=np.float64),
+            cfg["probe_ks"],
+            cfg["probe_folds"],
+            seed,
+        )
+        for part, emb, z, concepts in (
+            ("items", item_emb, z_items, item_concepts),
+            ("users", user_emb, z_users, user_concepts),
+        )
     }
     idx = torch.as_tensor(users, device=user_emb.device)
     emb, recon = (user_emb, item_emb), (user_hat, item_hat)
@@ -235,6 +262,7 @@ def evaluate_loaded(
         ),
         "alignment": align,
         "planted": planted,
+        "probes": probes,
         "health": health(z_users[idx], z_items, cfg["dense_threshold"]),
         "fidelity": {
             "users": embedding_fidelity(user_emb[idx], user_hat[idx]),
@@ -299,14 +327,18 @@ def _summary(m: dict, cfg: dict) -> dict:
         "best_auroc_users": m["alignment"]["users"]["mean_best_auroc"],
         "best_precision_items": m["alignment"]["items"]["mean_best_precision"],
         "planted_auroc": planted["auroc_mean"] if planted else None,
-        "planted_auroc_random": planted["random_auroc_mean"] if planted else None,
         "planted_precision_r": planted["precision_at_r_mean"] if planted else None,
-        "planted_precision_r_random": planted["random_precision_at_r_mean"] if planted else None,
         **{
             key: m["health"][key]
             for key in ("l0_users", "l0_items", "dead_fraction", "dense_fraction")
         },
     }
+    for part in ("items", "users"):
+        probes = m["probes"][part]
+        out[f"probe_ceiling_{part}"] = probes["ceiling_mean"]
+        out[f"concept_auroc_{part}"] = probes["best_latent_auroc_mean"]
+        out[f"ceiling_share_{part}"] = probes["ceiling_share_mean"]
+        out.update({f"sparse_probe_k{k}_{part}": probes[f"sparse_k{k}_mean"] for k in probes["ks"]})
     for part in ("users", "items"):
         out.update(
             {

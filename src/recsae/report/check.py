@@ -2,7 +2,7 @@
 
 * ``check_report_outputs(results_dir, config)``: every table and figure of
   ``recsae.report.targets.report_targets`` exists and is well formed (PNG/SVG signatures), the
-  tables have one row per expected point and no duplicates.
+  tables have one row per expected point (per setting in the methods table) and no duplicates.
 * ``report_results(report_html)``: the results embedded in a ``snakemake --report x.html`` file.
 * ``render_report(report_html)``: opens the report in headless Chromium, shows every embedded
   image through the report's own viewer and returns the size each one rendered at (needs a
@@ -83,17 +83,14 @@ def check_report_outputs(results_dir: str | Path, config: dict) -> dict[str, pd.
             )
         )
         assert got == points, "sweep.csv rows differ from the config's sweep points"
-        groups = sweep.groupby(["dataset", "model", "variant"], dropna=False).ngroups
+        candidates = sweep[collect.sae_or_all(sweep)]
+        groups = candidates.groupby(["dataset", "model", "variant"], dropna=False).ngroups
         assert len(frames["best_points"]) == groups, "best_points.csv: not one row per variant"
         assert sweep.groupby(["dataset", "model"])["chosen"].sum().eq(1).all()
         assert sweep.groupby(["dataset", "model"])["pareto"].sum().ge(1).all()
-        n_beta = len(
-            {
-                (d, m, strip_seed(p))
-                for d, m, p in points
-                if re.fullmatch(r"beta~[^/]+", strip_seed(p))
-            }
-        )
+        settings_seen = {(d, m, strip_seed(p)) for d, m, p in points}
+        assert len(frames["methods"]) == len(settings_seen), "methods.csv: not one row per setting"
+        n_beta = len({s for s in settings_seen if re.fullmatch(r"beta~[^/]+", s[2])})
         assert len(frames["beta"]) == n_beta, (
             f"beta.csv: {len(frames['beta'])} rows, {n_beta} points"
         )

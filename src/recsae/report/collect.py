@@ -16,19 +16,25 @@ Every frame is rebuilt from the JSON files each time (nothing is appended), in c
   applies it to the sweep frame (every metric column) and keeps the rule flags.
 * ``interventions_frame``: one row per (point, concept, experiment, level).
 * ``planted_frame``: one row per (point, planted family) plus an ``all`` row per point, for the
-  points whose items carry planted concepts (synthetic data): the SAE's best-neuron AUROC and
-  precision@R next to those of the random-direction baseline.
+  points whose items carry planted concepts (synthetic data): the method, its best-neuron AUROC
+  and precision@R (the ``random`` method is the chance level).
+* ``methods_frame``: one row per setting of a concept extractor (SAE or baseline ``method``) per
+  (dataset, model), seeds aggregated by ``over_seeds``: sparsity, fidelity, concept quality,
+  probes and the filtering effect and cost at one level (``report.methods_filter_level``).
 
 Rules (``report`` block of the config), on settings (a point over its seeds; one seed: the point):
 * best point of a group: the setting with the best MEAN ``best_point_metric`` over its seeds
   (``best_point_goal`` max or min); ties go to the lower mean ``l0_items``, then the
-  alphabetically first point path. Settings whose metric is missing never win. ``best`` marks the
-  best per (dataset, model, variant), ``chosen`` the best per (dataset, model), the SAE shown in
-  neuron cards and intervention curves. The flags sit on the setting's first row in config order
-  (its first seed), so exactly one SAE carries each.
-* Pareto: per (dataset, model), a setting is Pareto-optimal when no other has a lower or equal
-  mean sparsity (``pareto_sparsity``, default l0_items, lower is better) AND a higher or equal
-  mean fidelity (``pareto_fidelity``, default rbo30, higher is better), with at least one strict.
+  alphabetically first point path. Settings whose metric is missing never win. Only SAE settings
+  (``method`` sae) compete when the (dataset, model) has any: the exact baselines (identity, pca,
+  ...) would always win on fidelity. ``best`` marks the best per (dataset, model, variant),
+  ``chosen`` the best per (dataset, model), the SAE shown in neuron cards and intervention curves.
+  The flags sit on the setting's first row in config order (its first seed), so exactly one SAE
+  carries each.
+* Pareto: per (dataset, model), over every method, a setting is Pareto-optimal when no other has
+  a lower or equal mean sparsity (``pareto_sparsity``, default l0_items, lower is better) AND a
+  higher or equal mean fidelity (``pareto_fidelity``, default rbo30, higher is better), with at
+  least one strict.
 * beta points: points whose path sets only ``beta`` (``beta~X``, plus ``seed~N`` with seeds):
   the paper's beta sweep.
 """
@@ -50,11 +56,12 @@ from recsae.workflow import split_model_seed
 PAIR_KEYS = ["dataset", "model"]
 PATH_COLUMNS = ("point", "path")
 RULE_FLAGS = ("best", "chosen", "pareto")
-RESOLVED_KEYS = ("variant", "width", "expansion", "k", "beta")
+RESOLVED_KEYS = ("method", "variant", "width", "expansion", "k", "beta")
+SAE_METHOD = "sae"
 EXPERIMENTS = ("filtering", "nudging", "promotion")
 RECOMMENDER_METRICS = ("hr", "ndcg", "mrr")
 MOSTPOP = "MostPop"
-PLANTED_MEASURES = ("auroc", "random_auroc", "precision_at_r", "random_precision_at_r")
+PLANTED_MEASURES = ("auroc", "precision_at_r")
 ALL_FAMILIES = "all"
 
 
@@ -115,6 +122,9 @@ def sweep_row(results_dir: Path, dataset: str, model: str, path: str) -> dict:
     for key in RESOLVED_KEYS:
         row[key] = cfg.get(key, swept.get(key))
     row["seed"] = seed if seed is not None else cfg.get("seed", train_log.get("seed"))
+    row["method"] = row["method"] or SAE_METHOD
+    if row["method"] != SAE_METHOD:
+        row["beta"] = row["expansion"] = None  # a baseline has no loss weights; width is resolved
     if cfg and "variant" in cfg and not uses_topk({"matryoshka_base": None, **cfg}):
         row["k"] = None  # k means nothing to a ReLU SAE
     for key, value in swept.items():
@@ -167,8 +177,10 @@ def mark_rules(frame: pd.DataFrame, report_cfg: dict) -> pd.DataFrame:
     ranked = list(dict.fromkeys(c for c in (metric, fidelity, sparsity, "l0_items") if c in frame))
     means = frame[ranked].apply(pd.to_numeric, errors="coerce").groupby(setting).transform("mean")
     first = frame[~setting.duplicated()].assign(**{c: means[c] for c in ranked})
-    frame.loc[first.index, "best"] = best_mask(first, ["dataset", "model", "variant"], metric, goal)
-    frame.loc[first.index, "chosen"] = best_mask(first, PAIR_KEYS, metric, goal)
+    candidates = first[sae_or_all(first)]
+    by_variant = ["dataset", "model", "variant"]
+    frame.loc[candidates.index, "best"] = best_mask(candidates, by_variant, metric, goal)
+    frame.loc[candidates.index, "chosen"] = best_mask(candidates, PAIR_KEYS, metric, goal)
     frame.loc[first.index, "pareto"] = pareto_mask(first, fidelity, sparsity, PAIR_KEYS)
     return frame
 
@@ -232,6 +244,15 @@ def setting_frame(sweep: pd.DataFrame) -> pd.DataFrame:
         value = dict(zip(setting[first], sweep.loc[first, flag].astype(bool), strict=True))
         values[flag] = pd.Series([value[key] for key in keys], index=out.index, dtype=bool)
     return out.assign(**values)
+
+
+def sae_or_all(frame: pd.DataFrame) -> pd.Series:
+    """True on SAE rows of (dataset, model) groups that have any, and on every row of the others."""
+    if frame.empty or "method" not in frame:
+        return pd.Series(True, index=frame.index, dtype=bool)
+    is_sae = frame["method"].fillna(SAE_METHOD).eq(SAE_METHOD)
+    group_has = is_sae.groupby([frame[k] for k in PAIR_KEYS], sort=False).transform("any")
+    return is_sae | ~group_has
 
 
 def best_mask(frame: pd.DataFrame, by: list[str], metric: str, goal: str = "max") -> pd.Series:
@@ -357,7 +378,8 @@ def planted_rows(results_dir: Path, dataset: str, model: str, path: str) -> list
     planted = (metrics.get("planted") or {}).get("items")
     if not planted:
         return []
-    head = {"dataset": dataset, "model": model, "point": path}
+    method = _point_method(results_dir, dataset, model, path)
+    head = {"dataset": dataset, "model": model, "method": method, "point": path}
     families = list(planted["per_concept"]["family"])
     rows = [
         head
@@ -372,7 +394,7 @@ def planted_rows(results_dir: Path, dataset: str, model: str, path: str) -> list
 def planted_frame(results_dir: str | Path, points) -> pd.DataFrame:
     """Planted-concept recovery per (point, family) and over all planted concepts (``all``)."""
     rows = [r for point in points for r in planted_rows(Path(results_dir), *point)]
-    columns = [*PAIR_KEYS, "point", "family", "n_concepts", *PLANTED_MEASURES]
+    columns = [*PAIR_KEYS, "method", "point", "family", "n_concepts", *PLANTED_MEASURES]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -380,6 +402,11 @@ def point_setting(path: str) -> tuple[str, int | None]:
     """(setting, seed) of a sweep path: the path without its ``seed~N`` segment, and N (None
     when the path has no seed)."""
     return strip_seed(path), parse_point_path(path).get("seed")
+
+
+def _point_method(results_dir: Path, dataset: str, model: str, path: str) -> str:
+    log = read_json(results_dir / dataset / model / "sae" / path / "train_log.json")
+    return (log.get("config") or {}).get("method") or SAE_METHOD
 
 
 def metric_column(frame: pd.DataFrame, prefix: str) -> str | None:
@@ -393,3 +420,57 @@ def metric_column(frame: pd.DataFrame, prefix: str) -> str | None:
 
 def finite(value) -> bool:
     return isinstance(value, numbers.Number) and math.isfinite(value)
+
+
+def methods_frame(
+    sweep: pd.DataFrame, interventions: pd.DataFrame, filter_level: float
+) -> pd.DataFrame:
+    """One row per (dataset, model, setting) of every method, seeds aggregated (``over_seeds``).
+
+    Metrics: l0_items, rbo@K, score_recovered, ms_mean, coverage_items, concept_auroc_items (mean
+    best-latent AUROC per concept), probe_ceiling_items, ceiling_share_items, sparse probes, and
+    filtering at ``filter_level``: filter_effect (concept share in the top-k before minus after the
+    edit, mean over the intervened concepts) and its cost filter_delta_ndcg@K."""
+    rbo = metric_column(sweep, "rbo")
+    sparse = sorted(
+        c
+        for c in sweep.columns
+        if str(c).startswith("sparse_probe_k") and str(c).endswith("_items")
+    )
+    metrics = [
+        c
+        for c in (
+            "l0_items",
+            rbo,
+            "score_recovered",
+            "ms_mean",
+            "coverage_items",
+            "concept_auroc_items",
+            "probe_ceiling_items",
+            "ceiling_share_items",
+            *sparse,
+        )
+        if c and c in sweep.columns
+    ]
+    keys = [*PAIR_KEYS, "method", "variant", "k", "width"]
+    frame = sweep[[c for c in keys if c in sweep.columns] + ["point", *metrics]].copy()
+    if "method" not in frame:
+        frame["method"] = SAE_METHOD
+    cost = metric_column(interventions, "delta_ndcg")
+    effect_cols = ["filter_effect", f"filter_{cost}"] if cost else ["filter_effect"]
+    if len(interventions) and "level" in interventions:
+        rows = interventions[
+            interventions["experiment"].eq("filtering")
+            & pd.to_numeric(interventions["level"], errors="coerce").eq(filter_level)
+        ]
+        rows = rows.assign(
+            filter_effect=pd.to_numeric(rows["share_original"], errors="coerce")
+            - pd.to_numeric(rows["effect"], errors="coerce")
+        )
+        if cost:
+            rows = rows.assign(**{f"filter_{cost}": pd.to_numeric(rows[cost], errors="coerce")})
+        effect = rows.groupby([*PAIR_KEYS, "point"], sort=False)[effect_cols].mean().reset_index()
+        frame = frame.merge(effect, on=[*PAIR_KEYS, "point"], how="left")
+    else:
+        frame = frame.assign(**{c: np.nan for c in effect_cols})
+    return over_seeds(frame, [*metrics, *effect_cols]).rename(columns={"point": "setting"})

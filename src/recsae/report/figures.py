@@ -19,6 +19,7 @@ from recsae.report import collect  # noqa: E402
 from recsae.sweep import format_value, parse_point_path  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "recsae", "font.size": 9, "axes.titlesize": 9})
+LEGEND_COLUMNS = 5
 VARIANT_MARKERS = {"relu": "o", "topk": "s", "batchtopk": "D", "matryoshka": "^"}
 EXPERIMENT_TITLES = {
     "filtering": "filtering (set in heavy users)",
@@ -59,10 +60,21 @@ def _pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return list(dict.fromkeys(zip(frame["dataset"], frame["model"], strict=True)))
 
 
+def series_label(frame: pd.DataFrame) -> pd.Series:
+    """Legend entry of each sweep row: the SAE variant, or a baseline's method (``-topk`` for its
+    L0-matched form)."""
+    variant = frame["variant"].astype(str)
+    if "method" not in frame:
+        return variant
+    method = frame["method"].fillna("sae").astype(str)
+    baseline = method + variant.map(lambda v: "-topk" if v == "topk" else "")
+    return variant.where(method.eq("sae"), baseline)
+
+
 def _variant_colors(frame: pd.DataFrame) -> dict:
-    variants = list(dict.fromkeys(frame["variant"].astype(str)))
-    cmap = plt.get_cmap("tab10")
-    return {v: cmap(i % 10) for i, v in enumerate(variants)}
+    labels = list(dict.fromkeys(series_label(frame)))
+    cmap = plt.get_cmap("tab20" if len(labels) > 10 else "tab10")
+    return {v: cmap(i % cmap.N) for i, v in enumerate(labels)}
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -98,7 +110,7 @@ def setting_label(setting: str) -> str:
 def setting_means(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """One row per (dataset, model, setting) of sweep rows: the metrics' means over seeds, their
     ``_std`` and ``n_seeds`` (``collect.over_seeds``), with the setting's variant, width, beta."""
-    keys = [c for c in ("dataset", "model", "variant", "width", "beta") if c in frame]
+    keys = [c for c in ("dataset", "model", "method", "variant", "width", "beta") if c in frame]
     base = frame[keys].copy()
     base["setting"] = [collect.point_setting(str(p))[0] for p in frame["point"]]
     base["seed"] = [collect.point_setting(str(p))[1] for p in frame["point"]]
@@ -108,16 +120,17 @@ def setting_means(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 
 def _scatter_by_variant(ax, frame, x, y, colors, label=True, annotate=False):
-    """Points per variant; error bars (one std over seeds) where a setting has several seeds."""
-    for variant, group in frame.groupby(frame["variant"].astype(str), sort=False):
+    """Points per SAE variant or baseline method (``series_label``); error bars (one std over
+    seeds) where a setting has several seeds."""
+    for series, group in frame.groupby(series_label(frame), sort=False):
         xs, ys = _numeric(group, x), _numeric(group, y)
         ax.scatter(
             xs,
             ys,
             s=28,
-            color=colors[variant],
-            marker=VARIANT_MARKERS.get(variant, "o"),
-            label=variant if label else None,
+            color=colors[series],
+            marker=VARIANT_MARKERS.get(str(group["variant"].iloc[0]), "o"),
+            label=series if label else None,
             edgecolor="black",
             linewidth=0.4,
             zorder=3,
@@ -130,7 +143,7 @@ def _scatter_by_variant(ax, frame, x, y, colors, label=True, annotate=False):
                 xerr=xerr.fillna(0),
                 yerr=yerr.fillna(0),
                 fmt="none",
-                ecolor=colors[variant],
+                ecolor=colors[series],
                 elinewidth=0.8,
                 capsize=2,
                 zorder=2,
@@ -177,9 +190,9 @@ def _pareto_line(ax, frame, fidelity, sparsity):
 
 
 def fidelity_sparsity(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
-    """Fidelity (rank agreement and score recovered) vs L0 per variant, each point labelled with
-    its setting (mean over seeds, error bars: one std), Pareto fronts marked; one panel row per
-    (dataset, model)."""
+    """Fidelity (rank agreement and score recovered) vs L0 per SAE variant and baseline method,
+    each point labelled with its setting (mean over seeds, error bars: one std), Pareto fronts
+    (over all methods) marked; one panel row per (dataset, model)."""
     if sweep.empty:
         return placeholder("no SAE sweep points", png, svg)
     sparsity = cfg["pareto_sparsity"]
@@ -209,16 +222,18 @@ def fidelity_sparsity(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
 
 
 def _save_with_top_legend(fig, handles, labels, png, svg) -> None:
-    """One legend row above all panels, then save PNG + SVG."""
+    """The legend above all panels (rows of at most ``LEGEND_COLUMNS``), then save PNG + SVG."""
+    ncol = min(len(labels), LEGEND_COLUMNS) or 1
+    rows = -(-len(labels) // ncol)
     fig.legend(
         handles,
         labels,
         loc="upper center",
-        ncol=len(labels),
+        ncol=ncol,
         frameon=False,
         bbox_to_anchor=(0.5, 1.0),
     )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 * max(rows, 1) / fig.get_figheight()))
     save(fig, png, svg)
 
 

@@ -121,6 +121,22 @@ def write_table(
     _write_text(out_dir / f"{name}.html", _html(title, note, shown))
 
 
+def with_std(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each metric that has a ``<metric>_std`` column written as "mean ± std" text
+    (the mean alone where the std is missing) and the std columns dropped."""
+    out = frame.copy()
+    for std in [c for c in frame.columns if str(c).endswith("_std")]:
+        metric = std[: -len("_std")]
+        if metric not in out:
+            continue
+        out[metric] = [
+            None if pd.isna(m) else (f"{m:{FLOAT_FORMAT}}" if pd.isna(d) else f"{m:.3g} ± {d:.2g}")
+            for m, d in zip(frame[metric], frame[std], strict=True)
+        ]
+        out = out.drop(columns=std)
+    return out
+
+
 def _columns(frame: pd.DataFrame, wanted) -> list[str]:
     return [c for c in wanted if c in frame.columns]
 
@@ -283,6 +299,23 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
         "of the best neuron's AUROC and precision@R (R = the concept's size) on items, next to "
         "the same for as many seeded random directions. Empty without planted concepts.",
         planted,
+    )
+    methods = collect.methods_frame(sweep, inter, cfg["methods_filter_level"])
+    frames["methods"] = methods
+    write_table(
+        out_dir,
+        "methods",
+        "Concept extractors: SAEs and baselines",
+        "One row per (dataset, model) and setting of each method (sae, or a baseline: identity, "
+        "pca, ica, random, nmf, kmeans; variant topk = each input's k largest latents); mean ± "
+        "std over seeds (n_seeds). Fidelity on held-out users; concept columns on items: "
+        "concept_auroc = the best single latent's AUROC per concept, probe_ceiling = "
+        "cross-validated balanced logistic probe on the embedding, ceiling_share = "
+        "(concept_auroc - 0.5) / (ceiling - 0.5), sparse_probe_kK = cross-validated probe on K "
+        "latents; filter_effect = drop of the concept's top-k share when its latent is set to "
+        f"{cfg['methods_filter_level']:g} x its max, filter_delta_ndcg = its cost.",
+        methods,
+        with_std(methods),
     )
     assert set(frames) >= set(TABLES)
     return frames

@@ -3,7 +3,7 @@ built from, and the JSON settings the ``recsae report`` subcommand receives.
 
 Layout (``results/`` = ``recsae.workflow.RESULTS``)::
 
-    results/tables/{recommenders,beta,best_points,pareto,interventions,planted}.{md,csv,html}
+    results/tables/{recommenders,beta,best_points,pareto,interventions,planted,methods}.{md,csv,html}
     results/tables/sweep.csv                               # tidy: one row per SAE sweep point
     results/figures/{fidelity_sparsity,ms_coverage}.{png,svg}          # one panel row per pair
     results/figures/{dataset}/{model}/{neuron_cards,interventions}.{png,svg}  # per SAE pair
@@ -15,7 +15,7 @@ from __future__ import annotations
 from recsae import workflow as wf
 
 EXPLORER_DIR = "explorer"
-TABLES = ("recommenders", "beta", "best_points", "pareto", "interventions", "planted")
+TABLES = ("recommenders", "beta", "best_points", "pareto", "interventions", "planted", "methods")
 TABLE_FORMATS = ("md", "csv", "html")
 SWEEP_TABLE = "sweep"  # csv only: too wide for markdown
 SWEEP_FIGURES = ("fidelity_sparsity", "ms_coverage")
@@ -29,6 +29,7 @@ REPORT_DEFAULTS = {
     "neuron_cards": 6,
     "neuron_card_order": "auroc",
     "neuron_card_items": 8,
+    "methods_filter_level": -1.0,
 }
 
 

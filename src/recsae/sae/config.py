@@ -13,11 +13,16 @@ VARIANTS = ("relu", "topk", "batchtopk", "matryoshka")
 MATRYOSHKA_BASES = ("relu", "batchtopk")
 DECODER_NORMS = ("unit_norm", "weighted_l1", "none")
 PRED_LOSSES = ("bce", "mse")
+# concept extractors of a sweep point: the SAE, or a non-SAE baseline of ``recsae.methods``
+METHODS = ("sae", "identity", "pca", "ica", "random", "nmf", "kmeans")
+SIGNED_METHODS = ("identity", "pca", "ica", "random")  # 2 * input_dim latents (+/- halves)
+METHOD_VARIANTS = ("relu", "topk")  # baselines: all latents, or each input's k largest
 
 SAE_DEFAULTS: dict = {
+    "method": "sae",  # sae | identity | pca | ica | random | nmf | kmeans (recsae.methods)
     # architecture
     "variant": "relu",  # relu | topk | batchtopk | matryoshka
-    "width": None,  # number of latents; null: round(expansion * input_dim)
+    "width": None,  # latents; null: round(expansion * input_dim); signed methods: 2 * input_dim
     "expansion": 1.1,  # latents per input dimension, used when width is null (paper: 22 for 20-d)
     "k": 8,  # active latents per input (topk), mean per input (batchtopk, matryoshka over it)
     "tied": True,  # decoder = encoder^T (paper); false: a separate decoder matrix
@@ -69,6 +74,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int, type(None)),
 }
 _CHOICES = {
+    "method": METHODS,
     "variant": VARIANTS,
     "normalize_decoder": DECODER_NORMS,
     "matryoshka_base": MATRYOSHKA_BASES,
@@ -82,8 +88,8 @@ def _fail(key: str, msg: str) -> None:
 
 def resolve_sae_config(sae_cfg: dict, input_dim: int) -> dict:
     """``SAE_DEFAULTS`` overlaid with ``sae_cfg``, validated, with ``width`` and ``aux_k`` resolved
-    to ints for embeddings of size ``input_dim``. Unknown keys and bad values raise a ValueError
-    naming the key."""
+    to ints for embeddings of size ``input_dim`` (the signed baselines of ``SIGNED_METHODS`` always
+    have 2 * input_dim latents). Unknown keys and bad values raise a ValueError naming the key."""
     unknown = sorted(set(sae_cfg) - set(SAE_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown sae config key(s) {unknown}; known: {list(SAE_DEFAULTS)}")
@@ -107,6 +113,14 @@ def resolve_sae_config(sae_cfg: dict, input_dim: int) -> dict:
         cfg["width"] = max(1, int(round(cfg["expansion"] * input_dim)))
     if cfg["width"] < 1:
         _fail("width", f"must be >= 1, got {cfg['width']}")
+    if cfg["method"] in SIGNED_METHODS:
+        cfg["width"] = 2 * input_dim
+    if cfg["method"] != "sae" and cfg["variant"] not in METHOD_VARIANTS:
+        _fail(
+            "variant",
+            f"method {cfg['method']!r} takes variant relu (all latents) or topk (each input's k "
+            f"largest), got {cfg['variant']!r}",
+        )
     topk_family = uses_topk(cfg)
     if topk_family and not 1 <= cfg["k"] <= cfg["width"]:
         _fail("k", f"must be in [1, width={cfg['width']}], got {cfg['k']}")

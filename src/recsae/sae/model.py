@@ -274,8 +274,15 @@ def save_sae(sae: SparseAutoencoder, path: str | Path, extra: dict | None = None
 
 
 def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
-    """Rebuild an SAE written by ``save_sae``, in eval mode, on ``device``."""
+    """Rebuild an SAE written by ``save_sae``, in eval mode, on ``device``; a sweep point of a
+    non-SAE method (``recsae.methods.save_method``) comes back as that method's module, which has
+    the same ``encode``/``decode``."""
     payload = torch.load(Path(path), map_location=device, weights_only=True)
+    from recsae.methods import CHECKPOINT_FORMAT as METHOD_FORMAT
+    from recsae.methods import method_from_payload
+
+    if payload.get("format") == METHOD_FORMAT:
+        return method_from_payload(payload, device)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not an SAE checkpoint (format {payload.get('format')!r})")
     sae = SparseAutoencoder(SAEConfig(**payload["config"]))

@@ -24,6 +24,7 @@ import torch
 from recsae.data.tables import Split, load_split
 from recsae.device import resolve_device
 from recsae.io import result_metadata, write_json
+from recsae.methods import ConceptMethod, fit_method, save_method
 from recsae.recommenders.base import Recommender, load_checkpoint
 from recsae.sae import losses
 from recsae.sae.config import SAEConfig, resolve_sae_config, uses_topk
@@ -265,6 +266,37 @@ def train_sae(
 
 
 @torch.no_grad()
+def fit_baseline(
+    recommender: Recommender,
+    split: Split,
+    sae_cfg: dict,
+    seed: int,
+    device: str | torch.device = "cpu",
+) -> tuple[ConceptMethod, list[dict]]:
+    """Fit the non-SAE method ``sae_cfg["method"]`` on the embeddings an SAE of the same config
+    trains on (its training users, then all items). Returns the method (eval mode, on ``device``)
+    and a one-record history: inputs fitted on, L0 of users and items, seconds."""
+    device = torch.device(device)
+    user_emb = recommender.to(device).user_embeddings().detach().float().cpu()
+    item_emb = recommender.item_embeddings().detach().float().cpu()
+    cfg = resolve_sae_config(sae_cfg, user_emb.shape[1])
+    train_users, _ = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
+    start = time.perf_counter()
+    x = torch.cat([user_emb[torch.as_tensor(train_users)], item_emb])
+    model = fit_method(cfg, x, seed)
+    seconds = time.perf_counter() - start
+    z_users, z_items = model.encode(user_emb[torch.as_tensor(train_users)]), model.encode(item_emb)
+    record = {
+        "epoch": 1,
+        "n_inputs": len(x),
+        "l0_users": float((z_users > 0).sum(1).float().mean()),
+        "l0_items": float((z_items > 0).sum(1).float().mean()),
+        "seconds": seconds,
+    }
+    return model.to(device), [record]
+
+
+@torch.no_grad()
 def _encode_all(sae: SparseAutoencoder, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, d) -> latents (N, h) and reconstructions (N, d), in chunks."""
     outs = [sae(chunk) for chunk in x.split(EVAL_CHUNK)]
@@ -280,8 +312,9 @@ def evaluate_sae(sae: SparseAutoencoder, recommender: Recommender, users: np.nda
     on reconstructed vs original embeddings over users x all items.
     """
     sae.eval()
-    device = next(sae.parameters()).device
-    u = recommender.user_embeddings().detach().float()[torch.as_tensor(users, device=device)]
+    u = recommender.user_embeddings().detach().float()
+    device = u.device
+    u = u[torch.as_tensor(users, device=device)]
     v = recommender.item_embeddings().detach().float()
     zu, u_hat = _encode_all(sae, u)
     zv, v_hat = _encode_all(sae, v)
@@ -316,7 +349,8 @@ def run_sae_training(
     device: str | torch.device,
     out_dir: str | Path,
 ) -> None:
-    """Workflow entry: train one sweep point and write ``out_dir/sae.pt`` and
+    """Workflow entry: train one sweep point (an SAE, or fit the non-SAE ``method`` it names) and
+    write ``out_dir/sae.pt`` and
     ``out_dir/train_log.json`` (config, seed, version, commit, history, summary on held-out
     users and all items)."""
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
@@ -324,7 +358,10 @@ def run_sae_training(
     recommender = load_checkpoint(model_path, device)
     split = load_split(data_dir, split_dir)
     start = time.perf_counter()
-    sae, history = train_sae(recommender, split, sae_cfg, point_id, seed, device)
+    if sae_cfg.get("method", "sae") == "sae":
+        sae, history = train_sae(recommender, split, sae_cfg, point_id, seed, device)
+    else:
+        sae, history = fit_baseline(recommender, split, sae_cfg, seed, device)
     seconds = time.perf_counter() - start
     cfg = resolve_sae_config(sae_cfg, sae.input_dim)
     train_users, heldout = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
@@ -335,7 +372,8 @@ def run_sae_training(
         "train_seconds": seconds,
     }
     extra = {"point_id": point_id, "seed": seed, "sae_cfg": cfg, "model_path": str(model_path)}
-    save_sae(sae, out_dir / "sae.pt", extra)
+    save = save_sae if isinstance(sae, SparseAutoencoder) else save_method
+    save(sae, out_dir / "sae.pt", extra)
     write_json(
         out_dir / "train_log.json",
         {

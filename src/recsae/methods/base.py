@@ -1,0 +1,129 @@
+"""What every non-SAE concept extractor shares: non-negative latents, the L0-matched top-k form,
+checkpoints and a forward pass shaped like the SAE's.
+
+Shapes: N inputs, d = ``input_dim``, h = ``width`` latents. Every method is an ``nn.Module`` with
+``encode`` (N, d) -> z (N, h), z >= 0, and ``decode`` z (N, h) -> (N, d); ``decode`` needs no
+per-input statistics, so ``recsae.interventions`` edits a latent and decodes it as for an SAE.
+Weights are buffers (nothing is trained by gradient); a checkpoint holds them with the
+constructor's arguments and loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from recsae.io import atomic_write
+
+CHECKPOINT_FORMAT = "recsae-method-1"
+
+
+def keep_top_k(z: torch.Tensor, k: int | None) -> torch.Tensor:
+    """(N, h) -> (N, h): each row's k largest entries kept, the rest zeroed (ties: lower index);
+    ``k`` None keeps everything."""
+    if k is None or k >= z.shape[1]:
+        return z
+    top = z.topk(k, dim=1, sorted=False)
+    return torch.zeros_like(z).scatter(1, top.indices, top.values)
+
+
+@dataclass
+class MethodOutput:
+    """One forward pass: latents z (N, h) and reconstruction x_hat (N, d)."""
+
+    z: torch.Tensor
+    x_hat: torch.Tensor
+
+
+class ConceptMethod(nn.Module):
+    """Base of the baselines: subclasses set ``method``, ``input_dim``, ``width``, ``top_k`` and
+    implement ``encode`` and ``decode``; ``init_args`` are the constructor's keyword arguments."""
+
+    method = ""
+
+    def __init__(self, input_dim: int, width: int, top_k: int | None = None):
+        super().__init__()
+        self.input_dim, self.width, self.top_k = int(input_dim), int(width), top_k
+
+    def init_args(self) -> dict:
+        return {"input_dim": self.input_dim, "width": self.width, "top_k": self.top_k}
+
+    def forward(self, x: torch.Tensor) -> MethodOutput:
+        """(N, d) -> MethodOutput(z (N, h), x_hat (N, d))."""
+        z = self.encode(x)
+        return MethodOutput(z, self.decode(z))
+
+
+class SignedDirections(ConceptMethod):
+    """Projections s = (x - mean) @ encoder on m = d directions, split into non-negative halves
+    z = [relu(s), relu(-s)] (h = 2m latents: latent j fires on the positive side of direction j,
+    latent m + j on its negative side); decode x = (z[:, :m] - z[:, m:]) @ decoder + mean.
+    Exact at full rank when decoder is the inverse of encoder and no top-k applies.
+
+    Buffers: mean (d,), encoder (d, m), decoder (m, d)."""
+
+    def __init__(self, input_dim: int, width: int, top_k: int | None = None):
+        super().__init__(input_dim, width, top_k)
+        m = width // 2
+        self.register_buffer("mean", torch.zeros(input_dim))
+        self.register_buffer("encoder", torch.zeros(input_dim, m))
+        self.register_buffer("decoder", torch.zeros(m, input_dim))
+
+    def set_directions(self, encoder, decoder, mean=None) -> SignedDirections:
+        """Fill the buffers from arrays: encoder (d, m), decoder (m, d), mean (d,) or None (0)."""
+        dtype = self.encoder.dtype
+        self.encoder.copy_(torch.as_tensor(encoder, dtype=dtype))
+        self.decoder.copy_(torch.as_tensor(decoder, dtype=dtype))
+        if mean is not None:
+            self.mean.copy_(torch.as_tensor(mean, dtype=dtype))
+        return self
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, d) -> signed coordinates (N, m)."""
+        return (x - self.mean) @ self.encoder
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, d) -> z (N, 2m), non-negative, at most ``top_k`` non-zero per row."""
+        s = self.project(x)
+        return keep_top_k(torch.cat([torch.relu(s), torch.relu(-s)], dim=1), self.top_k)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, 2m) -> (N, d)."""
+        m = self.encoder.shape[1]
+        return (z[:, :m] - z[:, m:]) @ self.decoder + self.mean
+
+
+METHOD_CLASSES: dict[str, type[ConceptMethod]] = {}
+
+
+def register_method(cls: type[ConceptMethod]) -> type[ConceptMethod]:
+    """Class decorator: make ``cls.method`` loadable from checkpoints."""
+    METHOD_CLASSES[cls.method] = cls
+    return cls
+
+
+def save_method(model: ConceptMethod, path: str | Path, extra: dict | None = None) -> None:
+    """Write the method's name, constructor arguments, buffers and ``extra`` atomically."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "method": model.method,
+        "config": model.init_args(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": extra or {},
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def method_from_payload(payload: dict, device: str | torch.device = "cpu") -> ConceptMethod:
+    """Rebuild a method from a loaded checkpoint payload (eval mode, on ``device``)."""
+    name = payload.get("method")
+    if name not in METHOD_CLASSES:
+        raise ValueError(
+            f"unknown concept method {name!r} in checkpoint; known: {sorted(METHOD_CLASSES)}"
+        )
+    model = METHOD_CLASSES[name](**payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()

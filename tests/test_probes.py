@@ -1,0 +1,86 @@
+"""Concept probes against scikit-learn's cross-validation on toy cases."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from recsae.metrics.probes import (
+    auroc,
+    ceiling_share,
+    probe_ceiling,
+    probe_summary,
+    sparse_probe_auroc,
+)
+
+
+def toy(seed=0, n=240, d=5):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    logits = np.stack([x[:, 0] + 0.5 * x[:, 1], x[:, 2] - x[:, 3], 0.2 * x[:, 4]], 1)
+    labels = logits + rng.normal(size=logits.shape) > np.array([0.8, 0.0, 1.2])
+    return x, labels
+
+
+def test_auroc_matches_sklearn_with_ties():
+    rng = np.random.default_rng(2)
+    scores, labels = rng.integers(0, 4, 50).astype(float), rng.random(50) < 0.3
+    assert auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_probe_ceiling_equals_sklearn_cross_validated_auroc():
+    x, labels = toy()
+    ceiling = probe_ceiling(x, labels, folds=5, seed=3)
+    for c in range(labels.shape[1]):
+        pipe = make_pipeline(
+            StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=1000)
+        )
+        cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=3)
+        expected = cross_val_score(pipe, x, labels[:, c], cv=cv, scoring="roc_auc").mean()
+        assert ceiling[c] == pytest.approx(expected, abs=1e-12)
+
+
+def test_sparse_probes_by_brute_force():
+    """k-sparse probe = per fold, the k latents of largest standardised mean difference, then the
+    balanced probe on them; the 1-sparse probe scores the chosen latent with its sign."""
+    rng = np.random.default_rng(1)
+    z = np.abs(rng.normal(size=(200, 6)))
+    y = z[:, 2] - 0.7 * z[:, 4] + 0.3 * rng.normal(size=200) > 0.2
+    for k in (1, 2):
+        got = sparse_probe_auroc(z, y, k, folds=4, seed=0)
+        scores = []
+        for train, test in StratifiedKFold(4, shuffle=True, random_state=0).split(z, y):
+            diff = z[train][y[train]].mean(0) - z[train][~y[train]].mean(0)
+            top = np.argsort(-np.abs(diff) / z[train].std(0), kind="stable")[:k]
+            pipe = make_pipeline(
+                StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=1000)
+            )
+            pipe.fit(z[np.ix_(train, top)], y[train])
+            scores.append(roc_auc_score(y[test], pipe.decision_function(z[np.ix_(test, top)])))
+        assert got == pytest.approx(np.mean(scores), abs=1e-12)
+    assert sparse_probe_auroc(z, y, 2, 4, 0) > sparse_probe_auroc(z, y, 1, 4, 0)
+
+
+def test_ceiling_share_and_summary():
+    share = ceiling_share(np.array([0.75, 0.9, 0.6]), np.array([1.0, 0.9, 0.5]))
+    np.testing.assert_allclose(share[:2], [0.5, 1.0])
+    assert np.isnan(share[2])
+    x, labels = toy()
+    z = np.maximum(np.concatenate([x, -x], 1), 0)
+    best = np.array([roc_auc_score(labels[:, c], z[:, j]) for c in range(3) for j in range(10)])
+    best = best.reshape(3, 10).max(1)
+    out = probe_summary(x, z, labels, best, ks=(1, 2), folds=3, seed=0)
+    assert set(out["per_concept"]) == {
+        "ceiling",
+        "best_latent_auroc",
+        "ceiling_share",
+        "sparse_k1",
+        "sparse_k2",
+    }
+    assert out["ceiling_mean"] == pytest.approx(np.mean(out["per_concept"]["ceiling"]))
+    assert 0 < out["ceiling_share_mean"] <= 1.2
+    empty = probe_summary(x, z, labels[:, :0], best[:0], ks=(1,), folds=3)
+    assert empty["ceiling_mean"] is None and empty["per_concept"]["ceiling"] == []
