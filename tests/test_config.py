@@ -33,7 +33,7 @@ def test_defaults_are_filled_in():
     )
     assert config["seed"] == 0
     assert config["mirror"] is None
-    assert (config["device"], config["gpus_per_job"], config["threads_per_job"]) == ("auto", 0, 2)
+    assert (config["device"], config["gpus_per_job"], config["threads_per_job"]) == ("auto", 0, 1)
     assert config["datasets"]["d"]["split"]["test_n"] == 5
     assert config["datasets"]["d"]["kcore"] == {"user": 0, "item": 0}
     assert config["sae"]["overrides"] == {"datasets": {}, "models": {}, "pairs": {}}
