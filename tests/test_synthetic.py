@@ -88,3 +88,15 @@ def test_scales_vectorised():
     inter = generate(cfg, 0).interactions
     assert abs(len(inter) / 3000 - 100) < 10
     assert np.unique(inter["user"]).size == 3000
+
+
+def test_users_needing_half_the_catalogue_get_distinct_items():
+    """Counts at the n_items // 2 cap with concentrated preferences: the rejection rounds leave
+    users short and the Gumbel-top-k completion must still give exactly the count, no repeats."""
+    cfg = SyntheticSettings.from_settings(
+        {**SETTINGS, "n_users": 50, "n_items": 20, "interactions_per_user": 40,
+         "cluster_focus": 1.0, "era_focus": 1.0, "noise": 0.0}
+    )  # fmt: skip
+    inter = generate(cfg, 3).interactions
+    assert not inter.duplicated(["user", "item"]).any()
+    assert (inter.groupby("user").size() == 10).all() and inter["user"].nunique() == 50

@@ -171,7 +171,8 @@ def _sample(rng, cfg, model, counts):
     cdf[:, 1:] = np.cumsum(np.exp(gammas[:, None] * shifted[None, :]), axis=1)
     mass = cdf[:, bounds[1:]] - cdf[:, bounds[:-1]]  # (levels, n_comp)
     comp_ids = np.arange(n_comp)
-    mix = theta[:, comp_ids // n_e] * phi[:, comp_ids % n_e] * mass[user_level]  # (n_u, n_comp)
+    floored = np.maximum(theta, 1e-30), np.maximum(phi, 1e-30)  # as in _gumbel_top_k
+    mix = floored[0][:, comp_ids // n_e] * floored[1][:, comp_ids % n_e] * mass[user_level]
     mix_cdf = np.cumsum(mix, axis=1)
     mix_cdf = (mix_cdf / mix_cdf[:, -1:] + np.arange(n_u)[:, None]).ravel()
 
@@ -251,7 +252,9 @@ def _gumbel_top_k(rng, cfg, model, todo, k, keys):
         prob *= (1.0 - cfg.noise) / prob.sum(axis=1, keepdims=True)
         prob += cfg.noise / n_i
         uniform = rng.random((len(users), n_i), dtype=np.float32)
-        gumbel = np.log(prob) - np.log(-np.log(np.maximum(uniform, _TINY)))
+        with np.errstate(divide="ignore"):  # items of probability 0 get key -inf
+            gumbel = np.log(prob) - np.log(-np.log(np.maximum(uniform, _TINY)))
+        np.maximum(gumbel, np.finfo(np.float32).min, out=gumbel)  # owned items alone are -inf
         first, last = np.searchsorted(keys, users * n_i), np.searchsorted(keys, (users + 1) * n_i)
         owned = np.concatenate([keys[a:b] for a, b in zip(first, last, strict=True)])
         gumbel[np.repeat(np.arange(len(users)), last - first), owned % n_i] = -np.inf
