@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from recsae.io import atomic_write
@@ -58,6 +59,9 @@ class Recommender(nn.Module, ABC):
       items, labels), "pairwise" (keys users, pos, neg) or None (nothing to train).
     * ``default_params`` / ``default_train``: tuned defaults merged under the config's values;
       ``presets`` maps a preset name (e.g. "paper") to ``{"params": ..., "train": ...}``.
+    * ``row_tables``: names of the (n, d) embedding parameters that ``training_loss`` reads only
+      through ``rows``; with ``train.sparse_updates`` their gradients are sparse (only the batch's
+      rows) and SparseAdam updates only those rows.
     """
 
     name: ClassVar[str] = ""
@@ -66,6 +70,8 @@ class Recommender(nn.Module, ABC):
     default_params: ClassVar[dict] = {}
     default_train: ClassVar[dict] = {}
     presets: ClassVar[dict[str, dict]] = {}
+    row_tables: ClassVar[tuple[str, ...]] = ()
+    sparse_rows: bool = False
 
     def __init__(self, n_users: int, n_items: int, params: dict):
         super().__init__()
@@ -112,6 +118,10 @@ class Recommender(nn.Module, ABC):
     @abstractmethod
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scalar loss of one training batch (keys depend on ``objective``)."""
+
+    def rows(self, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """table[ids] (B, d); the gradient is sparse when ``sparse_rows`` is set."""
+        return F.embedding(ids, table, sparse=self.sparse_rows)
 
     def bias_terms(self) -> dict[str, torch.Tensor]:
         """Per-id biases the scorer adds when ids are passed: any of "global_bias" (0-d),
