@@ -21,7 +21,7 @@ def demo() -> dict:
     return yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "scale.yaml"])
 def test_shipped_configs_are_valid(name):
     config = load_config(REPO / "config" / name, SCHEMA)
     assert config["experiments"] and config["sae"]["targets"]
