@@ -11,7 +11,8 @@ pop_i = exp(``popularity_skew`` * N(0, 1)) and its tercile-like bucket is the it
 level, and gamma_u = ``popularity_gamma`` * (level_u + 1) / ((n_levels + 1) / 2) grows with the
 user's popularity taste (niche .. mainstream). Per-user counts are log-normal with mean
 ``interactions_per_user``. Sampling draws from the mixture per user and keeps the first distinct
-draws (vectorised NumPy, linear in the interactions; see ``_sample``): ML-20M size (138k x 27k,
+draws (vectorised NumPy, linear in the interactions; see ``_sample``; small data use a dense
+Gumbel-top-k of the same distribution): ML-20M size (138k x 27k,
 20M interactions) takes well under a minute.
 
 Concepts (families planted_cluster, planted_era, planted_popularity) are written for items and
@@ -34,6 +35,7 @@ TIME_SPAN = 10 * 365 * 86_400
 _CHUNK_ELEMENTS = 1 << 24
 _TINY = np.float32(1e-30)
 _ROUNDS = 8
+_DENSE_LIMIT = 1 << 26  # users x items up to which the dense Gumbel-top-k is used
 _MARGIN = 0.25
 
 
@@ -157,10 +159,14 @@ def _sample(rng, cfg, model, counts):
     the distribution of the Gumbel-top-k over the catalogue while the work stays linear in the
     interactions. Users still short after ``_ROUNDS`` rounds (counts close to the catalogue size)
     finish with an exact Gumbel-top-k over the items they do not have yet.
+    Up to ``_DENSE_LIMIT`` users x items the whole sample is one dense Gumbel-top-k (same
+    distribution; cheap at that size, and the data of small configs stay as they were).
     ``model``: theta, phi, user_level, item_cluster, item_era, log_pop.
     """
     theta, phi, user_level, item_cluster, item_era, log_pop = model
     n_u, n_i, n_e = len(counts), len(item_cluster), cfg.n_eras
+    if n_u * n_i <= _DENSE_LIMIT:
+        return _gumbel_top_k(rng, cfg, model, np.arange(n_u), counts, np.zeros(0, np.int64))
     n_comp = cfg.n_clusters * n_e
     component = item_cluster * n_e + item_era
     order = np.argsort(component, kind="stable")
