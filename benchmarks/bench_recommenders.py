@@ -7,6 +7,13 @@ user, seed 0). Targets on a 2-core CPU: an MF/BPR epoch over 2M samples < 5 s; f
 
     python benchmarks/bench_recommenders.py [--ml100k path/to/u.data] [--models mf bpr ...]
     python benchmarks/bench_recommenders.py --ml100k path/to/u.data --quality   # accuracy table
+    python benchmarks/bench_recommenders.py --ml100k path/to/u.data --anchor    # vs cornac BPR
+    python benchmarks/bench_recommenders.py --thread-counts 1 2 --models mf bpr  # 1 vs 2 threads
+    python benchmarks/bench_recommenders.py --scale-step    # one MF step at ML-20M table size
+
+``--anchor`` trains MF and BPR (dense Adam and ``sparse_updates``) and, when the ``cornac``
+package is installed, cornac's BPR (k=64, 200 iterations) on the same ML-100K split, and prints
+training seconds and test NDCG@10 side by side (ranked by the same ``rank_metrics``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from recsae.data.tables import Split
 from recsae.metrics.accuracy import rank_metrics
 from recsae.recommenders import model_class
 from recsae.recommenders.mostpop import MostPop
-from recsae.recommenders.train import train_recommender
+from recsae.recommenders.train import make_optimizer, resolve_config, train_recommender
 
 COLUMNS = {"user": "int64", "item": "int64", "rating": "float32", "timestamp": "int64"}
 
@@ -135,6 +142,97 @@ def bench_ranking(split: Split, repeats: int = 3) -> str:
     )
 
 
+def bench_anchor(split: Split, seed: int = 0) -> str:
+    """Markdown rows: training seconds and test NDCG@10 of recsae MF/BPR (dense and sparse row
+    updates) and of cornac's BPR when installed."""
+    seen, test = split.matrix("train") + split.matrix("valid"), split.matrix("test")
+    rows = ["| model | train s | NDCG@10 |", "|---|---|---|"]
+    for name, train_cfg in (
+        ("mf", {}),
+        ("mf", {"sparse_updates": True}),
+        ("bpr", {}),
+        ("bpr", {"sparse_updates": True}),
+    ):
+        start = time.perf_counter()
+        model, _ = train_recommender(split, name, {}, train_cfg, seed=seed, log=lambda s: None)
+        seconds = time.perf_counter() - start
+        ndcg = rank_metrics(model.full_scores, seen, test, [10])["ndcg@10"]
+        rows.append(f"| recsae {name} {train_cfg or 'default'} | {seconds:.1f} | {ndcg:.4f} |")
+    try:
+        import cornac
+    except ImportError:
+        rows.append("| cornac BPR | - | - (cornac is not installed: pip install cornac) |")
+        return "\n".join(rows)
+    train = split.train
+    triples = list(
+        zip(train["user"].astype(str), train["item"].astype(str), train["rating"], strict=True)
+    )
+    data = cornac.data.Dataset.from_uir(triples, seed=seed)
+    anchor = cornac.models.BPR(k=64, max_iter=200, learning_rate=0.01, lambda_reg=0.01, seed=seed)
+    start = time.perf_counter()
+    anchor.fit(data)
+    seconds = time.perf_counter() - start
+    inner_user = np.array([data.uid_map.get(str(u), -1) for u in range(split.n_users)])
+    inner_item = np.array([data.iid_map.get(str(i), -1) for i in range(split.n_items)])
+    known = inner_item >= 0
+    user_f = torch.as_tensor(anchor.u_factors[np.maximum(inner_user, 0)], dtype=torch.float32)
+    item_f = torch.zeros(split.n_items, anchor.i_factors.shape[1])
+    item_f[known] = torch.as_tensor(anchor.i_factors[inner_item[known]], dtype=torch.float32)
+    bias = torch.full((split.n_items,), -1e9)
+    bias[known] = torch.as_tensor(anchor.i_biases[inner_item[known]], dtype=torch.float32)
+    ndcg = rank_metrics(lambda u: user_f[u] @ item_f.T + bias, seen, test, [10])["ndcg@10"]
+    rows.append(f"| cornac {cornac.__version__} BPR k=64, 200 iters | {seconds:.1f} | {ndcg:.4f} |")
+    return "\n".join(rows)
+
+
+def bench_threads(split: Split, name: str, counts: list[int], epochs: int = 2) -> list[str]:
+    """Wall and CPU seconds per epoch of ``name`` (defaults) at each torch thread count."""
+    lines = []
+    for threads in counts:
+        torch.set_num_threads(threads)
+        cfg = {"epochs": epochs, "early_stopping_patience": 0}
+        wall, cpu = time.perf_counter(), time.process_time()
+        train_recommender(split, name, {}, cfg, seed=0, log=lambda s: None)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        lines.append(
+            f"{name:9s} {threads} thread(s): {wall / epochs:6.2f} s/epoch wall, "
+            f"{cpu / epochs:6.2f} s/epoch CPU"
+        )
+    return lines
+
+
+def bench_scale_step(
+    n_users: int = 138_493, n_items: int = 26_744, batch: int = 8192, steps: int = 10
+) -> list[str]:
+    """ms per MF optimizer step (forward, backward, update) on a random batch at ML-20M table
+    size (d=64), with dense Adam and with sparse row updates."""
+    lines = []
+    gen = torch.Generator().manual_seed(0)
+    data = {
+        "users": torch.randint(0, n_users, (steps, batch), generator=gen),
+        "items": torch.randint(0, n_items, (steps, batch), generator=gen),
+        "labels": torch.randint(0, 2, (steps, batch), generator=gen).float(),
+    }
+    for sparse in (False, True):
+        _, cfg = resolve_config("mf", {}, {"sparse_updates": sparse})
+        model = model_class("mf")(n_users, n_items, resolve_config("mf", {}, {})[0])
+        optimizers = make_optimizer(model, cfg)
+        start = time.perf_counter()
+        for step in range(steps):
+            loss = model.training_loss({k: v[step] for k, v in data.items()})
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+        ms = (time.perf_counter() - start) / steps * 1000
+        lines.append(
+            f"MF step, {batch:,} samples, {n_users:,} x {n_items:,} tables, "
+            f"{'sparse row updates' if sparse else 'dense Adam':18s}: {ms:7.1f} ms"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ml100k", help="path to ML-100K u.data (optional)")
@@ -147,10 +245,32 @@ def main() -> None:
         "validation item per user, seed 0) and print the accuracy table",
     )
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--anchor", action="store_true", help="recsae MF/BPR vs cornac BPR on ML-100K (--ml100k)"
+    )
+    parser.add_argument(
+        "--thread-counts", type=int, nargs="+", help="time --models per epoch at these threads"
+    )
+    parser.add_argument(
+        "--scale-step", action="store_true", help="MF step at ML-20M table size, dense vs sparse"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.scale_step:
+        print("\n".join(bench_scale_step()), flush=True)
+        return
+    if args.thread_counts:
+        split = ml100k(args.ml100k) if args.ml100k else synthetic_ml1m()
+        for name in args.models:
+            print("\n".join(bench_threads(split, name, args.thread_counts)), flush=True)
+        return
+    if args.anchor:
+        if not args.ml100k:
+            parser.error("--anchor needs --ml100k PATH/u.data")
+        print(bench_anchor(ml100k(args.ml100k, n_valid=1)))
+        return
     if args.quality:
         if not args.ml100k:
             parser.error("--quality needs --ml100k PATH/u.data")

@@ -328,3 +328,45 @@ def test_run_training_and_evaluation_write_their_files(split, tmp_path):
     for block in (metrics["test"], metrics["valid"], metrics["baselines"]["mostpop"]["test"]):
         assert {"hr@10", "ndcg@5", "mrr@10", "recall@10", "precision@5", "mpr"} <= set(block)
     assert metrics["test"]["n_users"] == split.n_users
+
+
+@pytest.mark.parametrize("name", ["mf", "bpr", "ncf"])
+def test_sparse_row_gradients_equal_dense_ones_and_learn(name, split, trained):
+    """With sparse_rows the tables' gradients hold only the batch's rows, with the same values as
+    the dense gradient (zero elsewhere); training with sparse_updates learns the planted groups."""
+    model = trained[name][0]
+    rng = np.random.default_rng(0)
+    batch = {
+        "users": torch.as_tensor(rng.integers(0, split.n_users, 64)),
+        "items": torch.as_tensor(rng.integers(0, split.n_items, 64)),
+        "pos": torch.as_tensor(rng.integers(0, split.n_items, 64)),
+        "neg": torch.as_tensor(rng.integers(0, split.n_items, 64)),
+        "labels": torch.as_tensor(rng.integers(0, 2, 64).astype(np.float32)),
+    }
+    grads = {}
+    for sparse in (False, True):
+        model.sparse_rows = sparse
+        model.zero_grad(set_to_none=True)
+        model.training_loss(batch).backward()
+        grads[sparse] = {n: getattr(model, n).grad for n in model.row_tables}
+    model.sparse_rows = False
+    for table in model.row_tables:
+        assert grads[True][table].is_sparse and not grads[False][table].is_sparse
+        torch.testing.assert_close(grads[True][table].to_dense(), grads[False][table])
+    fitted, _ = train_recommender(
+        split, name, SMALL[name], {**FAST, "sparse_updates": True}, seed=0, log=lambda s: None
+    )
+    seen, test = held_out(split)
+    got = rank_metrics(fitted.full_scores, seen, test, [10])["ndcg@10"]
+    baseline = rank_metrics(MostPop(split.matrix("train")).full_scores, seen, test, [10])["ndcg@10"]
+    assert got > baseline + 0.15, (name, got, baseline)
+
+
+def test_sparse_updates_need_row_tables_and_plain_adam(split):
+    for name, train in (
+        ("lightgcn", {"sparse_updates": True}),
+        ("mf", {"sparse_updates": True, "optimizer": "sgd"}),
+        ("mf", {"sparse_updates": True, "weight_decay": 0.01}),
+    ):
+        with pytest.raises(KeyError, match="sparse_updates"):
+            resolve_config(name, {}, train)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsae.data import synthetic
 from recsae.data.prepare import prepare_dataset
 from recsae.data.synthetic import SyntheticSettings, generate
 from recsae.data.tables import validate_canonical
@@ -88,3 +89,33 @@ def test_scales_vectorised():
     inter = generate(cfg, 0).interactions
     assert abs(len(inter) / 3000 - 100) < 10
     assert np.unique(inter["user"]).size == 3000
+
+
+def test_users_needing_half_the_catalogue_get_distinct_items(monkeypatch):
+    """Linear sampler with counts at the n_items // 2 cap and concentrated preferences: the
+    rejection rounds leave users short and the Gumbel-top-k completion must still give exactly
+    the count, no repeats."""
+    monkeypatch.setattr(synthetic, "_DENSE_LIMIT", 0)
+    cfg = SyntheticSettings.from_settings(
+        {**SETTINGS, "n_users": 50, "n_items": 20, "interactions_per_user": 40,
+         "cluster_focus": 1.0, "era_focus": 1.0, "noise": 0.0}
+    )  # fmt: skip
+    inter = generate(cfg, 3).interactions
+    assert not inter.duplicated(["user", "item"]).any()
+    assert (inter.groupby("user").size() == 10).all() and inter["user"].nunique() == 50
+
+
+def test_linear_sampler_matches_the_dense_gumbel_top_k(monkeypatch):
+    """Both samplers draw from the same p(i | u) without replacement: the realised concentration
+    on every planted family and the item popularity profile agree up to sampling noise."""
+    cfg = SyntheticSettings.from_settings({**SETTINGS, "n_users": 2000})
+    dense = generate(cfg, 0)
+    monkeypatch.setattr(synthetic, "_DENSE_LIMIT", 0)
+    linear = generate(cfg, 0)
+    assert len(linear.interactions) == len(dense.interactions)
+    for family, want in dense.extra_json["ground_truth.json"]["realised"].items():
+        got = linear.extra_json["ground_truth.json"]["realised"][family]
+        assert abs(got["mean_share_on_user_concept"] - want["mean_share_on_user_concept"]) < 0.01
+    share = [np.bincount(r.interactions["item"], minlength=200) / len(r.interactions)
+             for r in (dense, linear)]  # fmt: skip
+    assert np.abs(share[0] - share[1]).sum() < 0.1

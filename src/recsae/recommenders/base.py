@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from recsae.io import save_torch
@@ -67,6 +68,9 @@ class Recommender(nn.Module, ABC):
       ``presets`` maps a preset name (e.g. "paper") to ``{"params": ..., "train": ...}``.
     * ``param_schema``: each parameter's JSON-schema type and range (checked, with the key
       named, when the config is validated, before any job runs).
+    * ``row_tables``: names of the (n, d) embedding parameters that ``training_loss`` reads only
+      through ``rows``; with ``train.sparse_updates`` their gradients are sparse (only the batch's
+      rows) and SparseAdam updates only those rows.
     """
 
     name: ClassVar[str] = ""
@@ -76,6 +80,8 @@ class Recommender(nn.Module, ABC):
     default_train: ClassVar[dict] = {}
     presets: ClassVar[dict[str, dict]] = {}
     param_schema: ClassVar[dict[str, dict]] = {}
+    row_tables: ClassVar[tuple[str, ...]] = ()
+    sparse_rows: bool = False
 
     def __init__(self, n_users: int, n_items: int, params: dict):
         super().__init__()
@@ -128,6 +134,10 @@ class Recommender(nn.Module, ABC):
     @abstractmethod
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scalar loss of one training batch (keys depend on ``objective``)."""
+
+    def rows(self, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """table[ids] (B, d); the gradient is sparse when ``sparse_rows`` is set."""
+        return F.embedding(ids, table, sparse=self.sparse_rows)
 
     def bias_terms(self) -> dict[str, torch.Tensor]:
         """Per-id biases the scorer adds when ids are passed: any of "global_bias" (0-d),

@@ -15,6 +15,7 @@ class BPR(DotRecommender):
     """Parameters: user_emb (n_users, dim), item_emb (n_items, dim); no biases."""
 
     objective = "pairwise"
+    row_tables = ("user_emb", "item_emb")
     default_params = {"dim": 64, "reg": 5e-3, "init_std": 0.1}
     param_schema = SHARED_PARAMS
     default_train = {"epochs": 200, "lr": 0.005, "batch_size": 8192, "negatives": 1}
@@ -34,9 +35,9 @@ class BPR(DotRecommender):
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """BPR on batch users/pos/neg (B,) + reg * mean squared norm of the batch rows."""
         return bpr_loss(
-            self.user_emb[batch["users"]],
-            self.item_emb[batch["pos"]],
-            self.item_emb[batch["neg"]],
+            self.rows(self.user_emb, batch["users"]),
+            self.rows(self.item_emb, batch["pos"]),
+            self.rows(self.item_emb, batch["neg"]),
             float(self.params["reg"]),
         )
 

@@ -19,6 +19,7 @@ class MF(DotRecommender):
     item_bias (n_items,), global_bias ()."""
 
     objective = "pointwise"
+    row_tables = ("user_emb", "item_emb")
     default_params = {"dim": 64, "reg": 3e-3, "init_std": 0.1}
     param_schema = SHARED_PARAMS
     default_train = {"epochs": 100, "lr": 0.005, "batch_size": 8192, "negatives": 4}
@@ -60,7 +61,7 @@ class MF(DotRecommender):
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """BCE on batch users/items/labels (B,) + reg * mean squared norm of the batch rows."""
         users, items = batch["users"], batch["items"]
-        p, q = self.user_emb[users], self.item_emb[items]
+        p, q = self.rows(self.user_emb, users), self.rows(self.item_emb, items)
         logits = self.score_pairs(p, q, users, items)
         loss = F.binary_cross_entropy_with_logits(logits, batch["labels"])
         penalty = (p.square().sum(1) + q.square().sum(1)).mean() + (

@@ -18,6 +18,7 @@ class NCF(Recommender):
 
     scorer_kind = "pairwise"
     objective = "pointwise"
+    row_tables = ("user_emb", "item_emb")
     default_params = {"dim": 32, "layers": [64, 32, 16], "reg": 0.0, "init_std": 0.1}
     param_schema = {
         **SHARED_PARAMS,
@@ -82,7 +83,7 @@ class NCF(Recommender):
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """BCE on batch users/items/labels (B,) + reg * mean squared norm of the batch rows."""
-        p, q = self.user_emb[batch["users"]], self.item_emb[batch["items"]]
+        p, q = self.rows(self.user_emb, batch["users"]), self.rows(self.item_emb, batch["items"])
         loss = F.binary_cross_entropy_with_logits(self.score_pairs(p, q), batch["labels"])
         reg = float(self.params["reg"])
         if reg:

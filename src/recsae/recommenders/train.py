@@ -25,6 +25,7 @@ from recsae.recommenders.base import (
     checkpoint_extra,
     load_checkpoint,
     model_class,
+    registered_models,
     save_checkpoint,
 )
 from recsae.recommenders.mostpop import MostPop
@@ -43,6 +44,7 @@ TRAIN_DEFAULTS = {
     "batch_size": 8192,
     "weight_decay": 0.0,
     "optimizer": "adam",
+    "sparse_updates": False,
     "negatives": 1,
     "sampler": "uniform",
     "sampler_exponent": 0.75,
@@ -84,6 +86,14 @@ def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict
             jsonschema.validate(full_params.get(key), schema)
         except jsonschema.ValidationError as err:
             raise ValueError(f"params.{key}: {err.message}") from None
+    if full_train["sparse_updates"] and (
+        not cls.row_tables or full_train["optimizer"] != "adam" or full_train["weight_decay"]
+    ):
+        raise KeyError(
+            f"{model_name}: train sparse_updates needs a model with embedding tables read by row "
+            f"({[n for n in registered_models() if model_class(n).row_tables]}), "
+            "optimizer adam and weight_decay 0"
+        )
     if full_train["optimizer"] not in OPTIMIZERS:
         raise KeyError(
             f"train optimizer {full_train['optimizer']!r} unknown; use {list(OPTIMIZERS)}"
@@ -145,9 +155,7 @@ def train_recommender(
     sampler = NegativeSampler(train, cfg["sampler"], cfg["sampler_exponent"])
     pos_users, pos_items = train_pairs(train)
     make_epoch = pointwise_epoch if cls.objective == "pointwise" else pairwise_epoch
-    optimizer = OPTIMIZERS[cfg["optimizer"]](
-        model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"]
-    )
+    optimizer = make_optimizer(model, cfg)
     metric = cfg["early_stopping_metric"]
     batch_size, patience = int(cfg["batch_size"]), int(cfg["early_stopping_patience"])
     best_value, best_state, since_best = -np.inf, None, 0
@@ -167,9 +175,11 @@ def train_recommender(
                     f"{model_name}: non-finite loss {loss.item()} "
                     f"at epoch {epoch}, batch {batch_idx}"
                 )
-            optimizer.zero_grad(set_to_none=True)
+            for opt in optimizer:
+                opt.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            for opt in optimizer:
+                opt.step()
             loss_sum += loss.detach() * len(batch["users"])
         record = {
             "epoch": epoch,
@@ -197,6 +207,26 @@ def train_recommender(
     if best_state is not None:
         model.load_state_dict(best_state)
     return model.eval(), history
+
+
+def make_optimizer(model: Recommender, cfg: dict) -> list[torch.optim.Optimizer]:
+    """The optimizers of one training run: one over all parameters, or with ``sparse_updates``
+    SparseAdam over the model's ``row_tables`` (each step touches only the batch's rows, so a
+    step costs O(batch) instead of O(n_users + n_items)) and Adam over the rest."""
+    if not cfg["sparse_updates"]:
+        return [
+            OPTIMIZERS[cfg["optimizer"]](
+                model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"]
+            )
+        ]
+    model.sparse_rows = True
+    tables = [getattr(model, name) for name in model.row_tables]
+    table_ids = {id(t) for t in tables}
+    rest = [p for p in model.parameters() if id(p) not in table_ids]
+    optimizers = [torch.optim.SparseAdam(tables, lr=cfg["lr"])]
+    if rest:
+        optimizers.append(torch.optim.Adam(rest, lr=cfg["lr"]))
+    return optimizers
 
 
 def _summary(metrics: dict | None, cfg: dict) -> str:
