@@ -118,9 +118,10 @@ def _check_stage_settings(config: dict, source: str) -> None:
     for dataset, model in workflow.sae_pairs(config):
 
         def check_points(dataset=dataset, model=model):
+            family = workflow.model_family(config, model)
             for path, point in workflow.sae_points(config, dataset, model).items():
                 try:
-                    resolve_sae_config(point, model_dims.get(model, 64))
+                    resolve_sae_config(point, model_dims.get(model, 64), family)
                 except ValueError as err:
                     raise ValueError(f"sweep point {path}: {err}") from err
 

@@ -7,6 +7,7 @@ import re
 
 from recsae.data.tables import CANONICAL_TABLES, SPLIT_PARTS
 from recsae.sae.config import SAE_DEFAULTS
+from recsae.sae.presets import apply_presets
 from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, sweep_points
 
 RESULTS = "results"
@@ -35,15 +36,29 @@ def sae_pairs(config: dict) -> list[tuple[str, str]]:
 
 def sae_defaults(config: dict, dataset: str, model: str) -> dict:
     """Full SAE config before the sweep: package defaults < sae.defaults < per-dataset < per-model
-    < per-pair ("dataset/model")."""
+    < per-pair ("dataset/model"); a layer that names a ``preset`` lays down the preset's settings
+    for the model's family just below its own keys (``recsae.sae.presets``)."""
     overrides = config["sae"]["overrides"]
-    return {
-        **SAE_DEFAULTS,
-        **config["sae"]["defaults"],
-        **overrides["datasets"].get(dataset, {}),
-        **overrides["models"].get(model, {}),
-        **overrides["pairs"].get(f"{dataset}/{model}", {}),
-    }
+    layers = [
+        SAE_DEFAULTS,
+        config["sae"]["defaults"],
+        overrides["datasets"].get(dataset, {}),
+        overrides["models"].get(model, {}),
+        overrides["pairs"].get(f"{dataset}/{model}", {}),
+    ]
+    family = None
+    if any(layer.get("preset") is not None for layer in layers):
+        family = model_family(config, model)
+    return apply_presets(layers, family)
+
+
+def model_family(config: dict, model: str) -> str:
+    """The ``scorer_kind`` ("dot" or "pairwise") of the recommender that config model ``model``
+    names: the family that selects an SAE preset."""
+    import recsae.recommenders  # noqa: F401  (registers the models)
+    from recsae.recommenders.base import model_class
+
+    return model_class(config["models"][model]["model"]).scorer_kind
 
 
 def sae_points(config: dict, dataset: str, model: str) -> dict[str, dict]:
