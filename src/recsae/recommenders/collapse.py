@@ -19,9 +19,7 @@ class OutputCollapsed(RuntimeError):
     """Raised by training when the model's scores no longer depend on the user or the item."""
 
     def __init__(self, model_name: str, epoch: int, lr: float):
-        super().__init__(
-            f"{model_name}: output collapsed to a constant at epoch {epoch} (lr {lr})"
-        )
+        super().__init__(f"{model_name}: output collapsed to a constant at epoch {epoch} (lr {lr})")
         self.epoch = epoch
         self.lr = lr
 
