@@ -9,7 +9,7 @@ from recsae.metrics.monosemanticity import minmax_scale, monosemanticity, ms_sco
 
 
 def reference_ms(acts, emb, top_k):
-    """Loop implementation of METHOD.md §6 for one neuron at a time."""
+    """Loop implementation of the MS score (docs/method.md, "Metrics"), one neuron at a time."""
     acts, emb = np.asarray(acts, float), np.asarray(emb, float)
     out = []
     for col in acts.T:

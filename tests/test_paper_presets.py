@@ -131,10 +131,10 @@ def test_ncf_paper_loss_and_first_adam_step_by_hand():
     expected = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
     np.testing.assert_allclose(float(loss.detach()), expected)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    before = float(model.mlp[1].bias)
+    before = model.mlp[1].bias.item()
     loss.backward()
     optimizer.step()
-    step = float(model.mlp[1].bias) - before
+    step = model.mlp[1].bias.item() - before
     np.testing.assert_allclose(step, -cfg["lr"] * np.sign(np.mean(p - y)), rtol=1e-5)
 
 
