@@ -216,25 +216,22 @@ def train_recommender(
 
 
 def train_with_collapse_fallback(
-    split: Split,
-    model_name: str,
-    params: dict,
-    train_cfg: dict,
-    seed: int,
-    device="cpu",
-    log=print,
+    split: Split, model_name: str, params: dict, train_cfg: dict, seed: int, **options
 ) -> tuple[Recommender, list[dict], dict]:
-    """``train_recommender``; when the config's ``collapse_fallback_lr`` is set and the output
-    collapses to a constant, log it and train again from scratch (same seed) at that learning
-    rate. Returns (model, history, the train config actually used)."""
+    """``train_recommender`` (``options``: device, log); when the config's
+    ``collapse_fallback_lr`` is set and the output collapses to a constant, log it and train again
+    from scratch (same seed) at that learning rate. Returns (model, history, the train config
+    actually used)."""
     _, cfg = resolve_config(model_name, params, train_cfg)
     try:
-        model, history = train_recommender(split, model_name, params, train_cfg, seed, device, log)
+        model, history = train_recommender(split, model_name, params, train_cfg, seed, **options)
         return model, history, cfg
     except OutputCollapsed as err:
         fallback = {**train_cfg, "lr": cfg["collapse_fallback_lr"], "collapse_fallback_lr": None}
-        log(f"{err}; retraining from scratch at the fallback lr {fallback['lr']}")
-        model, history = train_recommender(split, model_name, params, fallback, seed, device, log)
+        options.get("log", print)(
+            f"{err}; retraining from scratch at the fallback lr {fallback['lr']}"
+        )
+        model, history = train_recommender(split, model_name, params, fallback, seed, **options)
         return model, history, {**cfg, **fallback, "collapsed_at_lr": err.lr}
 
 
@@ -279,7 +276,7 @@ def run_training(
 
     started = time.perf_counter()
     model, history, full_train = train_with_collapse_fallback(
-        split, model_name, params, train_cfg, seed, device, log
+        split, model_name, params, train_cfg, seed, device=device, log=log
     )
     seconds = time.perf_counter() - started
     epoch = (
