@@ -1,8 +1,11 @@
-"""Detecting a recommender whose output collapsed to a constant (every ReLU of an MLP off).
+"""Detecting a recommender whose output collapsed onto a dead-ReLU plateau.
 
-The authors' NCF at Adam lr 0.05 collapses this way on ML-100K in 2 of 3 seeds; a train config
-with ``collapse_fallback_lr`` checks after every epoch and retrains at that learning rate
-(``recsae.recommenders.train.train_with_collapse_fallback``).
+When the ReLUs of an MLP die, its output is one constant for every (user, item) pair that reaches
+only dead units: a plateau of exactly tied scores. The authors' NCF at Adam lr 0.05 ends like
+this on ML-100K (seed 0 of ``config/paper.yaml``: 58% of all user x item logits share one value,
+19 distinct logits in all, NDCG@10 0.03, below MostPop); a fully constant output is the extreme
+case. A train config with ``collapse_fallback_lr`` checks after every epoch and retrains at that
+learning rate (``recsae.recommenders.train.train_with_collapse_fallback``).
 """
 
 from __future__ import annotations
@@ -12,26 +15,29 @@ import torch
 from recsae.recommenders.base import Recommender
 
 CHECK_USERS = 256
-RELATIVE_TOLERANCE = 1e-6
+PLATEAU_SHARE = 0.5
 
 
 class OutputCollapsed(RuntimeError):
-    """Raised by training when the model's scores no longer depend on the user or the item."""
+    """Raised by training when the model's scores have collapsed onto one value."""
 
     def __init__(self, model_name: str, epoch: int, lr: float):
-        super().__init__(f"{model_name}: output collapsed to a constant at epoch {epoch} (lr {lr})")
+        super().__init__(
+            f"{model_name}: output collapsed (at least {PLATEAU_SHARE:.0%} of the scores are one "
+            f"value) at epoch {epoch} (lr {lr})"
+        )
         self.epoch = epoch
         self.lr = lr
 
 
 @torch.no_grad()
 def is_constant_output(model: Recommender, device) -> bool:
-    """Whether the logits of the first ``CHECK_USERS`` users x all items (one (U, I) matrix) are
-    all equal up to ``RELATIVE_TOLERANCE`` times (1 + their largest magnitude)."""
+    """Whether at least ``PLATEAU_SHARE`` of the logits (U, I) of the first ``CHECK_USERS`` users x
+    all items are exactly one value (a continuous, healthy scorer has almost no exact ties)."""
     was_training = model.training
     model.eval()
     users = torch.arange(min(CHECK_USERS, model.n_users), device=device)
     scores = model.full_scores(users)
     model.train(was_training)
-    spread = scores.max() - scores.min()
-    return bool(spread <= RELATIVE_TOLERANCE * (1 + scores.abs().max()))
+    _, counts = torch.unique(scores, return_counts=True)
+    return bool(counts.max() >= PLATEAU_SHARE * scores.numel())
