@@ -14,7 +14,7 @@ from recsae.metrics.monosemanticity import (
 
 
 def reference_ms(acts, emb, top_k):
-    """Loop implementation of METHOD.md §6 for one neuron at a time."""
+    """Loop implementation of the MS score (docs/method.md, "Metrics"), one neuron at a time."""
     acts, emb = np.asarray(acts, float), np.asarray(emb, float)
     out = []
     for col in acts.T:

@@ -134,7 +134,7 @@ def _check_stage_settings(config: dict, source: str) -> None:
                 return  # embedding size unknown until the model is built: the job checks
             for path, point in workflow.sae_points(config, dataset, model).items():
                 try:
-                    resolve_sae_config(point, dim)
+                    resolve_sae_config(point, dim, workflow.model_family(config, model))
                 except ValueError as err:
                     raise ValueError(f"sweep point {path}: {err}") from err
 

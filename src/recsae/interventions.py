@@ -20,7 +20,7 @@ reconstruction error: edited = x + decode(z_edited) - decode(z), so a no-op edit
 by default (the paper's protocol) the edited embedding is decode(z_edited).
 
 The SAE is used as given (put it in eval mode). ``run_interventions`` is the benchmark protocol
-(METHOD.md §6) on held-out users, per concept:
+(docs/method.md, "Metrics") on held-out users, per concept:
 * filtering: the ``audience_size`` held-out users with the highest share of the concept in their
   train history (ties: lower id; only users with share > 0, so the audience may be smaller);
   the concept neuron is SET to each of ``filter_levels`` in their latents; effect = the

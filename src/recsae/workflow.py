@@ -15,6 +15,7 @@ from pathlib import Path
 
 from recsae.data.tables import CANONICAL_TABLES, SPLIT_PARTS
 from recsae.sae.config import SAE_DEFAULTS
+from recsae.sae.presets import apply_presets
 from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, seeded_points, sweep_points
 
 RESULTS = "results"
@@ -62,16 +63,30 @@ def sae_pairs(config: dict) -> list[tuple[str, str]]:
 
 def sae_defaults(config: dict, dataset: str, model: str) -> dict:
     """Full SAE config before the sweep: package defaults < sae.defaults < per-dataset < per-model
-    < per-pair ("dataset/model")."""
+    < per-pair ("dataset/model"); a layer that names a ``preset`` lays down the preset's settings
+    for the model's family just below its own keys (``recsae.sae.presets``)."""
     overrides = config["sae"]["overrides"]
     name = split_model_seed(model)[0]
-    return {
-        **SAE_DEFAULTS,
-        **config["sae"]["defaults"],
-        **overrides["datasets"].get(dataset, {}),
-        **overrides["models"].get(name, {}),
-        **overrides["pairs"].get(f"{dataset}/{name}", {}),
-    }
+    layers = [
+        SAE_DEFAULTS,
+        config["sae"]["defaults"],
+        overrides["datasets"].get(dataset, {}),
+        overrides["models"].get(name, {}),
+        overrides["pairs"].get(f"{dataset}/{name}", {}),
+    ]
+    family = None
+    if any(layer.get("preset") is not None for layer in layers):
+        family = model_family(config, model)
+    return apply_presets(layers, family)
+
+
+def model_family(config: dict, model: str) -> str:
+    """The ``scorer_kind`` ("dot" or "pairwise") of the recommender that config model ``model``
+    (an entry name or its ``.seed~N`` variant) names: the family that selects an SAE preset."""
+    import recsae.recommenders  # noqa: F401  (registers the models)
+    from recsae.recommenders.base import model_class
+
+    return model_class(config["models"][split_model_seed(model)[0]]["model"]).scorer_kind
 
 
 def sae_points(config: dict, dataset: str, model: str) -> dict[str, dict]:

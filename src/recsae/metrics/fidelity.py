@@ -1,4 +1,6 @@
-"""Fidelity of SAE reconstructions: embeddings, scores, rankings and accuracy (METHOD.md §6).
+"""Fidelity of SAE reconstructions: embeddings, scores, rankings and accuracy.
+
+Definitions: docs/method.md, "Metrics".
 
 All score-based measures use the recommender's full logits (``score_matrix`` with user and item
 ids, so biases are included) of the ORIGINAL embeddings (U, V) and of the RECONSTRUCTED ones

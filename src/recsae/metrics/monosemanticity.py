@@ -1,11 +1,12 @@
 """Monosemanticity (MS) score of SAE neurons, measured in the recommender's own item geometry.
 
-METHOD.md §6 (adapted from Pach et al. 2025). Item latents A (n_items, H) are min-max scaled per
-neuron over ALL items (one scaling, used everywhere; a neuron that is constant over the items scales
-to 0). For neuron k let T be its ``top_k`` most activating items and a (top_k,) their scaled
-activations; R = a a^T with zero diagonal, S = cosine similarity of the recommender's item
-embeddings of T with zero diagonal; MS_k = sum(R * S) / sum(R), and 0 when sum(R) = 0 (a neuron
-active on fewer than two items). With fewer than ``top_k`` items all items are used.
+docs/method.md, "Metrics" (adapted from Pach et al. 2025). Item latents A (n_items, H) are
+min-max scaled per neuron over ALL items (one scaling, used everywhere; a neuron that is constant
+over the items scales to 0). For neuron k let T be its ``top_k`` most activating items and a
+(top_k,) their scaled activations; R = a a^T with zero diagonal, S = cosine similarity of the
+recommender's item embeddings of T with zero diagonal; MS_k = sum(R * S) / sum(R), and 0 when
+sum(R) = 0 (a neuron active on fewer than two items). With fewer than ``top_k`` items all items
+are used.
 
 "Alive" for the MS mean means active (latent > 0) on at least one item: a neuron that never fires on
 an item has no item geometry to score (its MS is 0 and only enters ``ms_mean``).

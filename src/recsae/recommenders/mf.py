@@ -1,7 +1,14 @@
 """Biased logistic matrix factorisation (the paper's MF).
 
 logit(u, i) = b + b_u + b_i + p_u . q_i, trained with BCE on positives and sampled negatives and
-an L2 penalty ``reg`` on the batch's embeddings and biases.
+an L2 penalty ``reg`` on the batch's embeddings and biases. ``fixed_global_bias`` null learns b
+(from 0); a number fixes b at that value (the authors fix it at the mean of the binary matrix, 1).
+
+The ``paper`` preset is the authors' model (docs/method.md, "Base recommenders"): plain SGD on the
+SUM of the per-sample losses (``loss_reduction: sum``), which is their per-row ``np.add.at`` update
+``p_u += lr * (e * q_i - reg_paper * p_u)`` summed over the batch's occurrences of each row, with
+e = y - sigmoid(logit); our penalty ``reg * ||p||^2`` has gradient ``2 * reg * p``, so the preset's
+``reg`` is their 0.01 / 2.
 """
 
 from __future__ import annotations
@@ -20,17 +27,21 @@ class MF(DotRecommender):
 
     objective = "pointwise"
     row_tables = ("user_emb", "item_emb")
-    default_params = {"dim": 64, "reg": 3e-3, "init_std": 0.1}
-    param_schema = SHARED_PARAMS
+    default_params = {"dim": 64, "reg": 3e-3, "init_std": 0.1, "fixed_global_bias": None}
+    param_schema = {**SHARED_PARAMS, "fixed_global_bias": {"type": ["number", "null"]}}
     default_train = {"epochs": 100, "lr": 0.005, "batch_size": 8192, "negatives": 4}
     presets = {
         "paper": {
-            "params": {"dim": 20, "reg": 0.01, "init_std": 0.1},
+            "params": {"dim": 20, "reg": 0.005, "init_std": 0.05, "fixed_global_bias": 1.0},
             "train": {
                 "epochs": 10,
                 "lr": 0.05,
+                "optimizer": "sgd",
+                "loss_reduction": "sum",
                 "batch_size": 256,
                 "negatives": 1,
+                "resample_negatives": False,
+                "restore_best": False,
                 "early_stopping_patience": 0,
             },
         }
@@ -43,7 +54,11 @@ class MF(DotRecommender):
         self.item_emb = nn.Parameter(torch.randn(n_items, dim) * std)
         self.user_bias = nn.Parameter(torch.zeros(n_users))
         self.item_bias = nn.Parameter(torch.zeros(n_items))
-        self.global_bias = nn.Parameter(torch.zeros(()))
+        fixed = params.get("fixed_global_bias")
+        if fixed is None:
+            self.global_bias = nn.Parameter(torch.zeros(()))
+        else:
+            self.register_buffer("global_bias", torch.tensor(float(fixed)))
 
     def user_embeddings(self) -> torch.Tensor:
         return self.user_emb

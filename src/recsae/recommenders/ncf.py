@@ -1,5 +1,10 @@
 """NCF, MLP only (the paper's NCF): logit(u, i) = MLP([e_u; e_i]), 2d -> 64 -> 32 -> 16 -> 1 with
-ReLU between layers, trained with BCE on positives and sampled negatives."""
+ReLU between layers, trained with BCE on positives and sampled negatives.
+
+The ``paper`` preset is the authors' training (Adam lr 0.05, batch 256, 30 epochs, one negative
+per positive drawn once, the last epoch kept). At lr 0.05 the MLP can die (every ReLU off, one
+constant output); the preset then retrains from scratch at ``collapse_fallback_lr`` 0.01 and logs
+it (docs/method.md, "Base recommenders")."""
 
 from __future__ import annotations
 
@@ -33,7 +38,10 @@ class NCF(Recommender):
                 "lr": 0.05,
                 "batch_size": 256,
                 "negatives": 1,
+                "resample_negatives": False,
+                "restore_best": False,
                 "early_stopping_patience": 0,
+                "collapse_fallback_lr": 0.01,
             },
         }
     }

@@ -114,3 +114,10 @@ def pairwise_epoch(
     neg = sampler.sample(rep_users, rng)
     order = rng.permutation(len(rep_users))
     return {"users": rep_users[order], "pos": rep_items[order], "neg": neg[order]}
+
+
+def reshuffle(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The same samples (equal-length arrays) in a fresh random order: an epoch that keeps the
+    previous epoch's negatives (``resample_negatives: false``)."""
+    order = rng.permutation(len(next(iter(arrays.values()))))
+    return {k: v[order] for k, v in arrays.items()}

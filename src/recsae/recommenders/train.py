@@ -2,8 +2,12 @@
 
 Per epoch: fresh negatives (``sampling``), one shuffled pass in minibatches, the mean loss, and
 every ``eval_every`` epochs the full-ranking validation metrics (training items excluded). The
-best state by ``early_stopping_metric`` is kept in memory and restored at the end; training stops
-after ``early_stopping_patience`` evaluations without improvement (0 = never stop early).
+best state by ``early_stopping_metric`` is kept in memory and restored at the end (``restore_best``;
+false keeps the last epoch); training stops after ``early_stopping_patience`` evaluations without
+improvement (0 = never stop early). ``resample_negatives: false`` draws the negatives once and
+only reshuffles them; ``loss_reduction: sum`` steps on the batch's summed loss (the authors' MF
+update); ``collapse_fallback_lr`` retrains at that learning rate when the output collapses to a
+constant (the authors' NCF at lr 0.05). docs/method.md, "Base recommenders", gives the reasons.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from recsae.recommenders.base import (
     registered_models,
     save_checkpoint,
 )
+from recsae.recommenders.collapse import OutputCollapsed, is_constant_output
 from recsae.recommenders.mostpop import MostPop
 from recsae.recommenders.sampling import (
     NegativeSampler,
     pairwise_epoch,
     pointwise_epoch,
+    reshuffle,
     train_pairs,
 )
 from recsae.seeding import numpy_rng, seed_everything
@@ -53,7 +59,12 @@ TRAIN_DEFAULTS = {
     "early_stopping_metric": "ndcg@10",
     "eval_ks": [10, 20],
     "eval_batch_size": 1024,
+    "loss_reduction": "mean",
+    "resample_negatives": True,
+    "restore_best": True,
+    "collapse_fallback_lr": None,
 }
+LOSS_REDUCTIONS = ("mean", "sum")
 EVAL_DEFAULTS = {"ks": [10, 20], "batch_size": 1024}
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 
@@ -97,6 +108,11 @@ def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict
     if full_train["optimizer"] not in OPTIMIZERS:
         raise KeyError(
             f"train optimizer {full_train['optimizer']!r} unknown; use {list(OPTIMIZERS)}"
+        )
+    if full_train["loss_reduction"] not in LOSS_REDUCTIONS:
+        raise KeyError(
+            f"train loss_reduction {full_train['loss_reduction']!r} unknown; use "
+            f"{list(LOSS_REDUCTIONS)}"
         )
     metric = str(full_train["early_stopping_metric"])
     name, _, k = metric.partition("@")
@@ -159,11 +175,16 @@ def train_recommender(
     metric = cfg["early_stopping_metric"]
     batch_size, patience = int(cfg["batch_size"]), int(cfg["early_stopping_patience"])
     best_value, best_state, since_best = -np.inf, None, 0
+    summed = cfg["loss_reduction"] == "sum"
+    arrays: dict[str, np.ndarray] = {}
     for epoch in range(1, int(cfg["epochs"]) + 1):
         start_time = time.perf_counter()
         model.train()
         rng = numpy_rng(seed, "epoch", epoch)
-        arrays = make_epoch(pos_users, pos_items, sampler, int(cfg["negatives"]), rng)
+        if cfg["resample_negatives"] or not arrays:
+            arrays = make_epoch(pos_users, pos_items, sampler, int(cfg["negatives"]), rng)
+        else:
+            arrays = reshuffle(arrays, rng)
         data = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
         n_samples = len(data["users"])
         loss_sum = torch.zeros((), device=device)
@@ -177,7 +198,7 @@ def train_recommender(
                 )
             for opt in optimizer:
                 opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * len(batch["users"]) if summed else loss).backward()
             for opt in optimizer:
                 opt.step()
             loss_sum += loss.detach() * len(batch["users"])
@@ -201,10 +222,12 @@ def train_recommender(
             f"{model_name} epoch {epoch:3d} loss {record['loss']:.4f} "
             f"valid {_summary(record.get('valid'), cfg)} ({record['seconds']:.1f}s)"
         )
+        if cfg["collapse_fallback_lr"] is not None and is_constant_output(model, device):
+            raise OutputCollapsed(model_name, epoch, cfg["lr"])
         if patience and since_best >= patience:
             log(f"{model_name}: early stop at epoch {epoch}; best {metric} {best_value:.4f}")
             break
-    if best_state is not None:
+    if best_state is not None and cfg["restore_best"]:
         model.load_state_dict(best_state)
     return model.eval(), history
 
@@ -227,6 +250,26 @@ def make_optimizer(model: Recommender, cfg: dict) -> list[torch.optim.Optimizer]
     if rest:
         optimizers.append(torch.optim.Adam(rest, lr=cfg["lr"]))
     return optimizers
+
+
+def train_with_collapse_fallback(
+    split: Split, model_name: str, params: dict, train_cfg: dict, seed: int, **options
+) -> tuple[Recommender, list[dict], dict]:
+    """``train_recommender`` (``options``: device, log); when the config's
+    ``collapse_fallback_lr`` is set and the output collapses to a constant, log it and train again
+    from scratch (same seed) at that learning rate. Returns (model, history, the train config
+    actually used)."""
+    _, cfg = resolve_config(model_name, params, train_cfg)
+    try:
+        model, history = train_recommender(split, model_name, params, train_cfg, seed, **options)
+        return model, history, cfg
+    except OutputCollapsed as err:
+        fallback = {**train_cfg, "lr": cfg["collapse_fallback_lr"], "collapse_fallback_lr": None}
+        options.get("log", print)(
+            f"{err}; retraining from scratch at the fallback lr {fallback['lr']}"
+        )
+        model, history = train_recommender(split, model_name, params, fallback, seed, **options)
+        return model, history, {**cfg, **fallback, "collapsed_at_lr": err.lr}
 
 
 def _summary(metrics: dict | None, cfg: dict) -> str:
@@ -261,7 +304,7 @@ def run_training(
     """Train and write out_dir/model.pt (checkpoint), embeddings.npz and train_log.json."""
     out_dir = Path(out_dir)
     split = load_split(data_dir, split_dir)
-    full_params, full_train = resolve_config(model_name, params, train_cfg)
+    full_params, _ = resolve_config(model_name, params, train_cfg)
     lines: list[str] = []
 
     def log(line: str) -> None:
@@ -269,9 +312,15 @@ def run_training(
         print(line, flush=True)
 
     started = time.perf_counter()
-    model, history = train_recommender(split, model_name, params, train_cfg, seed, device, log)
+    model, history, full_train = train_with_collapse_fallback(
+        split, model_name, params, train_cfg, seed, device=device, log=log
+    )
     seconds = time.perf_counter() - started
-    epoch = best_epoch(history, full_train["early_stopping_metric"])
+    epoch = (
+        best_epoch(history, full_train["early_stopping_metric"])
+        if full_train["restore_best"]
+        else history[-1]["epoch"]
+    )
     config = {"model": model_name, "params": full_params, "train": full_train}
     save_checkpoint(
         model, out_dir / "model.pt", extra={"seed": seed, "config": config, "best_epoch": epoch}

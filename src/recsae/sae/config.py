@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from recsae.sae.presets import SAE_PRESETS, preset_settings
+
 VARIANTS = ("relu", "topk", "batchtopk", "matryoshka")
 MATRYOSHKA_BASES = ("relu", "batchtopk")
 DECODER_NORMS = ("unit_norm", "weighted_l1", "none")
@@ -17,6 +19,9 @@ PRED_LOSSES = ("bce", "mse")
 METHODS = ("sae", "identity", "pca", "ica", "random", "nmf", "kmeans")
 SIGNED_METHODS = ("identity", "pca", "ica", "random")  # 2 * input_dim latents (+/- halves)
 METHOD_VARIANTS = ("relu", "topk")  # baselines: all latents, or each input's k largest
+INPUT_SCALINGS = ("none", "minmax", "minmax_batch")
+BATCHINGS = ("independent", "samples")
+PRED_PAIRS = ("with_negatives", "positives")
 
 SAE_DEFAULTS: dict = {
     "method": "sae",  # sae | identity | pca | ica | random | nmf | kmeans (recsae.methods)
@@ -31,7 +36,7 @@ SAE_DEFAULTS: dict = {
     "matryoshka_prefixes": [0.25, 0.5, 1.0],  # nested prefixes: fractions in (0,1] or sizes > 1
     "matryoshka_base": "relu",  # activation under the Matryoshka prefixes: relu | batchtopk
     "threshold_momentum": 0.01,  # batchtopk: EMA weight of each batch's min selected activation
-    # loss weights (METHOD.md section 4)
+    # loss weights (docs/method.md, "Loss terms")
     "alpha": 1.0,  # weight of L_emb = MSE(U~,U) + MSE(V~,V)
     "beta": 1.0,  # weight of the prediction-aware L_pred; 0 = reconstruction-only baseline
     "lambda_kl": 0.01,  # weight of the KL sparsity penalty
@@ -47,6 +52,12 @@ SAE_DEFAULTS: dict = {
     "batch_size": 256,  # users per step and items per step
     "epochs": 18,  # one epoch = one pass over the larger of (training users, items)
     "holdout_fraction": 0.2,  # share of users held out of SAE training (fidelity measured on them)
+    # the authors' SAE (recsae.sae.presets; docs/method.md, "The SAE: paper preset")
+    "preset": None,  # null | paper: the family's preset settings under this config layer's keys
+    "pre_bias": True,  # learned pre-bias; false: none (the authors' NCF SAE)
+    "input_scaling": "none",  # none | minmax (fitted once, used throughout) | minmax_batch
+    "batching": "independent",  # independent user/item batches | samples (the training samples)
+    "pred_pairs": "with_negatives",  # pairwise models: with_negatives | positives (authors')
     "seed": None,  # seed of initialisation and batches; null: the config's (holdout: always it)
 }
 
@@ -56,6 +67,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "k": (int,),
     "tied": (bool,),
     "standardize": (bool,),
+    "pre_bias": (bool,),
+    "preset": (str, type(None)),
     "matryoshka_prefixes": (list, tuple),
     "threshold_momentum": (int, float),
     "alpha": (int, float),
@@ -79,6 +92,9 @@ _CHOICES = {
     "normalize_decoder": DECODER_NORMS,
     "matryoshka_base": MATRYOSHKA_BASES,
     "pred_loss": PRED_LOSSES,
+    "input_scaling": INPUT_SCALINGS,
+    "batching": BATCHINGS,
+    "pred_pairs": PRED_PAIRS,
 }
 
 
@@ -86,14 +102,19 @@ def _fail(key: str, msg: str) -> None:
     raise ValueError(f"sae config key {key!r}: {msg}")
 
 
-def resolve_sae_config(sae_cfg: dict, input_dim: int) -> dict:
-    """``SAE_DEFAULTS`` overlaid with ``sae_cfg``, validated, with ``width`` and ``aux_k`` resolved
-    to ints for embeddings of size ``input_dim`` (the signed baselines of ``SIGNED_METHODS`` always
-    have 2 * input_dim latents). Unknown keys and bad values raise a ValueError naming the key."""
+def resolve_sae_config(sae_cfg: dict, input_dim: int, family: str | None = None) -> dict:
+    """``SAE_DEFAULTS`` < the named ``preset``'s settings for recommender ``family`` ("dot" or
+    "pairwise"; without a family the preset is only a label) < ``sae_cfg``, validated, with
+    ``width`` and ``aux_k`` resolved to ints for embeddings of size ``input_dim`` (the signed
+    baselines of ``SIGNED_METHODS`` always have 2 * input_dim latents). Unknown keys and bad
+    values raise a ValueError naming the key."""
     unknown = sorted(set(sae_cfg) - set(SAE_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown sae config key(s) {unknown}; known: {list(SAE_DEFAULTS)}")
-    cfg = {**SAE_DEFAULTS, **sae_cfg}
+    preset = sae_cfg.get("preset")
+    cfg = {**SAE_DEFAULTS, **(preset_settings(preset, family) if family else {}), **sae_cfg}
+    if preset is not None and preset not in SAE_PRESETS:
+        _fail("preset", f"{preset!r} is not one of {sorted(SAE_PRESETS)}")
     for key, value in cfg.items():
         if key in _CHOICES and value not in _CHOICES[key]:
             _fail(key, f"{value!r} is not one of {list(_CHOICES[key])}")
@@ -190,6 +211,8 @@ class SAEConfig:
     tied: bool = True
     standardize: bool = True
     normalize_decoder: str = "unit_norm"
+    pre_bias: bool = True
+    input_scaling: str = "none"
     prefix_sizes: tuple[int, ...] | None = None
     matryoshka_base: str = "relu"
     threshold_momentum: float = 0.01
@@ -220,6 +243,8 @@ class SAEConfig:
             tied=cfg["tied"],
             standardize=cfg["standardize"],
             normalize_decoder=cfg["normalize_decoder"],
+            pre_bias=cfg["pre_bias"],
+            input_scaling=cfg["input_scaling"],
             prefix_sizes=sizes,
             matryoshka_base=cfg["matryoshka_base"],
             threshold_momentum=float(cfg["threshold_momentum"]),

@@ -1,4 +1,4 @@
-"""Loss terms of SAE training (METHOD.md section 4) as pure functions of tensors.
+"""Loss terms of SAE training (docs/method.md, "Loss terms") as pure functions of tensors.
 
 Shapes: N inputs, d embedding size, h latents, P scored pairs.
 """

@@ -2,11 +2,20 @@
 
 Shapes: N inputs, d = ``input_dim``, h = ``width``. Forward pass (the paper's SAE):
 
-    x_n  = (x - mean_row(x)) / std_row(x)             if standardize, else x      (N, d)
+    x_s  = (x - input_min) / input_range              if input_scaling minmax, else x   (N, d)
+    x_n  = (x_s - mean_row(x_s)) / std_row(x_s)       if standardize, else x_s    (N, d)
     pre  = (x_n - pre_bias) @ encoder_weight.T + latent_bias                     (N, h)
     z    = activation(pre)                            ReLU | TopK | BatchTopK     (N, h)
     xh_n = z @ W_dec.T + pre_bias                     W_dec = encoder_weight.T if tied (d, h)
-    x_hat = xh_n * std_row(x) + mean_row(x)           if standardize, else xh_n   (N, d)
+    xh_s = xh_n * std_row(x_s) + mean_row(x_s)        if standardize, else xh_n   (N, d)
+    x_hat = xh_s * input_range + input_min            if input_scaling minmax, else xh_s
+
+``pre_bias`` is a learned parameter, or a zero buffer with ``pre_bias: false`` (the authors' NCF
+SAE: ``Linear(d, h)`` with bias, tied decoder without bias). ``input_min``/``input_range`` (d,)
+exist only with ``input_scaling: minmax``: fitted once (``fit_input_scaling_``) on the SAE's
+training embeddings, stored in the checkpoint and so applied identically in training,
+evaluation and interventions. ``minmax_batch`` scales inside training only (``recsae.sae.train``)
+and leaves the module's input unscaled, the authors' mismatch (docs/method.md).
 
 The per-row statistics of x are not recoverable from z, so ``decode`` takes the ``InputStats``
 that ``encode(x, return_stats=True)`` returns (required when the SAE standardises).
@@ -136,7 +145,13 @@ class SparseAutoencoder(nn.Module):
         d, h = config.input_dim, config.width
         directions = torch.randn(d, h, generator=generator)
         directions = directions / directions.norm(dim=0, keepdim=True).clamp_min(STD_EPS)
-        self.pre_bias = nn.Parameter(torch.zeros(d))
+        if config.pre_bias:
+            self.pre_bias = nn.Parameter(torch.zeros(d))
+        else:
+            self.register_buffer("pre_bias", torch.zeros(d))
+        if config.input_scaling == "minmax":
+            self.register_buffer("input_min", torch.zeros(d))
+            self.register_buffer("input_range", torch.ones(d))
         self.encoder_weight = nn.Parameter(directions.T.contiguous())
         self.latent_bias = nn.Parameter(torch.zeros(h))
         self.register_parameter(
@@ -158,6 +173,29 @@ class SparseAutoencoder(nn.Module):
         """(d, h) decoder matrix: column j is latent j's direction (in standardised space)."""
         return self.encoder_weight.T if self.decoder_weight is None else self.decoder_weight
 
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings (N, d) -> the SAE's input space (N, d): per-column min-max with the fitted
+        statistics under ``input_scaling: minmax``, else x itself."""
+        if self.config.input_scaling != "minmax":
+            return x
+        return (x - self.input_min) / self.input_range
+
+    def unscale(self, x_s: torch.Tensor) -> torch.Tensor:
+        """Inverse of ``scale``: (N, d) in the SAE's input space -> embedding space."""
+        if self.config.input_scaling != "minmax":
+            return x_s
+        return x_s * self.input_range + self.input_min
+
+    @torch.no_grad()
+    def fit_input_scaling_(self, x: torch.Tensor) -> None:
+        """Fit ``input_min``/``input_range`` to the columns of x (N, d) (a constant column gets
+        range 1); nothing unless ``input_scaling: minmax``."""
+        if self.config.input_scaling == "minmax":
+            low, high = x.min(dim=0).values, x.max(dim=0).values
+            span = high - low
+            self.input_min.copy_(low)
+            self.input_range.copy_(torch.where(span > 0, span, torch.ones_like(span)))
+
     def standardize(self, x: torch.Tensor) -> tuple[torch.Tensor, InputStats | None]:
         """(N, d) -> standardised (N, d) and the stats that undo it (None when off)."""
         if not self.config.standardize:
@@ -174,7 +212,7 @@ class SparseAutoencoder(nn.Module):
         """(N, d) -> latents z (N, h); with ``return_stats`` also the InputStats for ``decode``.
 
         In eval mode BatchTopK uses its inference threshold."""
-        x_norm, stats = self.standardize(x)
+        x_norm, stats = self.standardize(self.scale(x))
         z = self.activation(self.pre_activations(x_norm))
         return (z, stats) if return_stats else z
 
@@ -195,18 +233,19 @@ class SparseAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor, stats: InputStats | None = None) -> torch.Tensor:
         """Latents (N, h) -> reconstruction (N, d) in the original embedding space."""
-        return self.unstandardize(self.decode_norm(z), stats)
+        return self.unscale(self.unstandardize(self.decode_norm(z), stats))
 
     def decode_direction(self, z: torch.Tensor, stats: InputStats | None = None) -> torch.Tensor:
-        """The linear part of ``decode`` (no biases, no mean): (N, h) -> (N, d), original scale."""
+        """The linear part of ``decode`` (no biases, no mean): (N, h) -> (N, d), at the scale of
+        the SAE's input space (``scale``)."""
         out = z @ self.decoder.T
         return out if stats is None or not self.config.standardize else out * stats.std
 
     def decode_prefixes(
         self, z: torch.Tensor, stats: InputStats | None = None
     ) -> list[torch.Tensor]:
-        """Matryoshka reconstructions from each nested prefix of latents: a list of (N, d), one per
-        entry of ``config.prefix_sizes`` (the last one uses every latent)."""
+        """Matryoshka reconstructions from each nested prefix of latents: a list of (N, d) in the
+        SAE's input space, one per entry of ``config.prefix_sizes`` (the last uses every latent)."""
         sizes = self.config.prefix_sizes or (self.width,)
         bounds = (0, *sizes)
         parts = torch.stack(
@@ -217,6 +256,13 @@ class SparseAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> SAEOutput:
         """(N, d) -> SAEOutput (z, pre-activations, reconstruction in both spaces, stats)."""
+        out = self.forward_scaled(self.scale(x))
+        out.x_hat = self.unscale(out.x_hat)
+        return out
+
+    def forward_scaled(self, x: torch.Tensor) -> SAEOutput:
+        """``forward`` on inputs (N, d) already in the SAE's input space (``scale``); ``x_hat``
+        stays in that space. Training calls it so that its losses are computed there."""
         x_norm, stats = self.standardize(x)
         pre_acts = self.pre_activations(x_norm)
         z = self.activation(pre_acts)
@@ -249,8 +295,10 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def init_pre_bias_(self, x: torch.Tensor) -> None:
-        """Set the pre-bias to the mean of the standardised inputs x (N, d)."""
-        self.pre_bias.copy_(self.standardize(x)[0].mean(dim=0))
+        """Set a learned pre-bias to the mean of the standardised inputs x (N, d), given in the
+        SAE's input space; a fixed (``pre_bias: false``) one stays zero."""
+        if self.config.pre_bias:
+            self.pre_bias.copy_(self.standardize(x)[0].mean(dim=0))
 
 
 def build_sae(config: SAEConfig, seed: int | None = None) -> SparseAutoencoder:

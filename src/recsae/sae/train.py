@@ -1,12 +1,14 @@
 """Prediction-aware SAE training on a frozen recommender's user and item embeddings.
 
-One SAE is shared by users and items. Each step draws a batch of SAE-training users and a batch of
-items (an epoch is one pass over the larger pool; the smaller one cycles through fresh
-permutations) and minimises
+One SAE is shared by users and items. With ``batching: independent`` each step draws a batch of
+SAE-training users and a batch of items (an epoch is one pass over the larger pool; the smaller one
+cycles through fresh permutations); with ``batching: samples`` (the authors') a step is a batch of
+the recommender's (user, item, label) training samples (``sample_steps``). Each step minimises
 
     alpha * L_emb + beta * L_pred + lambda_kl * L_KL + lambda_l1 * L_1 (+ aux_k_coef * AuxK)
 
-(METHOD.md section 4). The recommender is frozen (``requires_grad_(False)``, eval mode): gradients
+(docs/method.md, "Loss terms"), computed in the SAE's input space (after ``input_scaling``). The
+recommender is frozen (``requires_grad_(False)``, eval mode): gradients
 of L_pred flow through its scorer into the SAE only.
 """
 
@@ -26,6 +28,7 @@ from recsae.device import resolve_device
 from recsae.io import result_metadata, write_json
 from recsae.methods import ConceptMethod, fit_method, save_method
 from recsae.recommenders.base import Recommender, load_checkpoint
+from recsae.recommenders.sampling import NegativeSampler, pointwise_epoch, train_pairs
 from recsae.sae import losses
 from recsae.sae.config import SAEConfig, resolve_sae_config, uses_topk
 from recsae.sae.holdout import split_sae_users
@@ -35,36 +38,30 @@ from recsae.seeding import numpy_rng, torch_generator
 TERMS = ("loss", "emb", "pred", "kl", "l1", "auxk")
 EVAL_CHUNK = 4096
 SCORE_PAIRS_PER_CHUNK = 2**19
-NEGATIVE_RESAMPLE_ROUNDS = 10
 
 
 @dataclass
 class PairBatch:
     """Scored (user, item) pairs of one step: ``user_rows`` (P,) index the step's user batch,
-    ``users``/``items`` (P,) are global ids, ``item_emb`` (P, d) the items' original embeddings."""
+    ``users``/``items`` (P,) are global ids; the items' inputs are either ``item_rows`` (P,) of the
+    step's item batch or ``item_emb`` (P, d) (in the SAE's input space)."""
 
     user_rows: torch.Tensor
     users: torch.Tensor
     items: torch.Tensor
-    item_emb: torch.Tensor
+    item_emb: torch.Tensor | None = None
+    item_rows: torch.Tensor | None = None
 
 
 class PairSampler:
-    """Observed training pairs of a batch's users plus uniformly sampled unobserved negatives."""
+    """One observed training item per batch user plus negatives from the recommenders'
+    ``NegativeSampler`` (uniform, never a training positive of the user)."""
 
     def __init__(self, split: Split):
         csr = split.matrix("train")
         self.indptr = csr.indptr.astype(np.int64)
         self.indices = csr.indices.astype(np.int64)
-        self.n_items = split.n_items
-        self.codes = np.sort(
-            np.repeat(np.arange(split.n_users), np.diff(self.indptr)) * self.n_items + self.indices
-        )
-
-    def _observed(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        codes = users * self.n_items + items
-        pos = np.searchsorted(self.codes, codes).clip(max=len(self.codes) - 1)
-        return self.codes[pos] == codes if len(self.codes) else np.zeros(len(codes), bool)
+        self.negatives = NegativeSampler(csr, "uniform")
 
     def sample(
         self, batch_users: np.ndarray, negatives_per_positive: int, rng: np.random.Generator
@@ -76,15 +73,89 @@ class PairSampler:
         rows = np.flatnonzero(deg > 0)
         pos = self.indices[start[rows] + (rng.random(len(rows)) * deg[rows]).astype(np.int64)]
         neg_rows = np.repeat(rows, negatives_per_positive)
-        neg_users = batch_users[neg_rows]
-        neg = rng.integers(0, self.n_items, len(neg_rows))
-        for _ in range(NEGATIVE_RESAMPLE_ROUNDS):
-            clash = self._observed(neg_users, neg)
-            if not clash.any():
-                break
-            neg[clash] = rng.integers(0, self.n_items, int(clash.sum()))
+        neg = self.negatives.sample(batch_users[neg_rows], rng)
         all_rows = np.concatenate([rows, neg_rows])
         return all_rows, batch_users[all_rows], np.concatenate([pos, neg])
+
+
+@dataclass
+class StepIds:
+    """Ids of one training step: ``users`` (Bu,) and ``items`` (Bv,) are the rows the SAE encodes;
+    for a pairwise recommender either ``aligned`` (pair p is user row p with item row p) or
+    ``pairs`` = (user rows, users, items) arrays from ``PairSampler``."""
+
+    users: np.ndarray
+    items: np.ndarray
+    aligned: bool = False
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+def independent_steps(
+    train_users: np.ndarray,
+    n_items: int,
+    cfg: dict,
+    sampler: PairSampler | None,
+    rng: np.random.Generator,
+) -> list[StepIds]:
+    """One epoch of ``batching: independent``: user and item batches drawn separately, the
+    epoch one pass over the larger pool (the smaller cycles through fresh permutations); a
+    pairwise recommender's pairs from ``sampler`` (negatives dropped with ``pred_pairs:
+    positives``)."""
+    bu, bv = min(cfg["batch_size"], len(train_users)), min(cfg["batch_size"], n_items)
+    steps = math.ceil(max(len(train_users), n_items) / cfg["batch_size"])
+    user_batches = _batches(train_users, steps, bu, rng)
+    item_batches = _batches(np.arange(n_items), steps, bv, rng)
+    out = []
+    for users, items in zip(user_batches, item_batches, strict=True):
+        pairs = None
+        if sampler is not None:
+            negatives = cfg["negatives_per_positive"]
+            rows, pu, pi = sampler.sample(users, negatives, rng)
+            if cfg["pred_pairs"] == "positives":
+                keep = len(rows) // (1 + negatives)
+                rows, pu, pi = rows[:keep], pu[:keep], pi[:keep]
+            pairs = (rows, pu, pi)
+        out.append(StepIds(users, items, pairs=pairs))
+    return out
+
+
+def sample_steps(
+    samples: dict[str, np.ndarray], heldout: np.ndarray, cfg: dict, pairwise: bool
+) -> list[StepIds]:
+    """One epoch of ``batching: samples`` (the authors'): the shuffled (user, item, label)
+    training samples cut into batches of ``batch_size``. A dot-product recommender's step encodes
+    the batch's users that are not held out and all its items; a pairwise one's step encodes the
+    batch's pairs whose user is not held out (only the positive ones with ``pred_pairs:
+    positives``), users and items row-aligned. Steps with nothing to encode are left out."""
+    out = []
+    size = cfg["batch_size"]
+    for begin in range(0, len(samples["users"]), size):
+        users = samples["users"][begin : begin + size]
+        items = samples["items"][begin : begin + size]
+        keep = ~heldout[users]
+        if pairwise:
+            if cfg["pred_pairs"] == "positives":
+                keep &= samples["labels"][begin : begin + size] > 0
+            step = StepIds(users[keep], items[keep], aligned=True)
+        else:
+            step = StepIds(users[keep], items)
+        if len(step.users):
+            out.append(step)
+    return out
+
+
+def column_minmax(x: torch.Tensor) -> torch.Tensor:
+    """(N, d) scaled per column to [0, 1] by the columns' own min and max (a constant column
+    becomes 0): the authors' per-batch scaling (``input_scaling: minmax_batch``)."""
+    low, high = x.min(dim=0).values, x.max(dim=0).values
+    span = high - low
+    return torch.where(span > 0, (x - low) / torch.where(span > 0, span, 1.0), 0.0)
+
+
+def training_scaler(sae: SparseAutoencoder, input_scaling: str) -> Callable:
+    """The map from embeddings (N, d) to the SAE's training inputs (N, d): the module's fitted
+    ``scale`` (none, minmax) or each batch's own column min-max (minmax_batch)."""
+    return column_minmax if input_scaling == "minmax_batch" else sae.scale
 
 
 def freeze(recommender: Recommender) -> Recommender:
@@ -106,9 +177,10 @@ def sae_loss_terms(
 
     u (Bu, d) user and v (Bv, d) item embeddings (originals); ``cfg`` a resolved sae config;
     ``pairs`` the scored pairs for a pairwise recommender; ``dead`` (h,) bool for AuxK.
+    Every input is in the SAE's input space (``training_scaler``), and so are the losses.
     Returns ({"loss", "emb", "pred", "kl", "l1", "auxk"} scalars, users' output, items' output).
     """
-    out_u, out_v = sae(u), sae(v)
+    out_u, out_v = sae.forward_scaled(u), sae.forward_scaled(v)
     zero = u.new_zeros(())
     if sae.config.variant == "matryoshka":
         emb = losses.matryoshka_embedding_loss(
@@ -123,11 +195,15 @@ def sae_loss_terms(
         if recommender.scorer_kind == "pairwise":
             pred = zero
             if pairs is not None and len(pairs.users):
-                v_hat = sae(pairs.item_emb).x_hat
+                if pairs.item_rows is not None:
+                    v_pairs, v_hat = v[pairs.item_rows], out_v.x_hat[pairs.item_rows]
+                else:
+                    v_pairs = pairs.item_emb
+                    v_hat = sae.forward_scaled(v_pairs).x_hat
                 ids = {"users": pairs.users, "items": pairs.items}
                 recon = recommender.score_pairs(out_u.x_hat[pairs.user_rows], v_hat, **ids)
                 with torch.no_grad():
-                    orig = recommender.score_pairs(u[pairs.user_rows], pairs.item_emb, **ids)
+                    orig = recommender.score_pairs(u[pairs.user_rows], v_pairs, **ids)
                 pred = losses.pairwise_prediction_loss(recon, orig, cfg["pred_loss"])
         else:
             recon = recommender.score_matrix(out_u.x_hat, out_v.x_hat)
@@ -188,50 +264,60 @@ def train_sae(
         user_emb = recommender.user_embeddings().detach().float()
         item_emb = recommender.item_embeddings().detach().float()
     input_dim = user_emb.shape[1]
-    cfg = resolve_sae_config(sae_cfg, input_dim)
-    train_users, _ = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
+    pairwise = recommender.scorer_kind == "pairwise"
+    cfg = resolve_sae_config(sae_cfg, input_dim, recommender.scorer_kind)
+    train_users, heldout_users = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
     train_seed = seed if cfg["seed"] is None else cfg["seed"]
     config = SAEConfig.from_sae_cfg(cfg, input_dim)
     sae = SparseAutoencoder(config, generator=torch_generator(train_seed, "sae_init")).to(device)
-    sae.init_pre_bias_(torch.cat([user_emb[torch.as_tensor(train_users, device=device)], item_emb]))
+    train_inputs = torch.cat([user_emb[torch.as_tensor(train_users, device=device)], item_emb])
+    sae.fit_input_scaling_(train_inputs)
+    to_input = training_scaler(sae, cfg["input_scaling"])
+    sae.init_pre_bias_(to_input(train_inputs))
     sae.train()
     optimizer = torch.optim.Adam(sae.parameters(), lr=cfg["lr"])
-    sampler = PairSampler(split) if recommender.scorer_kind == "pairwise" else None
     track_dead = uses_topk(cfg) and cfg["aux_k_coef"] > 0
     n_items = item_emb.shape[0]
-    bu, bv = min(cfg["batch_size"], len(train_users)), min(cfg["batch_size"], n_items)
-    steps = math.ceil(max(len(train_users), n_items) / cfg["batch_size"])
+    if cfg["batching"] == "samples":
+        heldout = np.zeros(split.n_users, dtype=bool)
+        heldout[heldout_users] = True
+        sample_users, sample_items = train_pairs(split.matrix("train"))
+        negatives = NegativeSampler(split.matrix("train"), "uniform")
+    else:
+        sampler = PairSampler(split) if pairwise else None
     history: list[dict] = []
     for epoch in range(cfg["epochs"]):
         start = time.perf_counter()
         rng = numpy_rng(train_seed, "sae_batches", epoch)
-        user_batches = _batches(train_users, steps, bu, rng)
-        item_batches = _batches(np.arange(n_items), steps, bv, rng)
+        if cfg["batching"] == "samples":
+            samples = pointwise_epoch(
+                sample_users, sample_items, negatives, cfg["negatives_per_positive"], rng
+            )
+            steps = sample_steps(samples, heldout, cfg, pairwise)
+        else:
+            steps = independent_steps(train_users, n_items, cfg, sampler, rng)
         sums = {name: torch.zeros((), device=device) for name in (*TERMS, "l0_users", "l0_items")}
         epoch_active = torch.zeros(config.width, dtype=torch.bool, device=device)
-        for step in range(steps):
-            users = torch.as_tensor(user_batches[step], device=device)
-            items = torch.as_tensor(item_batches[step], device=device)
-            u, v = user_emb[users], item_emb[items]
+        n_rows = 0
+        for step_index, ids in enumerate(steps):
+            users = torch.as_tensor(ids.users, device=device)
+            items = torch.as_tensor(ids.items, device=device)
+            u, v = to_input(user_emb[users]), to_input(item_emb[items])
+            n_rows += len(users) + len(items)
             pairs = None
-            if sampler is not None:
-                rows, pu, pi = sampler.sample(
-                    user_batches[step], cfg["negatives_per_positive"], rng
-                )
-                pi_t = torch.as_tensor(pi, device=device)
-                pairs = PairBatch(
-                    torch.as_tensor(rows, device=device),
-                    torch.as_tensor(pu, device=device),
-                    pi_t,
-                    item_emb[pi_t],
-                )
+            if ids.aligned:
+                rows = torch.arange(len(users), device=device)
+                pairs = PairBatch(rows, users, items, item_rows=rows)
+            elif ids.pairs is not None:
+                rows, pu, pi = (torch.as_tensor(a, device=device) for a in ids.pairs)
+                pairs = PairBatch(rows, pu, pi, item_emb=to_input(item_emb[pi]))
             dead = sae.dead_mask(cfg["dead_steps_threshold"]) if track_dead else None
             terms, out_u, out_v = sae_loss_terms(sae, recommender, u, v, cfg, pairs, dead)
             if not torch.isfinite(terms["loss"]):
                 values = {k: float(t.detach()) for k, t in terms.items()}
                 raise RuntimeError(
                     f"SAE training of sweep point {point_id!r} diverged at epoch {epoch + 1}, "
-                    f"step {step + 1}: non-finite loss; terms {values}"
+                    f"step {step_index + 1}: non-finite loss; terms {values}"
                 )
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
@@ -247,13 +333,16 @@ def train_sae(
                 sums["l0_users"] += active_u.sum(dim=1).float().mean()
                 sums["l0_items"] += active_v.sum(dim=1).float().mean()
         seconds = time.perf_counter() - start
-        record = {"epoch": epoch + 1, **{k: float(t) / steps for k, t in sums.items()}}
+        record = {
+            "epoch": epoch + 1,
+            **{k: float(t) / max(len(steps), 1) for k, t in sums.items()},
+        }
         record["dead_fraction"] = float((~epoch_active).float().mean())
         threshold = getattr(sae.activation, "threshold", None)
         if threshold is not None:
             record["threshold"] = float(threshold)
         record["seconds"] = seconds
-        record["embeddings_per_second"] = steps * (bu + bv) / max(seconds, 1e-9)
+        record["embeddings_per_second"] = n_rows / max(seconds, 1e-9)
         history.append(record)
         if log is not None:
             log(
@@ -363,7 +452,7 @@ def run_sae_training(
     else:
         sae, history = fit_baseline(recommender, split, sae_cfg, seed, device)
     seconds = time.perf_counter() - start
-    cfg = resolve_sae_config(sae_cfg, sae.input_dim)
+    cfg = resolve_sae_config(sae_cfg, sae.input_dim, recommender.scorer_kind)
     train_users, heldout = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
     eval_users = heldout if len(heldout) else train_users
     summary = {

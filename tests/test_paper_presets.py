@@ -1,0 +1,310 @@
+"""The authors' training as presets: the MF and NCF recommender presets (update rule, negatives
+drawn once, collapse fallback) and the SAE paper presets (architecture per family, input scaling,
+sample batching), each against a hand computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.special import expit
+from test_sae_training import TinyDot, TinyMLP
+
+from recsae.data.tables import Split
+from recsae.interventions import ConceptEditor
+from recsae.recommenders import model_class
+from recsae.recommenders import train as train_module
+from recsae.recommenders.collapse import is_constant_output
+from recsae.recommenders.sampling import NegativeSampler, pointwise_epoch, train_pairs
+from recsae.recommenders.train import (
+    resolve_config,
+    train_recommender,
+    train_with_collapse_fallback,
+)
+from recsae.sae.config import SAE_DEFAULTS, SAEConfig, resolve_sae_config
+from recsae.sae.holdout import split_sae_users
+from recsae.sae.model import build_sae, load_sae, save_sae
+from recsae.sae.presets import apply_presets
+from recsae.sae.train import (
+    PairBatch,
+    column_minmax,
+    sae_loss_terms,
+    sample_steps,
+    train_sae,
+    training_scaler,
+)
+from recsae.seeding import numpy_rng, seed_everything
+
+QUIET = {"log": lambda line: None}
+
+
+def small_split(n_users=6, n_items=9, per_user=3, seed=0) -> Split:
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(n_users), per_user)
+    items = np.concatenate([rng.choice(n_items, per_user, replace=False) for _ in range(n_users)])
+    frame = pd.DataFrame({"user": users, "item": items, "rating": 1.0, "timestamp": 0})
+    return Split(frame, frame.iloc[:0], frame.iloc[:0], n_users, n_items)
+
+
+def test_mf_paper_preset_is_the_authors_numpy_sgd():
+    """Two epochs of the preset equal the authors' update written out in numpy: per sample
+    e = y - sigmoid(b + b_u + b_i + p.q), p += lr (e q - 0.01 p) (same for q, b_u, b_i), summed over
+    a batch's duplicate rows with np.add.at, b fixed at 1, negatives drawn once."""
+    split, seed, batch = small_split(), 3, 4
+    params, train_cfg = {"dim": 3}, {"preset": "paper", "epochs": 2, "batch_size": batch}
+    model, _ = train_recommender(split, "mf", params, train_cfg, seed, **QUIET)
+
+    full_params, cfg = resolve_config("mf", params, train_cfg)
+    assert cfg["optimizer"] == "sgd" and not cfg["resample_negatives"]
+    seed_everything(seed)
+    init = model_class("mf")(split.n_users, split.n_items, full_params)
+    P, Q = init.user_emb.detach().double().numpy(), init.item_emb.detach().double().numpy()
+    b_u, b_i = np.zeros(split.n_users), np.zeros(split.n_items)
+    sampler = NegativeSampler(split.matrix("train"))
+    pos_users, pos_items = train_pairs(split.matrix("train"))
+    samples = pointwise_epoch(pos_users, pos_items, sampler, 1, numpy_rng(seed, "epoch", 1))
+    lr, l2 = 0.05, 0.01
+    for epoch in (1, 2):
+        if epoch == 2:
+            order = numpy_rng(seed, "epoch", 2).permutation(len(samples["users"]))
+            samples = {k: v[order] for k, v in samples.items()}
+        for start in range(0, len(samples["users"]), batch):
+            u = samples["users"][start : start + batch]
+            i = samples["items"][start : start + batch]
+            e = samples["labels"][start : start + batch] - expit(
+                1.0 + b_u[u] + b_i[i] + (P[u] * Q[i]).sum(1)
+            )
+            grads = (
+                lr * (e - l2 * b_u[u]),
+                lr * (e - l2 * b_i[i]),
+                lr * (e[:, None] * Q[i] - l2 * P[u]),
+                lr * (e[:, None] * P[u] - l2 * Q[i]),
+            )
+            for table, idx, grad in zip((b_u, b_i, P, Q), (u, i, u, i), grads, strict=True):
+                np.add.at(table, idx, grad)
+    got = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
+    np.testing.assert_allclose(got["user_emb"], P, atol=1e-5)
+    np.testing.assert_allclose(got["item_emb"], Q, atol=1e-5)
+    np.testing.assert_allclose(got["user_bias"], b_u, atol=1e-5)
+    np.testing.assert_allclose(got["item_bias"], b_i, atol=1e-5)
+    assert float(model.global_bias) == 1.0 and "global_bias" not in dict(model.named_parameters())
+
+
+def test_negatives_are_drawn_once_unless_resampled(monkeypatch):
+    calls = []
+    real = train_module.pointwise_epoch
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(train_module, "pointwise_epoch", counting)
+    split = small_split()
+    for resample, expected in ((False, 1), (True, 3)):
+        calls.clear()
+        cfg = {"preset": "paper", "epochs": 3, "resample_negatives": resample}
+        train_recommender(split, "mf", {"dim": 2}, cfg, 0, **QUIET)
+        assert len(calls) == expected
+
+
+def test_ncf_paper_loss_and_first_adam_step_by_hand():
+    """BCE of the MLP's sigmoid output, written out in numpy; Adam's first step moves the output
+    bias by lr * sign of its gradient mean(sigmoid(logit) - y)."""
+    params, cfg = resolve_config("ncf", {"dim": 2, "layers": [3]}, {"preset": "paper"})
+    assert cfg["lr"] == 0.05 and cfg["batch_size"] == 256 and cfg["collapse_fallback_lr"] == 0.01
+    torch.manual_seed(0)
+    model = model_class("ncf")(3, 4, params)
+    batch = {
+        "users": torch.tensor([0, 1, 2, 0]),
+        "items": torch.tensor([1, 3, 0, 2]),
+        "labels": torch.tensor([1.0, 0.0, 1.0, 0.0]),
+    }
+    w = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
+    x = np.concatenate(
+        [w["user_emb"][batch["users"].numpy()], w["item_emb"][batch["items"].numpy()]], axis=1
+    )
+    hidden = np.maximum(x @ w["mlp.0.weight"].T + w["mlp.0.bias"], 0)
+    p = expit(hidden @ w["mlp.1.weight"].T[:, 0] + w["mlp.1.bias"][0])
+    y = batch["labels"].numpy()
+    loss = model.training_loss(batch)
+    expected = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    np.testing.assert_allclose(float(loss.detach()), expected)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    before = model.mlp[1].bias.item()
+    loss.backward()
+    optimizer.step()
+    step = model.mlp[1].bias.item() - before
+    np.testing.assert_allclose(step, -cfg["lr"] * np.sign(np.mean(p - y)), rtol=1e-5)
+
+
+def test_constant_output_is_detected():
+    params, _ = resolve_config("ncf", {"dim": 3, "layers": [4]}, {})
+    model = model_class("ncf")(5, 7, params)
+    assert not is_constant_output(model, "cpu")
+    with torch.no_grad():
+        model.mlp[-1].weight.zero_()
+    assert is_constant_output(model, "cpu")
+
+
+def test_collapse_falls_back_to_the_documented_lr(monkeypatch):
+    calls = []
+
+    def collapsed_once(model, device):
+        calls.append(1)
+        return len(calls) == 1
+
+    monkeypatch.setattr(train_module, "is_constant_output", collapsed_once)
+    lines = []
+    params = {"dim": 2, "layers": [4]}
+    model, history, cfg = train_with_collapse_fallback(
+        small_split(), "ncf", params, {"preset": "paper", "epochs": 2}, 0, log=lines.append
+    )
+    assert cfg["lr"] == 0.01 and cfg["collapsed_at_lr"] == 0.05
+    assert any("collapsed" in line and "0.01" in line for line in lines)
+    assert [r["epoch"] for r in history] == [1, 2]
+
+
+def test_sae_presets_sit_under_the_layer_that_names_them():
+    cfg = apply_presets([SAE_DEFAULTS, {"epochs": 300}, {"preset": "paper", "beta": 5}], "dot")
+    assert cfg["epochs"] == 18 and cfg["beta"] == 5 and cfg["input_scaling"] == "minmax"
+    cfg = apply_presets([SAE_DEFAULTS, {"preset": "paper"}, {"epochs": 3}], "pairwise")
+    assert cfg["epochs"] == 3 and cfg["pred_pairs"] == "positives" and not cfg["pre_bias"]
+    with pytest.raises(ValueError, match="family"):
+        apply_presets([{"preset": "paper"}], None)
+    with pytest.raises(ValueError, match="preset"):
+        resolve_sae_config({"preset": "papr"}, 4, "dot")
+
+
+def kl(z, rho=0.05):
+    r = z.mean(0).clamp(1e-6, 1 - 1e-6)
+    return (rho * torch.log(rho / r) + (1 - rho) * torch.log((1 - rho) / (1 - r))).sum()
+
+
+def test_ncf_paper_sae_loss_by_hand():
+    """Linear(d, h) with bias, ReLU, tied decoder without bias; soft-target BCE on aligned pairs;
+    2 * L_emb + 10 * L_pred + 0.07 * L_KL."""
+    rec = TinyMLP(4, 5, {"dim": 2}).eval()
+    cfg = resolve_sae_config({"preset": "paper", "width": 3}, 2, "pairwise")
+    sae = build_sae(SAEConfig.from_sae_cfg(cfg, 2))
+    assert "pre_bias" not in dict(sae.named_parameters())
+    W, b = torch.tensor([[1.0, 0.5], [-0.5, 1.0], [0.3, -1.0]]), torch.tensor([0.1, 0.0, -0.1])
+    with torch.no_grad():
+        sae.encoder_weight.copy_(W)
+        sae.latent_bias.copy_(b)
+    users, items = torch.tensor([0, 2, 0]), torch.tensor([1, 4, 3])
+    U, V = rec.user.detach()[users], rec.item.detach()[items]
+    rows = torch.arange(3)
+    terms, _, _ = sae_loss_terms(sae, rec, U, V, cfg, PairBatch(rows, users, items, item_rows=rows))
+    zu, zv = (U @ W.T + b).clamp_min(0), (V @ W.T + b).clamp_min(0)
+    uh, vh = zu @ W, zv @ W
+    emb = ((uh - U) ** 2).mean() + ((vh - V) ** 2).mean()
+    target = torch.sigmoid(rec.score_pairs(U, V, users, items))
+    p = torch.sigmoid(rec.score_pairs(uh, vh, users, items))
+    pred = -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
+    torch.testing.assert_close(terms["emb"], emb)
+    torch.testing.assert_close(terms["pred"], pred)
+    torch.testing.assert_close(terms["loss"], 2 * emb + 10 * pred + 0.07 * (kl(zu) + kl(zv)))
+
+
+def test_mf_paper_sae_loss_in_the_minmax_space_by_hand():
+    """Per-column min-max fitted on the training embeddings, then per-row standardisation, tied
+    ReLU SAE with pre-bias; both losses in the scaled space: 0.1 * L_emb + 1 * L_pred + 0.01 KL."""
+    rec = TinyDot(3, 3, {"dim": 2})
+    cfg = resolve_sae_config({"preset": "paper", "width": 3}, 2, "dot")
+    sae = build_sae(SAEConfig.from_sae_cfg(cfg, 2))
+    fit = torch.tensor([[0.0, 2.0], [4.0, -2.0], [1.0, 0.0]])
+    sae.fit_input_scaling_(fit)
+    W, b = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]]), torch.tensor([0.0, 0.05, -0.2])
+    pre = torch.tensor([0.1, -0.1])
+    with torch.no_grad():
+        sae.encoder_weight.copy_(W)
+        sae.latent_bias.copy_(b)
+        sae.pre_bias.copy_(pre)
+    U, V = torch.tensor([[1.0, 1.0], [3.0, -1.0]]), torch.tensor([[2.0, 0.5], [0.0, 2.0]])
+    low, span = torch.tensor([0.0, -2.0]), torch.tensor([4.0, 4.0])
+    Us, Vs = (U - low) / span, (V - low) / span
+    torch.testing.assert_close(training_scaler(sae, "minmax")(U), Us)
+
+    def manual(x):
+        mean, std = x.mean(1, keepdim=True), x.std(1, keepdim=True, unbiased=False) + 1e-6
+        z = (((x - mean) / std - pre) @ W.T + b).clamp_min(0)
+        return z, (z @ W + pre) * std + mean
+
+    (zu, uh), (zv, vh) = manual(Us), manual(Vs)
+    terms, _, _ = sae_loss_terms(sae, rec, Us, Vs, cfg)
+    emb = ((uh - Us) ** 2).mean() + ((vh - Vs) ** 2).mean()
+    pred = ((uh @ vh.T - Us @ Vs.T) ** 2).mean()
+    torch.testing.assert_close(terms["emb"], emb)
+    torch.testing.assert_close(terms["pred"], pred)
+    torch.testing.assert_close(terms["loss"], 0.1 * emb + pred + 0.01 * (kl(zu) + kl(zv)))
+
+
+def test_column_minmax_by_hand():
+    x = torch.tensor([[1.0, 5.0, 2.0], [3.0, 5.0, -2.0], [2.0, 5.0, 0.0]])
+    expected = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.5, 0.0, 0.5]])
+    torch.testing.assert_close(column_minmax(x), expected)
+
+
+def test_sample_steps_follow_the_authors_batches():
+    samples = {
+        "users": np.array([0, 1, 2, 1, 0, 2, 1]),
+        "items": np.array([5, 6, 7, 8, 9, 4, 3]),
+        "labels": np.array([1, 0, 1, 1, 0, 1, 0], np.float32),
+    }
+    heldout = np.array([False, True, False])
+    cfg = {"batch_size": 3, "pred_pairs": "positives"}
+    dot = sample_steps(samples, heldout, cfg, pairwise=False)
+    assert [s.users.tolist() for s in dot] == [[0, 2], [0, 2]]
+    assert [s.items.tolist() for s in dot] == [[5, 6, 7], [8, 9, 4]]
+    pair = sample_steps(samples, heldout, cfg, pairwise=True)
+    assert [(s.users.tolist(), s.items.tolist()) for s in pair] == [([0, 2], [5, 7]), ([2], [4])]
+    assert all(s.aligned for s in pair)
+
+
+@pytest.mark.parametrize("cls", [TinyDot, TinyMLP])
+def test_paper_sae_trains_on_sample_batches(cls):
+    rec = cls(12, 9, {"dim": 4})
+    split = small_split(12, 9)
+    sae, history = train_sae(rec, split, {"preset": "paper", "epochs": 2}, "pt", 0, log=None)
+    assert len(history) == 2 and np.isfinite(history[-1]["loss"])
+    assert sae.config.pre_bias == (cls is TinyDot)
+
+
+def test_minmax_is_the_same_in_training_evaluation_and_interventions(tmp_path):
+    """The fitted statistics are the columns' min and max over training users and all items; the
+    checkpoint keeps them; encode, the evaluation forward pass and the intervention editor all
+    scale with them and decode back to the embedding space."""
+    rec = TinyDot(12, 9, {"dim": 4, "scale": 3.0}).eval()
+    split = small_split(12, 9)
+    cfg = {"preset": "paper", "epochs": 1, "holdout_fraction": 0.25}
+    sae, _ = train_sae(rec, split, cfg, "pt", 0, log=None)
+    train_users, _ = split_sae_users(12, 0.25, 0)
+    fit = torch.cat([rec.user.detach()[train_users], rec.item.detach()])
+    low, high = fit.min(0).values, fit.max(0).values
+    torch.testing.assert_close(sae.input_min, low)
+    torch.testing.assert_close(sae.input_range, high - low)
+    save_sae(sae, tmp_path / "sae.pt")
+    loaded = load_sae(tmp_path / "sae.pt")
+    x = rec.item.detach()
+    core = loaded.forward_scaled((x - low) / (high - low))
+    expected_hat = core.x_hat * (high - low) + low
+    torch.testing.assert_close(loaded.encode(x), core.z)
+    torch.testing.assert_close(loaded(x).x_hat, expected_hat)
+    editor = ConceptEditor(rec, loaded)
+    torch.testing.assert_close(editor.latents("item"), core.z)
+    torch.testing.assert_close(editor.reconstruct("item", None), expected_hat)
+    z, stats = loaded.encode(x, return_stats=True)
+    torch.testing.assert_close(loaded.decode(z, stats), expected_hat)
+
+
+def test_minmax_batch_scales_only_in_training():
+    """The authors' mismatch: training feeds each batch's own column min-max, the trained module
+    encodes raw embeddings."""
+    rec = TinyDot(12, 9, {"dim": 4, "scale": 3.0}).eval()
+    cfg = {"preset": "paper", "epochs": 1, "input_scaling": "minmax_batch"}
+    sae, _ = train_sae(rec, small_split(12, 9), cfg, "pt", 0, log=None)
+    assert not hasattr(sae, "input_min")
+    assert training_scaler(sae, "minmax_batch") is column_minmax
+    x = rec.item.detach()
+    torch.testing.assert_close(sae.encode(x), sae.forward_scaled(x).z)
