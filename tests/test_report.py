@@ -9,6 +9,7 @@ where a ``chromium`` binary exists, renders it headless and checks every figure 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -645,6 +646,14 @@ def test_explorer_lists_every_neuron_of_every_point(explorer):
             with torch.no_grad():
                 z = sae.encode(items).numpy()  # (N, H)
             assert point["width"] == z.shape[1] == len(point["neurons"]["auroc"])
+            metrics = json.loads(
+                (res / dataset / model / "sae" / point["path"] / "metrics.json").read_text()
+            )
+            per_neuron = metrics["alignment"]["items"]["per_neuron"]
+            assert point["neurons"]["label"] == [
+                None if c is None else f"{f}={c}"
+                for f, c in zip(per_neuron["label_family"], per_neuron["label"], strict=True)
+            ]
             for j in range(z.shape[1]):
                 order = np.argsort(-z[:, j], kind="stable")
                 expected = [int(i) for i in order[:20] if z[i, j] > 0]
@@ -661,8 +670,6 @@ def test_explorer_lists_every_neuron_of_every_point(explorer):
             assert best_auroc == pytest.approx(max(aurocs), abs=1e-3)
             assert aurocs[best] == pytest.approx(max(aurocs), abs=1e-3)
             inter = res / dataset / model / "sae" / point["path"] / "interventions.json"
-            import json
-
             expected = [e["neuron"] for e in json.loads(inter.read_text())["concepts"]]
             assert [e["neuron"] for e in point["interventions"]] == expected
 

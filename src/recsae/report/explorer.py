@@ -15,7 +15,8 @@ so the comparison view groups the repeats of one setting.
 Per point (N items, U users, H neurons; concepts as the metrics see them: ``concepts.parquet``
 plus the popularity/activity buckets of ``recsae.metrics.evaluate``):
 
-* neurons: best item concept, its AUROC and top-k precision (``metrics.json`` alignment), MS,
+* neurons: best item concept, its AUROC and top-k precision, the label (the captured concept,
+  if any; ``metrics.json`` alignment), MS,
   activation frequency on items and held-out users, dead and dense flags (``metrics.json``
   health, pooled as the metrics pool them);
 * per neuron: its ``TOP_ITEMS`` most activating items with activations, the item-concept shares
@@ -134,6 +135,7 @@ def _neuron_table(metrics: dict, n_neurons: int, n_items: int) -> dict:
     per_neuron = ((metrics.get("alignment") or {}).get("items") or {}).get("per_neuron") or {}
     none = [None] * n_neurons
     family, concept = per_neuron.get("family") or none, per_neuron.get("concept") or none
+    label_family, label = per_neuron.get("label_family") or none, per_neuron.get("label") or none
     health = metrics.get("health") or {}
     freq_users = np.asarray(health.get("freq_users") or [0.0] * n_neurons, dtype=float)
     freq_items = np.asarray(health.get("freq_items") or [0.0] * n_neurons, dtype=float)
@@ -143,6 +145,9 @@ def _neuron_table(metrics: dict, n_neurons: int, n_items: int) -> dict:
     return {
         "concept": [
             f"{f}={c}" if c is not None else None for f, c in zip(family, concept, strict=True)
+        ],
+        "label": [
+            f"{f}={c}" if c is not None else None for f, c in zip(label_family, label, strict=True)
         ],
         "auroc": _round(per_neuron.get("auroc") or none),
         "precision": _round(per_neuron.get("precision") or none),

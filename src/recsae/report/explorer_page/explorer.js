@@ -133,7 +133,7 @@ function lineChart(title, xs, ys, ylabel, reference, yrange) {
 function neuronRows() {
   const n = point().neurons;
   return n.concept.map((concept, id) => ({
-    id, concept: concept || "", auroc: n.auroc[id], precision: n.precision[id], ms: n.ms[id],
+    id, concept: concept || "", label: (n.label && n.label[id]) || "", auroc: n.auroc[id], precision: n.precision[id], ms: n.ms[id],
     freqItems: n.freqItems[id], freqUsers: n.freqUsers[id], dead: n.dead[id], dense: n.dense[id],
   }));
 }
@@ -154,13 +154,14 @@ function renderTable() {
   const all = neuronRows();
   const rows = all
     .filter((r) => !(hideDead && r.dead))
-    .filter((r) => !query || r.concept.toLowerCase().includes(query) || String(r.id) === query)
+    .filter((r) => !query || r.concept.toLowerCase().includes(query)
+      || r.label.toLowerCase().includes(query) || String(r.id) === query)
     .sort(compare);
   const body = $("neuron-table").querySelector("tbody");
   body.replaceChildren(...rows.map((r) => el("tr",
     { "data-neuron": r.id, class: r.id === state.neuron ? "selected" : "",
       onclick: () => showNeuron(r.id) },
-    el("td", { class: "num" }, r.id), el("td", {}, r.concept || "–"),
+    el("td", { class: "num" }, r.id), el("td", {}, r.concept || "–"), el("td", {}, r.label || "–"),
     el("td", { class: "num" }, fmt(r.auroc, 3)), el("td", { class: "num" }, fmt(r.precision, 2)),
     el("td", { class: "num" }, fmt(r.ms, 3)), el("td", { class: "num" }, fmt(r.freqItems, 3)),
     el("td", { class: "num" }, fmt(r.freqUsers, 3)),
