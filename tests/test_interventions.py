@@ -61,10 +61,11 @@ class SplitSAE(nn.Module):
         super().__init__()
         self.input_dim, self.width = dim, 2 * dim
 
-    def encode(self, x):
-        return torch.relu(torch.cat([x, -x], dim=1))
+    def encode(self, x, return_stats=False):
+        z = torch.relu(torch.cat([x, -x], dim=1))
+        return (z, None) if return_stats else z
 
-    def decode(self, z):
+    def decode(self, z, stats=None):
         return z[:, : self.input_dim] - z[:, self.input_dim :]
 
 
@@ -338,13 +339,13 @@ def test_evaluate_sae_end_to_end(tmp_path, monkeypatch):
 
 def test_metrics_config_errors():
     assert resolve_metrics_config(None)["interventions"]["audience_size"] == 20
-    with pytest.raises(ValueError, match="unknown metrics config key"):
+    with pytest.raises(ValueError, match=r"^metrics: .*'ms_topk' was unexpected"):
         resolve_metrics_config({"ms_topk": 3})
-    with pytest.raises(ValueError, match="interventions key"):
+    with pytest.raises(ValueError, match=r"^metrics\.interventions: .*'levels' was unexpected"):
         resolve_metrics_config({"interventions": {"levels": [1]}})
     with pytest.raises(ValueError, match="overlap_ks"):
         resolve_metrics_config({"overlap_ks": [50]})
-    with pytest.raises(ValueError, match="family=value"):
+    with pytest.raises(ValueError, match=r"^metrics\.interventions\.concepts\[0\]: 'Horror'"):
         resolve_metrics_config({"interventions": {"concepts": ["Horror"]}})
     named = {"interventions": {"concepts": ["genre=Horror"]}}
     assert resolve_metrics_config(named)["interventions"]["concepts"] == ["genre=Horror"]

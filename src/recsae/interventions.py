@@ -41,8 +41,6 @@ an edit, separating the edit's effect from reconstruction error.
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -53,10 +51,6 @@ from recsae.metrics.alignment import Concepts, auroc_matrix
 from recsae.seeding import numpy_rng
 
 ENTITIES = ("user", "item")
-
-
-def _takes_stats(sae) -> bool:
-    return "return_stats" in inspect.signature(sae.encode).parameters
 
 
 @torch.no_grad()
@@ -70,12 +64,11 @@ def sae_decode(sae, z: torch.Tensor, x: torch.Tensor, batch_size: int = 4096) ->
     """(N, d) decoding of latents z (N, H) that belong to inputs x (N, d).
 
     x supplies the per-row statistics of SAEs that standardise each input (``encode(x,
-    return_stats=True)`` / ``decode(z, stats)``); other SAEs decode z alone.
+    return_stats=True)`` / ``decode(z, stats)``); the baselines of ``recsae.methods`` return
+    and take None.
     """
     if z.shape[0] != x.shape[0]:
         raise ValueError(f"latents have {z.shape[0]} rows, inputs {x.shape[0]}")
-    if not _takes_stats(sae):
-        return torch.cat([sae.decode(z[s : s + batch_size]) for s in range(0, len(z), batch_size)])
     out = []
     for s in range(0, len(z), batch_size):
         _, stats = sae.encode(x[s : s + batch_size], return_stats=True)

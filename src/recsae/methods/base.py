@@ -2,8 +2,10 @@
 checkpoints and a forward pass shaped like the SAE's.
 
 Shapes: N inputs, d = ``input_dim``, h = ``width`` latents. Every method is an ``nn.Module`` with
-``encode`` (N, d) -> z (N, h), z >= 0, and ``decode`` z (N, h) -> (N, d); ``decode`` needs no
-per-input statistics, so ``recsae.interventions`` edits a latent and decodes it as for an SAE.
+``latents`` (N, d) -> z (N, h), z >= 0, and ``reconstruct`` z (N, h) -> (N, d). ``encode`` and
+``decode`` wrap them with the SAE's signatures (``encode(x, return_stats)``, ``decode(z, stats)``;
+a method keeps no per-input statistics, so its stats are None), so ``recsae.interventions`` edits a
+latent and decodes it the same way for an SAE and for a baseline.
 Weights are buffers (nothing is trained by gradient); a checkpoint holds them with the
 constructor's arguments and loads with ``torch.load(weights_only=True)``.
 """
@@ -40,7 +42,8 @@ class MethodOutput:
 
 class ConceptMethod(nn.Module):
     """Base of the baselines: subclasses set ``method``, ``input_dim``, ``width``, ``top_k`` and
-    implement ``encode`` and ``decode``; ``init_args`` are the constructor's keyword arguments."""
+    implement ``latents`` and ``reconstruct``; ``init_args`` are the constructor's keyword
+    arguments."""
 
     method = ""
 
@@ -51,10 +54,19 @@ class ConceptMethod(nn.Module):
     def init_args(self) -> dict:
         return {"input_dim": self.input_dim, "width": self.width, "top_k": self.top_k}
 
+    def encode(self, x: torch.Tensor, return_stats: bool = False):
+        """(N, d) -> z (N, h); with ``return_stats`` the pair (z, None), as an SAE's encode."""
+        z = self.latents(x)
+        return (z, None) if return_stats else z
+
+    def decode(self, z: torch.Tensor, stats: None = None) -> torch.Tensor:
+        """(N, h) -> (N, d); ``stats`` is accepted for the SAE's signature and unused."""
+        return self.reconstruct(z)
+
     def forward(self, x: torch.Tensor) -> MethodOutput:
         """(N, d) -> MethodOutput(z (N, h), x_hat (N, d))."""
-        z = self.encode(x)
-        return MethodOutput(z, self.decode(z))
+        z = self.latents(x)
+        return MethodOutput(z, self.reconstruct(z))
 
 
 class SignedDirections(ConceptMethod):
@@ -85,12 +97,12 @@ class SignedDirections(ConceptMethod):
         """(N, d) -> signed coordinates (N, m)."""
         return (x - self.mean) @ self.encoder
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def latents(self, x: torch.Tensor) -> torch.Tensor:
         """(N, d) -> z (N, 2m), non-negative, at most ``top_k`` non-zero per row."""
         s = self.project(x)
         return keep_top_k(torch.cat([torch.relu(s), torch.relu(-s)], dim=1), self.top_k)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, z: torch.Tensor) -> torch.Tensor:
         """(N, 2m) -> (N, d)."""
         m = self.encoder.shape[1]
         return (z[:, :m] - z[:, m:]) @ self.decoder + self.mean

@@ -31,7 +31,7 @@ class KMeansMemberships(ConceptMethod):
         d2 = x.pow(2).sum(1, keepdim=True) - 2 * x @ c.T + c.pow(2).sum(1)[None, :]
         return d2.clamp_min(0)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def latents(self, x: torch.Tensor) -> torch.Tensor:
         """(N, d) -> z (N, h) >= 0, each row summing to 1."""
         z = torch.softmax(-self.sq_distances(x) / self.temperature, dim=1)
         if self.top_k is None:
@@ -39,7 +39,7 @@ class KMeansMemberships(ConceptMethod):
         z = keep_top_k(z, self.top_k)
         return z / z.sum(1, keepdim=True).clamp_min(1e-30)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, z: torch.Tensor) -> torch.Tensor:
         """(N, h) -> (N, d)."""
         return z @ self.centroids
 

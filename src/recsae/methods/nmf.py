@@ -34,7 +34,7 @@ class NMFParts(ConceptMethod):
         super().__init__(input_dim, width, top_k)
         self.register_buffer("parts", torch.zeros(width, 2 * input_dim))
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def latents(self, x: torch.Tensor) -> torch.Tensor:
         """(N, d) -> z (N, h) >= 0: NNLS coefficients of phi(x) on the parts (FISTA)."""
         target = split_signs(x) @ self.parts.T  # (N, h)
         gram = self.parts @ self.parts.T  # (h, h)
@@ -48,7 +48,7 @@ class NMFParts(ConceptMethod):
             z, t = z_next, t_next
         return keep_top_k(z, self.top_k)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, z: torch.Tensor) -> torch.Tensor:
         """(N, h) -> (N, d)."""
         d = self.input_dim
         return z @ (self.parts[:, :d] - self.parts[:, d:])
