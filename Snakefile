@@ -10,6 +10,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
+from recsae import paths
 from recsae import workflow as wf
 from recsae.config import validate_config
 from recsae.kernels import kernel_environment
@@ -30,9 +31,8 @@ wf.check_raw_data(config)
 # Every job starts with the CPU kernels that `cpu_kernels` names (recsae.kernels; docs/method.md).
 os.environ.update(kernel_environment(config["cpu_kernels"]))
 
-RESULTS = wf.RESULTS
-LOGS = f"{RESULTS}/logs"
-BENCH = f"{RESULTS}/benchmarks"
+LOGS = paths.LOGS
+BENCH = paths.BENCHMARKS
 
 
 wildcard_constraints:

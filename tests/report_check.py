@@ -1,7 +1,7 @@
-"""Checks of the report outputs, for tests and CI.
+"""Checks of the report outputs that the tests use (report and workflow tests, run by CI).
 
 * ``check_report_outputs(results_dir, config)``: every table and figure of
-  ``recsae.report.targets.report_targets`` exists and is well formed (PNG/SVG signatures), the
+  ``recsae.workflow.report_targets`` exists and is well formed (PNG/SVG signatures), the
   tables have one row per expected point (per setting in the methods table) and no duplicates.
 * ``report_results(report_html)``: the results embedded in a ``snakemake --report x.html`` file.
 * ``render_report(report_html)``: opens the report in headless Chromium, shows every embedded
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from recsae import workflow as wf
+from recsae.paths import RESULTS, SWEEP_TABLE
 from recsae.report import collect
-from recsae.report.targets import SWEEP_TABLE, report_settings, report_targets
 from recsae.sweep import strip_seed
+from recsae.workflow import report_settings, report_targets
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -33,7 +33,7 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrom
 
 def _local(path: str, results_dir: str | Path) -> Path:
     """A target path (``results/...``) under ``results_dir``."""
-    rel = Path(path).relative_to(wf.RESULTS)
+    rel = Path(path).relative_to(RESULTS)
     return Path(results_dir) / rel
 
 

@@ -18,12 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from recsae import workflow as wf
-from recsae.cli import main as cli
-from recsae.config import validate_config
-from recsae.report import run_report
-from recsae.report.check import (
+from report_check import (
     PNG_MAGIC,
     check_report_outputs,
     chromium_binary,
@@ -31,6 +26,12 @@ from recsae.report.check import (
     render_report,
     report_results,
 )
+
+from recsae import workflow as wf
+from recsae.cli import main as cli
+from recsae.config import fill_defaults, validate_config
+from recsae.paths import RESULTS
+from recsae.report import run_report
 from recsae.report.collect import (
     best_mask,
     beta_points,
@@ -41,7 +42,9 @@ from recsae.report.collect import (
     setting_frame,
 )
 from recsae.report.tables import build_tables, mean_std_cells
-from recsae.report.targets import REPORT_DEFAULTS, report_settings, report_targets
+from recsae.workflow import report_settings, report_targets
+
+REPORT_DEFAULTS = fill_defaults("report")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -96,7 +99,7 @@ def tree(tmp_path_factory):
     """(workdir, config): results/ of the tiny config made by the real stages, as the rules do."""
     work = tmp_path_factory.mktemp("report")
     config = validate_config(copy.deepcopy(TINY), REPO / "config" / "schema.yaml")
-    res = work / wf.RESULTS
+    res = work / RESULTS
     for dataset, entry in config["datasets"].items():
         raw, data, split = (
             work / "resources/raw" / dataset,
@@ -192,7 +195,7 @@ def tree(tmp_path_factory):
 
 def build_report(work: Path, config: dict) -> None:
     """Every report part through the CLI, as the rules call it."""
-    res = work / wf.RESULTS
+    res = work / RESULTS
     settings = _json(report_settings(config))
     for part, out in (
         ("tables", res / "tables"),
@@ -237,7 +240,7 @@ def report(tree):
 
 def test_tables_have_one_row_per_expected_point(report):
     work, config = report
-    frames = check_report_outputs(work / wf.RESULTS, config)
+    frames = check_report_outputs(work / RESULTS, config)
     points = report_settings(config)["sae_points"]
     sweep = frames["sweep"]
     assert len(sweep) == len(points) == 6
@@ -477,7 +480,7 @@ def test_best_point_rule_uses_the_mean_over_seeds():
 def test_recommender_seed_variant_trains_with_its_seed(tree, tmp_path):
     """A seed variant's settings seed overrides --seed: equal bytes to a run with --seed N."""
     work, config = tree
-    res = work / wf.RESULTS / "tiny"
+    res = work / RESULTS / "tiny"
     entry = wf.model_settings(config, "mf")
 
     def train(name, settings, seed):
@@ -527,22 +530,21 @@ def test_empty_sweep_still_writes_tables(tree, tmp_path):
 
 
 SNAKEFILE = """
+from recsae import paths
 from recsae import workflow as wf
 from recsae.config import validate_config
-from recsae.report.targets import report_targets
 
 configfile: "config.yaml"
 validate_config(config, {schema!r})
-RESULTS = wf.RESULTS
-LOGS = f"{{RESULTS}}/logs"
-BENCH = f"{{RESULTS}}/benchmarks"
+LOGS = paths.LOGS
+BENCH = paths.BENCHMARKS
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 rule all:
-    input: report_targets(config)
+    input: wf.report_targets(config)
 
 include: {common!r}
 include: {report!r}
@@ -612,9 +614,9 @@ def explorer(report):
     (the Snakemake test rebuilds results/ for a smaller config)."""
     work, config = report
     pages, settings = work / "explorer-pages", report_settings(config)
-    run_report("explorer-index", work / wf.RESULTS, settings, pages)
+    run_report("explorer-index", work / RESULTS, settings, pages)
     for dataset, model in wf.sae_pairs(config):
-        run_report("explorer", work / wf.RESULTS, settings, pages / dataset, dataset, model)
+        run_report("explorer", work / RESULTS, settings, pages / dataset, dataset, model)
     return work, config, pages
 
 
@@ -629,7 +631,7 @@ def test_explorer_lists_every_neuron_of_every_point(explorer):
     from recsae.sae.model import load_sae
 
     work, config, pages = explorer
-    res = work / wf.RESULTS
+    res = work / RESULTS
     index = (pages / "index.html").read_text()
     for dataset, model in wf.sae_pairs(config):
         assert f'href="{dataset}/{model}.html"' in index

@@ -1,9 +1,13 @@
-"""Config validation against config/schema.yaml (JSON Schema with defaults) and the targets a
-config asks for. The Snakefile calls ``validate_config`` before any job is scheduled."""
+"""Config validation against config/schema.yaml, the one source of every config key's type and
+default. The Snakefile calls ``validate_config`` before any job is scheduled: it fills every
+default once, so each job receives a complete slice. ``fill_defaults`` gives a stage's defaults to
+code that runs outside the workflow (tests, benchmarks); Python adds only the checks a schema cannot
+express (cross-field and per-model rules)."""
 
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import jsonschema
@@ -38,6 +42,40 @@ _Validator = _with_defaults(jsonschema.Draft202012Validator)
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     with open(path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)
+
+
+@functools.cache
+def _package_schema() -> dict:
+    return load_schema(SCHEMA_PATH)
+
+
+def section_schema(section: str) -> dict:
+    """The schema of one config block: a top-level key (``metrics``, ``report``, ...), a nested
+    one (``metrics.interventions``) or a shared definition (``$defs.sae_point``), with the
+    schema's ``$defs`` so that its references resolve."""
+    root = _package_schema()
+    parts = section.split(".")
+    node = root["$defs"][parts[1]] if parts[0] == "$defs" else root["properties"][parts[0]]
+    for part in parts[2 if parts[0] == "$defs" else 1 :]:
+        node = node["properties"][part]
+    return {"$defs": root["$defs"], **node}
+
+
+def fill_defaults(section: str, value: dict | None = None) -> dict:
+    """A copy of ``value`` (default: empty) with every default of the schema's ``section`` filled
+    in, validated; a bad key or value raises ConfigError naming it (``metrics.rbo_p: ...``)."""
+    instance = copy.deepcopy(value) if value is not None else {}
+    validator = _Validator(section_schema(section))
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        where = section.removeprefix("$defs.")
+        raise ConfigError(
+            "; ".join(
+                f"{where}{'.' + key_path(e) if e.absolute_path else ''}: {e.message}"
+                for e in errors
+            )
+        )
+    return instance
 
 
 def key_path(error: jsonschema.ValidationError) -> str:

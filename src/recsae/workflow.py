@@ -13,14 +13,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from recsae.data.tables import CANONICAL_TABLES, SPLIT_PARTS
+from recsae import paths
 from recsae.sae.config import SAE_DEFAULTS
 from recsae.sae.presets import apply_presets
 from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, seeded_points, sweep_points
-
-RESULTS = "results"
-RAW_DIR = "resources/raw"
-
 
 MODEL_SEED = ".seed~"
 
@@ -104,9 +100,7 @@ def sae_point(config: dict, dataset: str, model: str, path: str) -> dict:
 def dataset_settings(config: dict, dataset: str) -> dict:
     """A dataset's entry without its ``split`` block (so a split change re-runs only the split)
     and without its network settings (``download_settings``: they never change the data)."""
-    return {
-        k: v for k, v in config["datasets"][dataset].items() if k not in ("split", "download")
-    }
+    return {k: v for k, v in config["datasets"][dataset].items() if k not in ("split", "download")}
 
 
 def download_settings(config: dict, dataset: str) -> dict:
@@ -121,7 +115,7 @@ def check_raw_data(config: dict) -> None:
     from recsae.data.fetch import check_raw_unchanged
 
     for dataset in fetchable_datasets(config):
-        check_raw_unchanged(Path(RAW_DIR) / dataset)
+        check_raw_unchanged(Path(paths.raw_dir(dataset)))
 
 
 def split_settings(config: dict, dataset: str) -> dict:
@@ -155,14 +149,14 @@ def name_regex(names: list[str]) -> str:
 
 def sae_dirs(config: dict) -> list[str]:
     return [
-        f"{RESULTS}/{dataset}/{model}/sae/{path}"
+        paths.sae_dir(dataset, model, point)
         for dataset, model in sae_pairs(config)
-        for path in sae_points(config, dataset, model)
+        for point in sae_points(config, dataset, model)
     ]
 
 
 def recommender_targets(config: dict) -> list[str]:
-    return [f"{RESULTS}/{d}/{m}/metrics.json" for d, m in recommender_pairs(config)]
+    return [f"{paths.model_dir(d, m)}/metrics.json" for d, m in recommender_pairs(config)]
 
 
 def sae_targets(config: dict) -> list[str]:
@@ -173,24 +167,69 @@ def sae_targets(config: dict) -> list[str]:
 
 def split_inputs(wildcards) -> dict[str, str]:
     """Input files of a job that reads the prepared dataset and its split (Snakemake unpack)."""
-    base = f"{RESULTS}/{wildcards.dataset}"
+    return paths.split_inputs(wildcards.dataset)
+
+
+def report_settings(config: dict) -> dict:
+    """What ``recsae report`` needs of a validated config: the report block, the metrics settings
+    (their thresholds are named in the tables), the recommender pairs and every SAE sweep point,
+    in config order."""
     return {
-        "data_stats": f"{base}/data/stats.json",
-        "concepts": f"{base}/data/concepts.parquet",
-        **{f"{part}_split": f"{base}/split/{part}.parquet" for part in SPLIT_PARTS},
+        "report": config["report"],
+        "metrics": config["metrics"],
+        "recommenders": [list(pair) for pair in recommender_pairs(config)],
+        "sae_points": [
+            [dataset, model, point]
+            for dataset, model in sae_pairs(config)
+            for point in sae_points(config, dataset, model)
+        ],
     }
+
+
+def aggregate_inputs(config: dict) -> list[str]:
+    """Every result file the tables are built from."""
+    files = recommender_targets(config)
+    for directory in sae_dirs(config):
+        files += [
+            f"{directory}/{n}" for n in ("metrics.json", "interventions.json", "train_log.json")
+        ]
+    return files
+
+
+def pair_sae_files(config: dict, dataset: str, model: str, names=("sae.pt", "metrics.json")):
+    """The given files of every sweep point of one (dataset, model) pair."""
+    return [
+        f"{paths.sae_dir(dataset, model, point)}/{name}"
+        for point in sae_points(config, dataset, model)
+        for name in names
+    ]
+
+
+def report_targets(config: dict) -> list[str]:
+    """Every table and figure ``rule all`` must request for the report."""
+    out = list(paths.table_paths().values())
+    pairs = sae_pairs(config)
+    if pairs:
+        out += list(paths.sweep_figure_paths().values())
+    out += [
+        paths.pair_figure_path(name, fmt, dataset, model)
+        for dataset, model in pairs
+        for name in paths.PAIR_FIGURES
+        for fmt in paths.FIGURE_FORMATS
+    ]
+    if pairs:
+        out += [paths.explorer_index_path()]
+        out += [paths.explorer_page_path(dataset, model) for dataset, model in pairs]
+    return out
 
 
 def all_targets(config: dict) -> list[str]:
     """Everything ``rule all`` asks for: recommenders, SAE metrics, tables and figures."""
-    from recsae.report.targets import report_targets
-
     return recommender_targets(config) + sae_targets(config) + report_targets(config)
 
 
 __all__ = [
-    "CANONICAL_TABLES",
-    "SPLIT_PARTS",
+    "aggregate_inputs",
     "all_targets",
     "split_inputs",
     "SAE_WILDCARD_REGEX",
@@ -202,8 +241,11 @@ __all__ = [
     "model_settings",
     "model_variants",
     "name_regex",
+    "pair_sae_files",
     "recommender_pairs",
     "recommender_targets",
+    "report_settings",
+    "report_targets",
     "sae_dirs",
     "sae_pairs",
     "sae_point",

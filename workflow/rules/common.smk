@@ -9,7 +9,3 @@ def as_json(value):
 def job_gpus(wildcards=None):
     return config["gpus_per_job"]
 
-
-def dataset_dir(part):
-    """Params function: the folder of one stage of the job's dataset (data, split)."""
-    return lambda wildcards: f"{RESULTS}/{wildcards.dataset}/{part}"

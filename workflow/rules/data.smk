@@ -1,8 +1,8 @@
 rule fetch_dataset:
     output:
-        manifest="resources/raw/{dataset}/MANIFEST.json",
+        manifest=f"{paths.raw_dir()}/MANIFEST.json",
     params:
-        raw_dir=lambda w: f"{wf.RAW_DIR}/{w.dataset}",
+        raw_dir=lambda w: paths.raw_dir(w.dataset),
         settings=lambda w: as_json(wf.dataset_settings(config, w.dataset)),
     conda:
         "../../envs/recsae.yaml"
@@ -24,11 +24,11 @@ rule prepare_dataset:
     input:
         manifest=rules.fetch_dataset.output.manifest,
     output:
-        **{f"{name}_table": f"{RESULTS}/{{dataset}}/data/{name}.parquet" for name in wf.CANONICAL_TABLES},
-        stats=f"{RESULTS}/{{dataset}}/data/stats.json",
+        **{f"{name}_table": f"{paths.data_dir()}/{name}.parquet" for name in paths.CANONICAL_TABLES},
+        stats=f"{paths.data_dir()}/stats.json",
     params:
-        data_dir=dataset_dir("data"),
-        raw_dir=lambda w: f"{wf.RAW_DIR}/{w.dataset}",
+        data_dir=lambda w: paths.data_dir(w.dataset),
+        raw_dir=lambda w: paths.raw_dir(w.dataset),
         settings=lambda w: as_json(wf.dataset_settings(config, w.dataset)),
         seed=config["seed"],
     conda:
@@ -46,14 +46,14 @@ rule prepare_dataset:
 
 rule split_dataset:
     input:
-        stats=f"{RESULTS}/{{dataset}}/data/stats.json",
-        interactions=f"{RESULTS}/{{dataset}}/data/interactions.parquet",
+        stats=f"{paths.data_dir()}/stats.json",
+        interactions=f"{paths.data_dir()}/interactions.parquet",
     output:
-        **{f"{part}_split": f"{RESULTS}/{{dataset}}/split/{part}.parquet" for part in wf.SPLIT_PARTS},
-        stats=f"{RESULTS}/{{dataset}}/split/stats.json",
+        **{f"{part}_split": f"{paths.split_dir()}/{part}.parquet" for part in paths.SPLIT_PARTS},
+        stats=f"{paths.split_dir()}/stats.json",
     params:
-        data_dir=dataset_dir("data"),
-        split_dir=dataset_dir("split"),
+        data_dir=lambda w: paths.data_dir(w.dataset),
+        split_dir=lambda w: paths.split_dir(w.dataset),
         settings=lambda w: as_json(wf.split_settings(config, w.dataset)),
         seed=config["seed"],
     conda:

@@ -1,14 +1,14 @@
 rule evaluate_sae:
     input:
         unpack(wf.split_inputs),
-        model=f"{RESULTS}/{{dataset}}/{{model}}/model.pt",
-        sae=f"{RESULTS}/{{dataset}}/{{model}}/sae/{{sae}}/sae.pt",
+        model=f"{paths.model_dir()}/model.pt",
+        sae=f"{paths.sae_dir()}/sae.pt",
     output:
-        metrics=f"{RESULTS}/{{dataset}}/{{model}}/sae/{{sae}}/metrics.json",
-        interventions=f"{RESULTS}/{{dataset}}/{{model}}/sae/{{sae}}/interventions.json",
+        metrics=f"{paths.sae_dir()}/metrics.json",
+        interventions=f"{paths.sae_dir()}/interventions.json",
     params:
-        data_dir=dataset_dir("data"),
-        split_dir=dataset_dir("split"),
+        data_dir=lambda w: paths.data_dir(w.dataset),
+        split_dir=lambda w: paths.split_dir(w.dataset),
         settings=as_json(config["metrics"]),
         seed=config["seed"],
         device=config["device"],

@@ -2,13 +2,13 @@ rule train_recommender:
     input:
         unpack(wf.split_inputs),
     output:
-        model=f"{RESULTS}/{{dataset}}/{{model}}/model.pt",
-        embeddings=f"{RESULTS}/{{dataset}}/{{model}}/embeddings.npz",
-        train_log=f"{RESULTS}/{{dataset}}/{{model}}/train_log.json",
+        model=f"{paths.model_dir()}/model.pt",
+        embeddings=f"{paths.model_dir()}/embeddings.npz",
+        train_log=f"{paths.model_dir()}/train_log.json",
     params:
-        data_dir=dataset_dir("data"),
-        split_dir=dataset_dir("split"),
-        out_dir=lambda w: f"{RESULTS}/{w.dataset}/{w.model}",
+        data_dir=lambda w: paths.data_dir(w.dataset),
+        split_dir=lambda w: paths.split_dir(w.dataset),
+        out_dir=lambda w: paths.model_dir(w.dataset, w.model),
         settings=lambda w: as_json(wf.model_settings(config, w.model)),
         seed=config["seed"],
         device=config["device"],
@@ -32,10 +32,10 @@ rule evaluate_recommender:
         unpack(wf.split_inputs),
         model=rules.train_recommender.output.model,
     output:
-        metrics=f"{RESULTS}/{{dataset}}/{{model}}/metrics.json",
+        metrics=f"{paths.model_dir()}/metrics.json",
     params:
-        data_dir=dataset_dir("data"),
-        split_dir=dataset_dir("split"),
+        data_dir=lambda w: paths.data_dir(w.dataset),
+        split_dir=lambda w: paths.split_dir(w.dataset),
         settings=as_json(config["evaluation"]),
         device=config["device"],
     threads: config["threads_per_job"]

@@ -1,8 +1,3 @@
-import os
-
-from recsae.report import targets as report_paths
-
-
 report: "../report/workflow.rst"
 
 
@@ -13,17 +8,17 @@ localrules:
     explorer_index,
 
 
-REPORT_SETTINGS = report_paths.report_settings(config)
+REPORT_SETTINGS = wf.report_settings(config)
 REPORT_PAIRS = wf.sae_pairs(config)
 REPORT_SLICE = as_json({"report": REPORT_SETTINGS["report"]})
 
 
 rule aggregate_results:
     input:
-        report_paths.aggregate_inputs(config),
+        wf.aggregate_inputs(config),
     output:
         # markdown stays out of the HTML report; html (viewed) and csv (downloaded) go in
-        **{name: path for name, path, _, fmt in report_paths.table_outputs() if fmt == "md"},
+        **{name: path for name, path, _, fmt in paths.table_outputs() if fmt == "md"},
         **{
             name: report(
                 path,
@@ -32,13 +27,13 @@ rule aggregate_results:
                 subcategory=table,
                 labels={"table": table, "format": fmt},
             )
-            for name, path, table, fmt in report_paths.table_outputs()
+            for name, path, table, fmt in paths.table_outputs()
             if fmt != "md"
         },
     params:
         settings=as_json(REPORT_SETTINGS),
-        results=lambda w, output: os.path.dirname(os.path.dirname(output.sweep_csv)),
-        out_dir=lambda w, output: os.path.dirname(output.sweep_csv),
+        results=paths.RESULTS,
+        out_dir=paths.tables_dir(),
     conda:
         "../../envs/recsae.yaml"
     log:
@@ -52,7 +47,7 @@ rule aggregate_results:
 
 rule render_sweep_figures:
     input:
-        sweep=report_paths.table_paths()["sweep_csv"],
+        sweep=paths.table_paths()["sweep_csv"],
     output:
         **{
             name: report(
@@ -62,12 +57,12 @@ rule render_sweep_figures:
                 subcategory=name.rsplit("_", 1)[0],
                 labels={"figure": name.rsplit("_", 1)[0], "format": name.rsplit("_", 1)[1]},
             )
-            for name, path in report_paths.sweep_figure_paths().items()
+            for name, path in paths.sweep_figure_paths().items()
         },
     params:
         settings=REPORT_SLICE,
-        results=lambda w, input: os.path.dirname(os.path.dirname(input.sweep)),
-        out_dir=lambda w, output: os.path.dirname(output[0]),
+        results=paths.RESULTS,
+        out_dir=paths.figures_dir(),
     conda:
         "../../envs/recsae.yaml"
     log:
@@ -81,23 +76,23 @@ rule render_sweep_figures:
 
 rule render_intervention_curves:
     input:
-        sweep=report_paths.table_paths()["sweep_csv"],
-        interventions=report_paths.table_paths()["interventions_csv"],
+        sweep=paths.table_paths()["sweep_csv"],
+        interventions=paths.table_paths()["interventions_csv"],
     output:
         **{
             f"interventions_{fmt}": report(
-                report_paths.pair_figure_path("interventions", fmt),
+                paths.pair_figure_path("interventions", fmt),
                 caption="../report/interventions.rst",
                 category="{dataset}",
                 subcategory="{model}",
                 labels={"figure": "interventions", "format": fmt},
             )
-            for fmt in report_paths.FIGURE_FORMATS
+            for fmt in paths.FIGURE_FORMATS
         },
     params:
         settings=REPORT_SLICE,
-        results=lambda w, input: os.path.dirname(os.path.dirname(input.sweep)),
-        out_dir=lambda w, output: os.path.dirname(output[0]),
+        results=paths.RESULTS,
+        out_dir=lambda w: paths.pair_figure_dir(w.dataset, w.model),
     conda:
         "../../envs/recsae.yaml"
     log:
@@ -115,26 +110,26 @@ rule render_intervention_curves:
 
 rule render_neuron_cards:
     input:
-        lambda w: report_paths.pair_sae_files(config, w.dataset, w.model),
-        sweep=report_paths.table_paths()["sweep_csv"],
-        model=f"{RESULTS}/{{dataset}}/{{model}}/model.pt",
-        items_table=f"{RESULTS}/{{dataset}}/data/items.parquet",
-        concepts_table=f"{RESULTS}/{{dataset}}/data/concepts.parquet",
+        lambda w: wf.pair_sae_files(config, w.dataset, w.model),
+        sweep=paths.table_paths()["sweep_csv"],
+        model=f"{paths.model_dir()}/model.pt",
+        items_table=f"{paths.data_dir()}/items.parquet",
+        concepts_table=f"{paths.data_dir()}/concepts.parquet",
     output:
         **{
             f"neuron_cards_{fmt}": report(
-                report_paths.pair_figure_path("neuron_cards", fmt),
+                paths.pair_figure_path("neuron_cards", fmt),
                 caption="../report/neuron_cards.rst",
                 category="{dataset}",
                 subcategory="{model}",
                 labels={"figure": "neuron cards", "format": fmt},
             )
-            for fmt in report_paths.FIGURE_FORMATS
+            for fmt in paths.FIGURE_FORMATS
         },
     params:
         settings=REPORT_SLICE,
-        results=lambda w, input: os.path.dirname(os.path.dirname(input.sweep)),
-        out_dir=lambda w, output: os.path.dirname(output[0]),
+        results=paths.RESULTS,
+        out_dir=lambda w: paths.pair_figure_dir(w.dataset, w.model),
         device=config["device"],
     threads: config["threads_per_job"]
     conda:
@@ -154,16 +149,16 @@ rule render_neuron_cards:
 
 rule render_explorer:
     input:
-        lambda w: report_paths.pair_sae_files(
+        lambda w: wf.pair_sae_files(
             config, w.dataset, w.model, ("sae.pt", "metrics.json", "interventions.json")
         ),
         unpack(wf.split_inputs),
-        model=f"{RESULTS}/{{dataset}}/{{model}}/model.pt",
-        items_table=f"{RESULTS}/{{dataset}}/data/items.parquet",
-        users_table=f"{RESULTS}/{{dataset}}/data/users.parquet",
+        model=f"{paths.model_dir()}/model.pt",
+        items_table=f"{paths.data_dir()}/items.parquet",
+        users_table=f"{paths.data_dir()}/users.parquet",
     output:
         report(
-            report_paths.explorer_page_path(),
+            paths.explorer_page_path(),
             caption="../report/explorer.rst",
             category="{dataset}",
             subcategory="{model}",
@@ -171,8 +166,8 @@ rule render_explorer:
         ),
     params:
         settings=as_json({"sae_points": REPORT_SETTINGS["sae_points"]}),
-        results=lambda w, input: os.path.dirname(os.path.dirname(os.path.dirname(input.model))),
-        out_dir=lambda w, output: os.path.dirname(output[0]),
+        results=paths.RESULTS,
+        out_dir=lambda w: paths.explorer_page_dir(w.dataset),
         device=config["device"],
     threads: config["threads_per_job"]
     conda:
@@ -192,13 +187,13 @@ rule render_explorer:
 
 rule explorer_index:
     input:
-        [report_paths.explorer_page_path(d, m) for d, m in REPORT_PAIRS],
+        [paths.explorer_page_path(d, m) for d, m in REPORT_PAIRS],
     output:
-        report_paths.explorer_index_path(),
+        paths.explorer_index_path(),
     params:
         settings=as_json({"sae_points": REPORT_SETTINGS["sae_points"]}),
-        results=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
-        out_dir=lambda w, output: os.path.dirname(output[0]),
+        results=paths.RESULTS,
+        out_dir=paths.explorer_dir(),
     conda:
         "../../envs/recsae.yaml"
     log:

@@ -1,14 +1,14 @@
 rule train_sae:
     input:
         unpack(wf.split_inputs),
-        model=f"{RESULTS}/{{dataset}}/{{model}}/model.pt",
+        model=f"{paths.model_dir()}/model.pt",
     output:
-        sae=f"{RESULTS}/{{dataset}}/{{model}}/sae/{{sae}}/sae.pt",
-        train_log=f"{RESULTS}/{{dataset}}/{{model}}/sae/{{sae}}/train_log.json",
+        sae=f"{paths.sae_dir()}/sae.pt",
+        train_log=f"{paths.sae_dir()}/train_log.json",
     params:
-        data_dir=dataset_dir("data"),
-        split_dir=dataset_dir("split"),
-        out_dir=lambda w: f"{RESULTS}/{w.dataset}/{w.model}/sae/{w.sae}",
+        data_dir=lambda w: paths.data_dir(w.dataset),
+        split_dir=lambda w: paths.split_dir(w.dataset),
+        out_dir=lambda w: paths.sae_dir(w.dataset, w.model, w.sae),
         settings=lambda w: as_json(wf.sae_point(config, w.dataset, w.model, w.sae)),
         point=lambda w: f"{w.dataset}/{w.model}/{w.sae}",
         seed=config["seed"],

@@ -49,12 +49,11 @@ interventions.json::
       (per-level rows: level, raw_level, share, ndcg@K, delta_ndcg@K, overlap@k,
        off_target_change; promotion rows add success and mean_rank)
 
-Metrics config keys (``METRIC_DEFAULTS``; ``interventions`` is a nested dict): see the comments.
+Metrics config keys, their defaults and meaning: ``config/schema.yaml``, key ``metrics``.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
@@ -62,6 +61,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recsae.config import ConfigError, fill_defaults
 from recsae.data.tables import Split, load_concepts, load_split
 from recsae.device import resolve_device
 from recsae.interventions import ConceptEditor, run_interventions, sae_decode
@@ -81,77 +81,16 @@ from recsae.metrics.probes import probe_summary
 from recsae.recommenders.base import load_checkpoint
 from recsae.sae.holdout import split_sae_users
 
-METRIC_DEFAULTS: dict = {
-    "holdout_fraction": None,  # null: the SAE checkpoint's; a number must equal it
-    "ms_top_k": 30,  # items per neuron in the MS score
-    "align_top_k": 30,  # top activating items/users per neuron for concept precision
-    "auroc_threshold": 0.8,  # a neuron captures a concept at this AUROC ...
-    "label_precision_margin": 0.1,  # ... and top-k precision >= the concept's base rate + this
-    "active_min_interactions": 5,  # training interactions that make an entity active
-    "min_concept_count": 5,  # concepts with fewer active positives (or negatives) are skipped
-    "bucket_cuts": [0.5, 0.8],  # popularity (items) / activity (users) quantile cuts
-    "dense_threshold": 0.5,  # a neuron active on more than this share of inputs is dense
-    "agreement_k": 30,  # depth of the top-k lists compared (RBO, tau, overlap)
-    "rbo_p": 0.9,  # RBO persistence
-    "overlap_ks": [10, 30],  # overlap@K reported (each <= agreement_k)
-    "ks": [10, 20],  # cut-offs of the accuracy metrics
-    "probe_folds": 5,  # cross-validation folds of the concept probes
-    "probe_ks": [1, 2, 5],  # latents of the k-sparse probes
-    "batch_size": 1024,  # users per scoring batch
-    "interventions": {
-        "n_concepts": 3,  # item concepts intervened on: the best captured (AUROC x precision),
-        # at most one per family
-        "concepts": None,  # or a list of family=value names (e.g. genre=Horror): these instead
-        "audience_size": 20,  # held-out users per concept audience
-        "top_k": 30,  # depth of the lists whose concept share is measured
-        "cost_k": 10,  # NDCG cut-off of the cost
-        "filter_levels": [0.0, -0.5, -1.0, -1.5],  # set in heavy users' latents
-        "nudge_levels": [0.5, 1.0, 2.0],  # added in light users' latents
-        "promotion_levels": [1.0, 2.0, 4.0],  # applied to target items' latents
-        "promotion_mode": "set",  # set | add
-        "promotion_th": 20,  # audience rank threshold; success = rank <= th + 10
-        "promotion_targets": 5,  # target items sampled per concept
-        "level_scale": "max",  # max: levels x the neuron's max activation | absolute
-        "keep_error": False,  # true: edits keep the SAE reconstruction error
-    },
-}
-
 
 def resolve_metrics_config(metrics_cfg: dict | None) -> dict:
-    """METRIC_DEFAULTS overlaid with ``metrics_cfg`` (one nested level); unknown keys raise."""
-    cfg = copy.deepcopy(METRIC_DEFAULTS)
-    for key, value in (metrics_cfg or {}).items():
-        if key not in cfg:
-            raise ValueError(f"unknown metrics config key {key!r}; known: {sorted(cfg)}")
-        if key == "interventions":
-            unknown = sorted(set(value or {}) - set(cfg[key]))
-            if unknown:
-                raise ValueError(
-                    f"unknown metrics.interventions key(s) {unknown}; known: {sorted(cfg[key])}"
-                )
-            cfg[key].update(value or {})
-        else:
-            cfg[key] = copy.deepcopy(value)
+    """The metrics block with the schema's defaults (``config/schema.yaml``, key ``metrics``)
+    filled in and validated, plus the check the schema cannot express (overlap_ks <= agreement_k).
+    """
+    cfg = fill_defaults("metrics", metrics_cfg)
     bad = [k for k in cfg["overlap_ks"] if not 1 <= k <= cfg["agreement_k"]]
     if bad:
-        raise ValueError(
-            f"metrics overlap_ks {bad} must lie in [1, agreement_k={cfg['agreement_k']}]"
-        )
-    if cfg["probe_folds"] < 2 or any(k < 1 for k in cfg["probe_ks"]):
-        raise ValueError(
-            f"metrics probe_folds must be >= 2 and probe_ks >= 1, got {cfg['probe_folds']} and "
-            f"{cfg['probe_ks']}"
-        )
-    mode = cfg["interventions"]["promotion_mode"]
-    if mode not in ("set", "add"):
-        raise ValueError(f"metrics.interventions.promotion_mode must be set|add, got {mode!r}")
-    names = cfg["interventions"]["concepts"]
-    if names is not None and (
-        not isinstance(names, list)
-        or not all(isinstance(n, str) and all(n.partition("=")[::2]) for n in names)
-    ):
-        raise ValueError(
-            f"metrics.interventions.concepts must be a list of family=value names, got {names!r}"
+        raise ConfigError(
+            f"metrics.overlap_ks {bad} must lie in [1, agreement_k={cfg['agreement_k']}]"
         )
     return cfg
 

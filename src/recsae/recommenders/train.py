@@ -20,6 +20,7 @@ import jsonschema
 import numpy as np
 import torch
 
+from recsae.config import fill_defaults
 from recsae.data.tables import Split, load_split
 from recsae.device import resolve_device
 from recsae.io import atomic_write, result_metadata, write_json
@@ -65,7 +66,6 @@ TRAIN_DEFAULTS = {
     "collapse_fallback_lr": None,
 }
 LOSS_REDUCTIONS = ("mean", "sum")
-EVAL_DEFAULTS = {"ks": [10, 20], "batch_size": 1024}
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 
 
@@ -362,10 +362,7 @@ def evaluate_model(
 def run_evaluation(data_dir, split_dir, model_path, eval_cfg: dict, out_path, device) -> None:
     """Write out_path (metrics.json): test and validation metrics of the checkpoint AND of MostPop
     (popularity from train), ranked identically, with the config, seed and version."""
-    unknown = sorted(set(eval_cfg) - set(EVAL_DEFAULTS))
-    if unknown:
-        raise KeyError(f"eval: unknown key(s) {unknown}; known {sorted(EVAL_DEFAULTS)}")
-    cfg = {**EVAL_DEFAULTS, **eval_cfg}
+    cfg = fill_defaults("evaluation", eval_cfg)
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     split = load_split(data_dir, split_dir)
     model = load_checkpoint(model_path, device)

@@ -2,14 +2,14 @@
 
 ``run_report(part, ...)`` is what ``recsae report --part PART`` calls:
 
-* ``tables``: every table of ``recsae.report.targets.TABLES`` (+ the tidy ``sweep.csv``);
+* ``tables``: every table of ``recsae.paths.TABLES`` (+ the tidy ``sweep.csv``);
 * ``sweep-figures``: fidelity vs sparsity and MS/coverage vs width and beta (from sweep.csv);
 * ``interventions``: the intervention curves of one (dataset, model)'s chosen SAE;
 * ``neuron-cards``: the neuron cards of one (dataset, model)'s chosen SAE;
 * ``explorer``: the neuron explorer page of one (dataset, model), ``out_dir/{model}.html``;
 * ``explorer-index``: the explorer's index page, ``out_dir/index.html``.
 
-Paths and rules: ``recsae.report.targets`` and ``recsae.report.collect``.
+Paths: ``recsae.paths``; the settings: ``recsae.workflow.report_settings``.
 """
 
 from __future__ import annotations
@@ -29,14 +29,16 @@ def run_report(
     model: str | None = None,
     device: str = "cpu",
 ) -> None:
-    """Build one part of the report into ``out_dir`` (settings: ``targets.report_settings``)."""
-    from recsae.report.targets import REPORT_DEFAULTS
+    """Build one part of the report into ``out_dir`` (settings: ``workflow.report_settings``;
+    a missing ``report`` block gets the schema's defaults)."""
+    from recsae import paths
+    from recsae.config import fill_defaults
 
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    settings = {**settings, "report": {**REPORT_DEFAULTS, **settings.get("report", {})}}
+    settings = {**settings, "report": fill_defaults("report", settings.get("report"))}
     settings.setdefault("recommenders", [])
     settings.setdefault("sae_points", [])
-    tables_dir = results_dir / "tables"
+    tables_dir = Path(paths.tables_dir(results_dir))
     if part == "tables":
         from recsae.report.tables import build_tables
 

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsae import paths
 from recsae.io import read_json
 from recsae.sae.config import uses_topk
 from recsae.sweep import format_value, parse_point_path, strip_seed
@@ -85,7 +86,7 @@ def recommender_frame(results_dir: str | Path, pairs) -> pd.DataFrame:
     results_dir = Path(results_dir)
     rows, mostpop = [], {}
     for dataset, model in pairs:
-        metrics = read_json(results_dir / dataset / model / "metrics.json")
+        metrics = read_json(Path(paths.model_dir(dataset, model, results_dir)) / "metrics.json")
         name, seed = split_model_seed(model)
         rows.append(
             {"dataset": dataset, "model": name, "architecture": metrics.get("model", name)}
@@ -112,7 +113,7 @@ def _cell(value):
 
 
 def sweep_row(results_dir: Path, dataset: str, model: str, path: str) -> dict:
-    base = results_dir / dataset / model / "sae" / path
+    base = Path(paths.sae_dir(dataset, model, path, results_dir))
     metrics = read_json(base / "metrics.json")
     train_log = read_json(base / "train_log.json")
     cfg = train_log.get("config") or {}
@@ -316,7 +317,7 @@ def _level_rows(block: dict) -> list[dict]:
 
 
 def interventions_rows(results_dir: Path, dataset: str, model: str, path: str) -> list[dict]:
-    data = read_json(results_dir / dataset / model / "sae" / path / "interventions.json")
+    data = read_json(Path(paths.sae_dir(dataset, model, path, results_dir)) / "interventions.json")
     rows = []
     for entry in data.get("concepts", []):
         head = {
@@ -374,7 +375,7 @@ def interventions_frame(results_dir: str | Path, points) -> pd.DataFrame:
 
 
 def planted_rows(results_dir: Path, dataset: str, model: str, path: str) -> list[dict]:
-    metrics = read_json(results_dir / dataset / model / "sae" / path / "metrics.json")
+    metrics = read_json(Path(paths.sae_dir(dataset, model, path, results_dir)) / "metrics.json")
     planted = (metrics.get("planted") or {}).get("items")
     if not planted:
         return []
@@ -405,7 +406,7 @@ def point_setting(path: str) -> tuple[str, int | None]:
 
 
 def _point_method(results_dir: Path, dataset: str, model: str, path: str) -> str:
-    log = read_json(results_dir / dataset / model / "sae" / path / "train_log.json")
+    log = read_json(Path(paths.sae_dir(dataset, model, path, results_dir)) / "train_log.json")
     return (log.get("config") or {}).get("method") or SAE_METHOD
 
 

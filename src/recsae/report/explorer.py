@@ -1,7 +1,7 @@
 """Neuron explorer: one self-contained offline HTML page per (dataset, model) with every neuron of
 every sweep point of the run, and an index page that links them.
 
-Layout (``results/`` = ``recsae.workflow.RESULTS``)::
+Layout (``recsae.paths``)::
 
     results/explorer/index.html                      # the pairs, their points, links
     results/explorer/{dataset}/{model}.html          # the explorer of one pair
@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recsae import paths
 from recsae.data.tables import load_split
 from recsae.io import atomic_write, read_json
 from recsae.metrics.alignment import auroc_matrix, top_precision
@@ -195,12 +196,12 @@ def _interventions(path: Path) -> list[dict]:
 
 
 def point_data(
-    pair_dir: Path, path: str, item_concepts, user_concepts, device: str = "cpu"
+    model_path: Path, sae_dir: Path, path: str, item_concepts, user_concepts, device: str = "cpu"
 ) -> dict:
-    """Everything the page shows of one sweep point (see the module docstring)."""
-    sae_dir = pair_dir / "sae" / path
+    """Everything the page shows of the sweep point ``path`` whose files are in ``sae_dir``, of
+    the recommender ``model_path`` (see the module docstring)."""
     metrics = read_json(sae_dir / "metrics.json")
-    z_users, z_items = _latents(pair_dir / "model.pt", sae_dir / "sae.pt", device)
+    z_users, z_items = _latents(model_path, sae_dir / "sae.pt", device)
     n_neurons = z_items.shape[1]
     align_k = int((metrics.get("config") or {}).get("align_top_k", 30))
     top_items, top_acts = _top(z_items, TOP_ITEMS, dim=0)  # (k, H)
@@ -244,16 +245,23 @@ def _catalogue(concepts) -> dict:
     return {"name": _concept_names(concepts), "share": _round(concepts.n_positives / max(n, 1))}
 
 
-def pair_data(results_dir: Path, dataset: str, model: str, paths: list[str], device="cpu") -> dict:
-    """The JSON data of one pair's page: the catalogue once, then every point in ``paths``."""
+def pair_data(
+    results_dir: Path, dataset: str, model: str, point_paths: list[str], device="cpu"
+) -> dict:
+    """The JSON data of one pair's page: the catalogue once, then every point in ``point_paths``."""
     from recsae.metrics.evaluate import _concepts, resolve_metrics_config
 
-    data_dir, pair_dir = results_dir / dataset / "data", results_dir / dataset / model
+    data_dir = Path(paths.data_dir(dataset, results_dir))
+    model_path = Path(paths.model_dir(dataset, model, results_dir)) / "model.pt"
+
+    def sae_dir(point: str) -> Path:
+        return Path(paths.sae_dir(dataset, model, point, results_dir))
+
     items = pd.read_parquet(data_dir / "items.parquet").set_index("item").sort_index()
     users = pd.read_parquet(data_dir / "users.parquet")
-    split = load_split(data_dir, results_dir / dataset / "split")
+    split = load_split(data_dir, paths.split_dir(dataset, results_dir))
     train = split.matrix("train")
-    first = read_json(pair_dir / "sae" / paths[0] / "metrics.json") if paths else {}
+    first = read_json(sae_dir(point_paths[0]) / "metrics.json") if point_paths else {}
     cfg = resolve_metrics_config(first.get("config"))
     labels = pd.read_parquet(data_dir / "concepts.parquet")
     item_concepts = _concepts(labels, "item", np.asarray(train.sum(0)).ravel(), "popularity", cfg)
@@ -282,7 +290,10 @@ def pair_data(results_dir: Path, dataset: str, model: str, paths: list[str], dev
         "nUsers": int(train.shape[0]),
         "alignTopK": int(cfg["align_top_k"]),
         "topUsers": TOP_USERS,
-        "points": [point_data(pair_dir, p, item_concepts, user_concepts, device) for p in paths],
+        "points": [
+            point_data(model_path, sae_dir(p), p, item_concepts, user_concepts, device)
+            for p in point_paths
+        ],
     }
 
 
@@ -314,13 +325,13 @@ def build_pair_page(
 ) -> dict:
     """Write the explorer page of (dataset, model); return {points, neurons, bytes, seconds}."""
     start = time.perf_counter()
-    paths = pair_paths(settings, dataset, model)
-    data = pair_data(Path(results_dir), dataset, model, paths, device)
+    point_paths = pair_paths(settings, dataset, model)
+    data = pair_data(Path(results_dir), dataset, model, point_paths, device)
     body = (PAGE_DIR / "explorer.html").read_text()
     page = _page(f"recsae explorer: {dataset} / {model}", body, data)
     atomic_write(out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return {
-        "points": len(paths),
+        "points": len(point_paths),
         "neurons": sum(p["width"] for p in data["points"]),
         "bytes": len(page.encode()),
         "seconds": round(time.perf_counter() - start, 2),
@@ -332,12 +343,12 @@ def build_index(settings: dict, out: str | Path) -> None:
     pairs = list(dict.fromkeys((d, m) for d, m, _ in settings.get("sae_points", [])))
     rows = []
     for dataset, model in pairs:
-        paths = pair_paths(settings, dataset, model)
+        point_paths = pair_paths(settings, dataset, model)
         href = html.escape(f"{dataset}/{model}.html")
-        points = ", ".join(f"<code>{html.escape(p)}</code>" for p in paths)
+        points = ", ".join(f"<code>{html.escape(p)}</code>" for p in point_paths)
         rows.append(
             f'<tr><td><a href="{href}">{html.escape(dataset)} / {html.escape(model)}</a></td>'
-            f"<td>{len(paths)}</td><td>{points}</td></tr>"
+            f"<td>{len(point_paths)}</td><td>{points}</td></tr>"
         )
     body = (
         "<h1>recsae neuron explorer</h1>\n<p>One page per (dataset, model); each lists every "

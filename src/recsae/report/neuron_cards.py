@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recsae import paths
 from recsae.io import read_json
 from recsae.report.figures import chosen_point, placeholder, plt, read_sweep, save
 
@@ -176,14 +177,14 @@ def neuron_cards(
     if point is None or n_cards == 0:
         why = "no chosen SAE" if point is None else "report.neuron_cards is 0"
         return placeholder(f"{dataset} / {model}: {why}", png, svg)
-    pair_dir = results_dir / dataset / model
-    sae_dir = pair_dir / "sae" / point
-    latents = item_latents(pair_dir / "model.pt", sae_dir / "sae.pt", device)
+    sae_dir = Path(paths.sae_dir(dataset, model, point, results_dir))
+    model_path = Path(paths.model_dir(dataset, model, results_dir)) / "model.pt"
+    latents = item_latents(model_path, sae_dir / "sae.pt", device)
     metrics = read_json(sae_dir / "metrics.json")
     neurons = rank_neurons(metrics, latents, cfg["neuron_card_order"])[:n_cards]
     if not neurons:
         return placeholder(f"{dataset} / {model} {point}: every neuron is dead", png, svg)
-    data_dir = results_dir / dataset / "data"
+    data_dir = Path(paths.data_dir(dataset, results_dir))
     items = pd.read_parquet(data_dir / "items.parquet").set_index("item").sort_index()
     concepts = pd.read_parquet(data_dir / "concepts.parquet")
     concepts = concepts[concepts.entity == "item"]

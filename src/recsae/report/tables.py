@@ -13,8 +13,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from recsae.io import atomic_write
+from recsae.paths import SWEEP_TABLE, TABLES
 from recsae.report import collect
-from recsae.report.targets import SWEEP_TABLE, TABLES
 
 FLOAT_FORMAT = ".4g"
 STD_FORMAT = ".2g"
@@ -179,8 +179,8 @@ def mean_std_cells(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -> dict:
-    """Write every table of ``recsae.report.targets.TABLES`` (+ the tidy sweep CSV) to
-    ``out_dir``; ``settings`` as ``recsae.report.targets.report_settings``. Returns the frames."""
+    """Write every table of ``recsae.paths.TABLES`` (+ the tidy sweep CSV) to
+    ``out_dir``; ``settings`` as ``recsae.workflow.report_settings``. Returns the frames."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     cfg = settings["report"]
     recs = collect.recommender_frame(results_dir, settings["recommenders"])

@@ -9,7 +9,7 @@ rule csv_dataset:
         csv=lambda w: config["datasets"][w.dataset]["path"],
     output:
         multiext(
-            f"{RESULTS}/{{dataset}}/data/",
+            f"{paths.data_dir()}/",
             "interactions.parquet",
             "items.parquet",
             "users.parquet",
@@ -45,7 +45,7 @@ rule csv_dataset:
         prepare_raw(
             raw,
             params.settings,
-            f"{RESULTS}/{wildcards.dataset}/data",
+            paths.data_dir(wildcards.dataset),
             dataset=wildcards.dataset,
             seed=params.seed,
         )
