@@ -6,7 +6,7 @@
 For each seed (the config's ``seed`` replaced: new data, recommender, SAE and held-out users) the
 synthetic dataset and the recommender of ``--config`` are built as the workflow builds them, then
 one SAE per (lambda_kl, beta) on top of the config's ``sae.defaults`` (and its model override) is
-trained and evaluated with ``recsae.metrics.evaluate.evaluate_loaded``. Prints one markdown row
+trained and evaluated with ``recsae.stages.sae_evaluation.evaluate_loaded``. Prints one markdown row
 per SAE: L0, item FVU, RBO@30, score recovered, and the mean best-neuron AUROC and precision@R of
 the SAE vs the ``random`` method (a seeded random orthonormal basis, split into positive and
 negative halves; fitted once per seed), over all planted concepts and over the clusters.
@@ -25,15 +25,15 @@ import yaml
 from tabulate import tabulate
 
 from recsae import workflow
-from recsae.config import validate_config
+from recsae.config import resolve_metrics_config, validate_config
 from recsae.data.fetch import fetch_raw
 from recsae.data.prepare import prepare_dataset
 from recsae.data.split import make_split
 from recsae.data.tables import load_concepts, load_split
-from recsae.metrics.evaluate import evaluate_loaded, resolve_metrics_config
 from recsae.recommenders.train import train_recommender
 from recsae.sae.holdout import split_sae_users
 from recsae.sae.train import fit_baseline, train_sae
+from recsae.stages.sae_evaluation import evaluate_loaded
 
 REPO = Path(__file__).resolve().parents[1]
 

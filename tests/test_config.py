@@ -37,6 +37,18 @@ def test_defaults_are_filled_in():
     assert config["datasets"]["d"]["split"]["test_n"] == 5
     assert config["datasets"]["d"]["kcore"] == {"user": 0, "item": 0}
     assert config["sae"]["overrides"] == {"datasets": {}, "models": {}, "pairs": {}}
+    # every job's slice arrives complete, nested blocks included ...
+    assert config["metrics"]["interventions"]["audience_size"] == 20
+    assert config["evaluation"] == {"ks": [10, 20], "batch_size": 1024}
+    assert config["report"]["best_point_metric"] == "rbo30"
+    # ... except the layered blocks, whose model and preset defaults lie under the config's keys
+    assert config["models"]["m"]["train"] == {} and config["sae"]["defaults"] == {}
+
+
+def test_dataset_sources_are_the_registered_modules():
+    config = {"datasets": {"d": {"source": "netflix"}}, "models": {"m": {"model": "mf"}}}
+    with pytest.raises(ConfigError, match=r"datasets\.d\.source: 'netflix' is not a dataset"):
+        validate_config(config, SCHEMA)
 
 
 @pytest.mark.parametrize(

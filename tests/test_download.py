@@ -47,7 +47,9 @@ from recsae.data.fetch import (
 from recsae.data.prepare import prepare_dataset
 from recsae.errors import DataError
 
-FAST = DownloadOptions(retries=3, backoff=0.0, connect_timeout=5, read_timeout=5)
+FAST = DownloadOptions.from_settings(
+    {"retries": 3, "backoff": 0.0, "connect_timeout": 5, "read_timeout": 5}
+)
 FAST_SETTINGS = {"retries": 3, "backoff": 0.0}
 BODY = bytes(range(256)) * 400
 

@@ -2,8 +2,6 @@
 entry point end to end on the same stand-ins."""
 
 import json
-import sys
-import types
 
 import numpy as np
 import pandas as pd
@@ -11,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from recsae.config import resolve_metrics_config
 from recsae.data.tables import Split
 from recsae.interventions import (
     ConceptEditor,
@@ -20,8 +19,8 @@ from recsae.interventions import (
     sae_encode,
 )
 from recsae.metrics.alignment import auroc_matrix, build_concepts
-from recsae.metrics.evaluate import evaluate_sae, resolve_metrics_config
 from recsae.recommenders.base import Recommender, register, save_checkpoint
+from recsae.stages import sae_evaluation
 
 N_CONCEPTS, PER_CONCEPT, N_USERS = 3, 30, 30
 
@@ -289,15 +288,19 @@ def write_dataset(tmp_path):
 
 def test_evaluate_sae_end_to_end(tmp_path, monkeypatch):
     data, split_dir = write_dataset(tmp_path)
-    fake = types.ModuleType("recsae.sae.model")
-    fake.load_sae = lambda path, device: SplitSAE(N_CONCEPTS)
-    monkeypatch.setitem(sys.modules, "recsae.sae.model", fake)
+    monkeypatch.setattr(sae_evaluation, "load_sae", lambda path, device: SplitSAE(N_CONCEPTS))
     cfg = {"agreement_k": 10, "overlap_ks": [5, 10], "ks": [5], "interventions": CFG}
     cfg["active_min_interactions"] = 0  # the toy items have 0-4 training interactions each
     out_m, out_i = tmp_path / "m" / "metrics.json", tmp_path / "m" / "interventions.json"
-    evaluate_sae(
-        tmp_path / "model.pt", tmp_path / "sae.pt", data, split_dir, cfg, 0, "cpu", out_m, out_i
-    )
+    files = {
+        "model_path": tmp_path / "model.pt",
+        "sae_path": tmp_path / "sae.pt",
+        "data_dir": data,
+        "split_dir": split_dir,
+        "metrics_out": out_m,
+        "interventions_out": out_i,
+    }
+    sae_evaluation.evaluate(cfg, **files, seed=0, device="cpu")
     metrics, interventions = json.loads(out_m.read_text()), json.loads(out_i.read_text())
     summary = metrics["summary"]
     assert metrics["heldout"] == {
@@ -324,17 +327,7 @@ def test_evaluate_sae_end_to_end(tmp_path, monkeypatch):
     assert metrics["config"]["interventions"]["top_k"] == 10 and metrics["seed"] == 0
     assert interventions["summary"]["filtering"]["levels"][-1]["share"] == 0.0
     with pytest.raises(ValueError, match="differs from the SAE"):
-        evaluate_sae(
-            tmp_path / "model.pt",
-            tmp_path / "sae.pt",
-            data,
-            split_dir,
-            {**cfg, "holdout_fraction": 0.2},
-            0,
-            "cpu",
-            out_m,
-            out_i,
-        )
+        sae_evaluation.evaluate({**cfg, "holdout_fraction": 0.2}, **files, seed=0, device="cpu")
 
 
 def test_metrics_config_errors():

@@ -14,7 +14,8 @@ from recsae.recommenders.base import save_checkpoint
 from recsae.sae.config import SIGNED_METHODS, resolve_sae_config
 from recsae.sae.holdout import split_sae_users
 from recsae.sae.model import load_sae
-from recsae.sae.train import fit_baseline, run_sae_training
+from recsae.sae.train import fit_baseline
+from recsae.stages import sae as sae_stage
 
 D = 6
 
@@ -136,8 +137,15 @@ def test_a_method_point_is_written_like_an_sae_point(tmp_path):
     rec = TinyDot(N_USERS, N_ITEMS, {"seed": 3})
     save_checkpoint(rec, tmp_path / "model.pt")
     cfg = {"method": "ica", "variant": "topk", "k": 3}
-    run_sae_training(
-        tmp_path / "model.pt", data_dir, split_dir, cfg, "method~ica", 7, "cpu", out_dir
+    sae_stage.train(
+        cfg,
+        model_path=tmp_path / "model.pt",
+        data_dir=data_dir,
+        split_dir=split_dir,
+        point="method~ica",
+        out_dir=out_dir,
+        seed=7,
+        device="cpu",
     )
     log = json.loads((out_dir / "train_log.json").read_text())
     assert log["config"]["method"] == "ica" and log["config"]["width"] == 2 * DIM

@@ -16,12 +16,8 @@ from recsae.metrics.accuracy import rank_metrics
 from recsae.recommenders import MostPop, load_checkpoint, model_class, save_checkpoint
 from recsae.recommenders import ncf as ncf_module
 from recsae.recommenders.sampling import NegativeSampler, pairwise_epoch, train_pairs
-from recsae.recommenders.train import (
-    resolve_config,
-    run_evaluation,
-    run_training,
-    train_recommender,
-)
+from recsae.recommenders.train import resolve_config, train_recommender
+from recsae.stages import recommender as recommender_stage
 
 TRAINABLE = ["mf", "ncf", "bpr", "lightgcn"]
 FAST = {"epochs": 40, "lr": 0.03, "batch_size": 512, "eval_every": 5, "early_stopping_patience": 0}
@@ -305,7 +301,7 @@ def test_embeddings_model_names_bad_files(split, tmp_path):
         )
 
 
-def test_run_training_and_evaluation_write_their_files(split, tmp_path):
+def test_recommender_stages_write_their_files(split, tmp_path):
     data_dir, split_dir, out_dir = tmp_path / "data", tmp_path / "split", tmp_path / "bpr"
     data_dir.mkdir()
     split_dir.mkdir()
@@ -315,13 +311,19 @@ def test_run_training_and_evaluation_write_their_files(split, tmp_path):
     for part in ("train", "valid", "test"):
         getattr(split, part).to_parquet(split_dir / f"{part}.parquet")
     cfg = {**FAST, "epochs": 5}
-    run_training(data_dir, split_dir, "bpr", SMALL["bpr"], cfg, 3, "cpu", out_dir)
+    entry = {"model": "bpr", "params": SMALL["bpr"], "train": cfg}
+    files = {"data_dir": data_dir, "split_dir": split_dir}
+    recommender_stage.train(entry, **files, out_dir=out_dir, seed=3, device="cpu")
     log = json.loads((out_dir / "train_log.json").read_text())
     assert log["seed"] == 3 and len(log["history"]) == 5 and log["config"]["train"]["epochs"] == 5
     arrays = np.load(out_dir / "embeddings.npz")
     assert arrays["user"].shape == (split.n_users, 8) and arrays["item"].shape == (split.n_items, 8)
-    run_evaluation(
-        data_dir, split_dir, out_dir / "model.pt", {"ks": [5, 10]}, out_dir / "m.json", "cpu"
+    recommender_stage.evaluate(
+        {"ks": [5, 10]},
+        **files,
+        model_path=out_dir / "model.pt",
+        out=out_dir / "m.json",
+        device="cpu",
     )
     metrics = json.loads((out_dir / "m.json").read_text())
     assert metrics["seed"] == 3 and metrics["config"]["eval"]["ks"] == [5, 10]

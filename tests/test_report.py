@@ -31,7 +31,6 @@ from recsae import workflow as wf
 from recsae.cli import main as cli
 from recsae.config import fill_defaults, validate_config
 from recsae.paths import RESULTS
-from recsae.report import run_report
 from recsae.report.collect import (
     best_mask,
     beta_points,
@@ -42,6 +41,7 @@ from recsae.report.collect import (
     setting_frame,
 )
 from recsae.report.tables import build_tables, mean_std_cells
+from recsae.stages.report import render
 from recsae.workflow import report_settings, report_targets
 
 REPORT_DEFAULTS = fill_defaults("report")
@@ -523,7 +523,7 @@ def test_report_targets_follow_the_config():
 def test_empty_sweep_still_writes_tables(tree, tmp_path):
     work, config = tree
     settings = {**report_settings(config), "sae_points": []}
-    run_report("tables", work / "results", settings, tmp_path / "tables")
+    render(settings, part="tables", results_dir=work / "results", out_dir=tmp_path / "tables")
     assert len(pd.read_csv(tmp_path / "tables/recommenders.csv")) == 3
     assert "(no rows)" in (tmp_path / "tables/beta.md").read_text()
     assert "(no rows)" in (tmp_path / "tables/planted.md").read_text()
@@ -614,9 +614,16 @@ def explorer(report):
     (the Snakemake test rebuilds results/ for a smaller config)."""
     work, config = report
     pages, settings = work / "explorer-pages", report_settings(config)
-    run_report("explorer-index", work / RESULTS, settings, pages)
+    render(settings, part="explorer-index", results_dir=work / RESULTS, out_dir=pages)
     for dataset, model in wf.sae_pairs(config):
-        run_report("explorer", work / RESULTS, settings, pages / dataset, dataset, model)
+        render(
+            settings,
+            part="explorer",
+            results_dir=work / RESULTS,
+            out_dir=pages / dataset,
+            dataset=dataset,
+            model=model,
+        )
     return work, config, pages
 
 

@@ -19,10 +19,10 @@ from recsae.sae.train import (
     PairBatch,
     PairSampler,
     _batches,
-    run_sae_training,
     sae_loss_terms,
     train_sae,
 )
+from recsae.stages import sae as sae_stage
 
 N_USERS, N_ITEMS, DIM = 60, 40, 8
 
@@ -339,7 +339,16 @@ def test_same_sae_seed_same_checkpoint_bytes(tmp_path):
     def checkpoint(name, sae_seed):
         out = tmp_path / name / "beta~1" / f"seed~{sae_seed}"
         cfg = {**FAST, "seed": sae_seed}
-        run_sae_training(tmp_path / "model.pt", data_dir, split_dir, cfg, "p", 0, "cpu", out)
+        sae_stage.train(
+            cfg,
+            model_path=tmp_path / "model.pt",
+            data_dir=data_dir,
+            split_dir=split_dir,
+            point="p",
+            out_dir=out,
+            seed=0,
+            device="cpu",
+        )
         return (out / "sae.pt").read_bytes()
 
     first = checkpoint("a", 1)
@@ -347,12 +356,19 @@ def test_same_sae_seed_same_checkpoint_bytes(tmp_path):
     assert checkpoint("c", 2) != first
 
 
-def test_run_sae_training_writes_checkpoint_and_log(tmp_path):
+def test_sae_training_stage_writes_checkpoint_and_log(tmp_path):
     rec, data_dir, split_dir = write_tiny_run(tmp_path)
     out_dir = tmp_path / "sae"
     cfg = {**FAST, "variant": "topk", "k": 4, "beta": 2}
-    run_sae_training(
-        tmp_path / "model.pt", data_dir, split_dir, cfg, "variant~topk", 7, "cpu", out_dir
+    sae_stage.train(
+        cfg,
+        model_path=tmp_path / "model.pt",
+        data_dir=data_dir,
+        split_dir=split_dir,
+        point="variant~topk",
+        out_dir=out_dir,
+        seed=7,
+        device="cpu",
     )
     log = json.loads((out_dir / "train_log.json").read_text())
     assert log["seed"] == 7 and log["point_id"] == "variant~topk"

@@ -87,7 +87,7 @@ def test_leave_last_out_takes_the_latest(data_dir, tmp_path):
 
 
 def test_unknown_setting_and_bad_tables_are_rejected(data_dir, tmp_path):
-    with pytest.raises(ValueError, match="unknown setting"):
+    with pytest.raises(ValueError, match=r"split_settings: .*'tets_n' was unexpected"):
         make_split(data_dir, {**SETTINGS, "tets_n": 3}, 0, tmp_path / "x")
     bad = write_canonical(tmp_path / "bad", pd.DataFrame({"user": [0, 1], "item": [0, 1]}))
     pd.DataFrame({"user": [0, 0], "item": [0, 0], "rating": 1.0, "timestamp": 0}).to_parquet(

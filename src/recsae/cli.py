@@ -1,7 +1,9 @@
-"""The ``recsae`` command: one subcommand per workflow stage (each Snakemake rule runs one), plus
-config validation and listing the registered datasets and models.
+"""The ``recsae`` command: one subcommand per workflow stage (each Snakemake rule runs one; the
+stage functions are in ``recsae.stages``), plus config validation and listing the registered
+datasets and models.
 
-Settings arrive as JSON strings (the rule serialises its part of the validated config).
+Settings arrive as JSON strings (the rule serialises its part of the validated config); the other
+flags become the stage function's keyword arguments.
 ``--gpus N`` runs the stage on N free GPUs of the slot pool (see ``recsae.gpu_slots``); with 0 the
 stage sees no GPU and runs on the CPU. A user error (bad config or data, a checksum mismatch, a
 network failure, a missing file) prints one line, ``recsae <command>: error: <message>``, and
@@ -15,7 +17,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 
 def _json(text: str) -> dict:
@@ -26,96 +27,6 @@ def _json(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text[:200]!r}")
     return value
-
-
-def _fetch(args) -> None:
-    from recsae.data.fetch import fetch_raw
-
-    fetch_raw(
-        args.dataset, args.settings, Path(args.raw_dir), args.mirror or None, args.download
-    )
-
-
-def _prepare(args) -> None:
-    from recsae.data.prepare import prepare_dataset
-
-    prepare_dataset(args.dataset, args.settings, Path(args.raw_dir), Path(args.out_dir), args.seed)
-
-
-def _split(args) -> None:
-    from recsae.data.split import make_split
-
-    make_split(Path(args.data_dir), args.settings, args.seed, Path(args.out_dir))
-
-
-def _train_recommender(args) -> None:
-    from recsae.recommenders.train import run_training
-
-    s = args.settings
-    run_training(
-        args.data_dir,
-        args.split_dir,
-        s["model"],
-        s["params"],
-        s["train"],
-        s.get("seed", args.seed),  # a seed variant's own training seed
-        args.device,
-        args.out_dir,
-    )
-
-
-def _evaluate_recommender(args) -> None:
-    from recsae.recommenders.train import run_evaluation
-
-    run_evaluation(
-        args.data_dir, args.split_dir, args.model_path, args.settings, args.out, args.device
-    )
-
-
-def _train_sae(args) -> None:
-    from recsae.sae.train import run_sae_training
-
-    run_sae_training(
-        args.model_path,
-        args.data_dir,
-        args.split_dir,
-        args.settings,
-        args.point,
-        args.seed,
-        args.device,
-        args.out_dir,
-    )
-
-
-def _evaluate_sae(args) -> None:
-    from recsae.metrics.evaluate import evaluate_sae
-
-    evaluate_sae(
-        args.model_path,
-        args.sae_path,
-        args.data_dir,
-        args.split_dir,
-        args.settings,
-        args.seed,
-        args.device,
-        args.metrics_out,
-        args.interventions_out,
-    )
-
-
-def _report(args) -> None:
-    from recsae.device import resolve_device
-    from recsae.report import run_report
-
-    run_report(
-        args.part,
-        args.results_dir,
-        args.settings,
-        args.out_dir,
-        args.dataset,
-        args.model,
-        resolve_device(args.device),
-    )
 
 
 def _validate(args) -> None:
@@ -136,6 +47,18 @@ def _list(args) -> None:
     print("models:", ", ".join(registered_models()))
 
 
+def _stage(module: str, function: str):
+    """The stage function ``recsae.stages.<module>.<function>``, imported when it runs."""
+
+    def run(args) -> None:
+        import importlib
+
+        stage = getattr(importlib.import_module(f"recsae.stages.{module}"), function)
+        stage(args.settings, **{name: getattr(args, name) for name in args.stage_args})
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsae", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -143,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def stage(name, func, help_text, *flags):
+    def stage(name, target, help_text, flags, uses=("seed", "device")):
+        """A subcommand running stage ``target`` (module, function) with the required path
+        ``flags`` and the shared options it ``uses`` as keyword arguments."""
         p = sub.add_parser(name, help=help_text)
         for flag in flags:
             p.add_argument(f"--{flag}", required=True)
@@ -154,63 +79,64 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
         )
-        p.set_defaults(func=func)
+        names = [flag.replace("-", "_") for flag in flags] + list(uses)
+        p.set_defaults(func=_stage(*target), stage_args=names)
         return p
 
     p = stage(
-        "fetch", _fetch, "download, verify and extract a dataset's raw files", "dataset", "raw-dir"
+        "fetch",
+        ("data", "fetch"),
+        "download, verify and extract a dataset's raw files",
+        ["dataset", "raw-dir"],
+        uses=("mirror", "download"),
     )
     p.add_argument("--mirror", default=None)
-    p.add_argument(
-        "--download", type=_json, default=None, help="JSON object of network settings"
+    p.add_argument("--download", type=_json, default=None, help="JSON object of network settings")
+    stage(
+        "prepare",
+        ("data", "prepare"),
+        "raw files -> canonical tables",
+        ["dataset", "raw-dir", "out-dir"],
+        uses=("seed",),
     )
-    stage("prepare", _prepare, "raw files -> canonical tables", "dataset", "raw-dir", "out-dir")
-    stage("split", _split, "canonical tables -> train/valid/test", "data-dir", "out-dir")
+    stage(
+        "split",
+        ("data", "split"),
+        "canonical tables -> train/valid/test",
+        ["data-dir", "out-dir"],
+        uses=("seed",),
+    )
     stage(
         "train-recommender",
-        _train_recommender,
+        ("recommender", "train"),
         "train a base recommender",
-        "data-dir",
-        "split-dir",
-        "out-dir",
+        ["data-dir", "split-dir", "out-dir"],
     )
     stage(
         "evaluate-recommender",
-        _evaluate_recommender,
+        ("recommender", "evaluate"),
         "full-ranking evaluation + MostPop",
-        "data-dir",
-        "split-dir",
-        "model-path",
-        "out",
+        ["data-dir", "split-dir", "model-path", "out"],
+        uses=("device",),
     )
     stage(
         "train-sae",
-        _train_sae,
+        ("sae", "train"),
         "train one SAE sweep point",
-        "model-path",
-        "data-dir",
-        "split-dir",
-        "point",
-        "out-dir",
+        ["model-path", "data-dir", "split-dir", "point", "out-dir"],
     )
     stage(
         "evaluate-sae",
-        _evaluate_sae,
+        ("sae_evaluation", "evaluate"),
         "monosemanticity, fidelity and interventions of an SAE",
-        "model-path",
-        "sae-path",
-        "data-dir",
-        "split-dir",
-        "metrics-out",
-        "interventions-out",
+        ["model-path", "sae-path", "data-dir", "split-dir", "metrics-out", "interventions-out"],
     )
     p = stage(
         "report",
-        _report,
+        ("report", "render"),
         "tables, figures, neuron cards and the neuron explorer from the results (--part)",
-        "part",
-        "results-dir",
-        "out-dir",
+        ["part", "results-dir", "out-dir"],
+        uses=("dataset", "model", "device"),
     )
     p.add_argument("--dataset", default=None, help="per-pair parts (interventions, ...): the pair")
     p.add_argument("--model", default=None)

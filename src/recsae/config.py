@@ -23,11 +23,12 @@ class ConfigError(UserError, ValueError):
 
 
 def _with_defaults(validator_class):
-    """A validator class that fills in ``default`` values while it validates (objects only)."""
+    """A validator class that fills in ``default`` values while it validates (objects only),
+    except inside a ``layered`` object, whose defaults the package lays under other layers."""
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
+        if isinstance(instance, dict) and not schema.get("layered"):
             for name, subschema in properties.items():
                 if "default" in subschema and name not in instance:
                     instance[name] = copy.deepcopy(subschema["default"])
@@ -61,6 +62,25 @@ def section_schema(section: str) -> dict:
     return {"$defs": root["$defs"], **node}
 
 
+def layered_defaults(name: str) -> dict:
+    """{key: default} of the layered block ``$defs.<name>`` of the schema (``sae_settings``,
+    ``train_settings``), in the schema's key order."""
+    properties = _package_schema()["$defs"][name]["properties"]
+    return {key: copy.deepcopy(spec["default"]) for key, spec in properties.items()}
+
+
+def check_layered(name: str, settings: dict) -> str | None:
+    """The first problem of fully layered ``settings`` against ``$defs.<name>`` (a key and its
+    message, e.g. ``'k': -1 is less than the minimum of 1``), or None."""
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(section_schema(f"$defs.{name}")).iter_errors(settings)
+    )
+    if error is None:
+        return None
+    key = key_path(error)
+    return f"{key!r}: {error.message}" if error.absolute_path else error.message
+
+
 def fill_defaults(section: str, value: dict | None = None) -> dict:
     """A copy of ``value`` (default: empty) with every default of the schema's ``section`` filled
     in, validated; a bad key or value raises ConfigError naming it (``metrics.rbo_p: ...``)."""
@@ -76,6 +96,19 @@ def fill_defaults(section: str, value: dict | None = None) -> dict:
             )
         )
     return instance
+
+
+def resolve_metrics_config(metrics_cfg: dict | None) -> dict:
+    """The metrics block with the schema's defaults (``config/schema.yaml``, key ``metrics``)
+    filled in and validated, plus the check the schema cannot express (overlap_ks <= agreement_k).
+    """
+    cfg = fill_defaults("metrics", metrics_cfg)
+    bad = [k for k in cfg["overlap_ks"] if not 1 <= k <= cfg["agreement_k"]]
+    if bad:
+        raise ConfigError(
+            f"metrics.overlap_ks {bad} must lie in [1, agreement_k={cfg['agreement_k']}]"
+        )
+    return cfg
 
 
 def key_path(error: jsonschema.ValidationError) -> str:
@@ -116,7 +149,17 @@ def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict
 
 
 def _check_references(config: dict, source: str) -> None:
-    """Names used in ``experiments``, ``sae.targets`` and ``sae.overrides`` must exist."""
+    """Dataset sources must be registered modules (or ``custom``); names used in
+    ``experiments``, ``sae.targets`` and ``sae.overrides`` must exist."""
+    from recsae.data.registry import dataset_names
+
+    sources = [*dataset_names(), "custom"]
+    for name, entry in config["datasets"].items():
+        if entry["source"] not in sources:
+            raise ConfigError(
+                f"{source}: datasets.{name}.source: {entry['source']!r} is not a dataset module "
+                f"(known: {sources})"
+            )
     for where, groups in (
         ("experiments", config["experiments"]),
         ("sae.targets", config["sae"]["targets"]),
@@ -149,7 +192,6 @@ def _check_stage_settings(config: dict, source: str) -> None:
     model's params, an SAE sweep point, a metric setting) fails now, not hours into a run."""
     import recsae.recommenders  # noqa: F401  (registers the models)
     from recsae import workflow
-    from recsae.metrics.evaluate import resolve_metrics_config
     from recsae.recommenders.base import model_class
     from recsae.recommenders.train import resolve_config
     from recsae.sae.config import resolve_sae_config

@@ -20,13 +20,14 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 import urllib3
 
-from recsae.errors import DataError, UserError
+from recsae.config import fill_defaults
+from recsae.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +57,23 @@ class DownloadOptions:
     """Network settings (config key ``download``): retries after the first try, the first
     backoff in seconds (doubled each retry), connect/read timeouts in seconds, chunk bytes, the
     deadline in seconds for one file (all tries together), and the extraction caps (an archive
-    may unpack to at most ``max_extract_ratio`` times its size and ``max_extract_gib`` GiB)."""
+    may unpack to at most ``max_extract_ratio`` times its size and ``max_extract_gib`` GiB).
+    Defaults: config/schema.yaml, ``$defs.download_settings``."""
 
-    retries: int = 5
-    backoff: float = 2.0
-    connect_timeout: float = 30.0
-    read_timeout: float = 120.0
-    chunk_size: int = 1 << 20
-    deadline: float = 6 * 3600.0
-    max_extract_ratio: float = 50.0
-    max_extract_gib: float = 100.0
+    retries: int
+    backoff: float
+    connect_timeout: float
+    read_timeout: float
+    chunk_size: int
+    deadline: float
+    max_extract_ratio: float
+    max_extract_gib: float
 
     @classmethod
     def from_settings(cls, settings: dict | None) -> DownloadOptions:
-        settings = dict(settings or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise DataError(f"download: unknown setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**settings)
+        """The block with the schema's defaults filled in; a bad key or value raises a
+        ConfigError naming it."""
+        return cls(**fill_defaults("$defs.download_settings", settings))
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
@@ -122,7 +121,7 @@ def download(
     restarts it. 404 raises NotFoundError, other 4xx DownloadError, a digest mismatch
     ChecksumError (partial deleted), passing ``options.deadline`` DownloadError (partial kept).
     """
-    options = options or DownloadOptions()
+    options = options or DownloadOptions.from_settings(None)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")

@@ -15,56 +15,39 @@ item of a user is in that user's train set. Everything is vectorised (no per-use
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from recsae.config import fill_defaults
 from recsae.data.tables import INTERACTION_COLUMNS, SPLIT_PARTS, as_interactions, validate_canonical
 from recsae.errors import DataError
 from recsae.io import result_metadata, write_json, write_parquet
 from recsae.seeding import numpy_rng
 
-PROTOCOLS = ("random_holdout", "leave_last_out")
-SMALL_USER_RULES = ("train_only", "drop")
 _TRAIN, _VALID, _TEST, _DROP = 0, 1, 2, -1
 
 
 @dataclass(frozen=True)
 class SplitSettings:
-    """The ``split`` config block (see the module doc)."""
+    """The ``split`` config block (see the module doc; keys, types and defaults:
+    config/schema.yaml, ``$defs.split_settings``)."""
 
-    protocol: str = "random_holdout"
-    test_n: int = 5
-    test_fraction: float | None = None
-    valid_n: int = 1
-    valid_fraction: float | None = None
-    small_users: str = "train_only"
-    min_train: int = 1
+    protocol: str
+    test_n: int
+    test_fraction: float | None
+    valid_n: int
+    valid_fraction: float | None
+    small_users: str
+    min_train: int
 
     @classmethod
     def from_settings(cls, settings: dict | None) -> SplitSettings:
-        settings = dict(settings or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise DataError(f"split: unknown setting(s) {unknown}; known: {sorted(known)}")
-        out = cls(**settings)
-        if out.protocol not in PROTOCOLS:
-            raise DataError(f"split.protocol must be one of {PROTOCOLS}, got {out.protocol!r}")
-        if out.small_users not in SMALL_USER_RULES:
-            raise DataError(
-                f"split.small_users must be one of {SMALL_USER_RULES}, got {out.small_users!r}"
-            )
-        for key in ("test_n", "valid_n", "min_train"):
-            if int(getattr(out, key)) != getattr(out, key) or getattr(out, key) < 0:
-                raise DataError(f"split.{key} must be a non-negative integer")
-        for key in ("test_fraction", "valid_fraction"):
-            value = getattr(out, key)
-            if value is not None and not 0.0 < value < 1.0:
-                raise DataError(f"split.{key} must be null or in (0, 1), got {value}")
-        return out
+        """The block with the schema's defaults filled in; a bad key or value raises a
+        ConfigError naming it (``split_settings: ... 'tets_n' was unexpected``)."""
+        return cls(**fill_defaults("$defs.split_settings", settings))
 
 
 def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict:

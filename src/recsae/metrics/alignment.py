@@ -364,3 +364,21 @@ def planted_recovery(acts: torch.Tensor, concepts: Concepts) -> dict | None:
             **{key: values.tolist() for key, values in best.items()},
         },
     }
+
+
+def entity_concepts(
+    frame: pd.DataFrame, entity: str, counts: np.ndarray, bucket_family: str, cfg: dict
+) -> Concepts:
+    """The scored concepts of one entity ("item" or "user"): its rows of the long label table
+    ``frame`` (entity, id, family, concept) plus the ``bucket_family`` buckets of its training
+    ``counts`` (N,), keeping concepts with ``min_concept_count`` active positives and negatives
+    (active: at least ``active_min_interactions`` training interactions; ``cfg``: the metrics
+    block)."""
+    rows = frame.loc[frame["entity"] == entity, ["id", "family", "concept"]]
+    buckets = count_buckets(counts, bucket_family, cfg["bucket_cuts"])
+    return build_concepts(
+        pd.concat([rows, buckets], ignore_index=True),
+        len(counts),
+        cfg["min_concept_count"],
+        active=counts >= cfg["active_min_interactions"],
+    )

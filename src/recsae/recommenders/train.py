@@ -14,27 +14,21 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 
 import jsonschema
 import numpy as np
 import torch
 
-from recsae.config import fill_defaults
-from recsae.data.tables import Split, load_split
+from recsae.config import check_layered, layered_defaults
+from recsae.data.tables import Split
 from recsae.device import resolve_device
-from recsae.io import atomic_write, result_metadata, write_json
 from recsae.metrics.accuracy import AT_K_METRICS, rank_metrics
 from recsae.recommenders.base import (
     Recommender,
-    checkpoint_extra,
-    load_checkpoint,
     model_class,
     registered_models,
-    save_checkpoint,
 )
 from recsae.recommenders.collapse import OutputCollapsed, is_constant_output
-from recsae.recommenders.mostpop import MostPop
 from recsae.recommenders.sampling import (
     NegativeSampler,
     pairwise_epoch,
@@ -44,28 +38,8 @@ from recsae.recommenders.sampling import (
 )
 from recsae.seeding import numpy_rng, seed_everything
 
-TRAIN_DEFAULTS = {
-    "preset": "default",
-    "epochs": 50,
-    "lr": 0.005,
-    "batch_size": 8192,
-    "weight_decay": 0.0,
-    "optimizer": "adam",
-    "sparse_updates": False,
-    "negatives": 1,
-    "sampler": "uniform",
-    "sampler_exponent": 0.75,
-    "eval_every": 1,
-    "early_stopping_patience": 10,
-    "early_stopping_metric": "ndcg@10",
-    "eval_ks": [10, 20],
-    "eval_batch_size": 1024,
-    "loss_reduction": "mean",
-    "resample_negatives": True,
-    "restore_best": True,
-    "collapse_fallback_lr": None,
-}
-LOSS_REDUCTIONS = ("mean", "sum")
+# The global layer of training settings: config/schema.yaml, $defs.train_settings.
+TRAIN_DEFAULTS = layered_defaults("train_settings")
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 
 
@@ -105,15 +79,9 @@ def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict
             f"({[n for n in registered_models() if model_class(n).row_tables]}), "
             "optimizer adam and weight_decay 0"
         )
-    if full_train["optimizer"] not in OPTIMIZERS:
-        raise KeyError(
-            f"train optimizer {full_train['optimizer']!r} unknown; use {list(OPTIMIZERS)}"
-        )
-    if full_train["loss_reduction"] not in LOSS_REDUCTIONS:
-        raise KeyError(
-            f"train loss_reduction {full_train['loss_reduction']!r} unknown; use "
-            f"{list(LOSS_REDUCTIONS)}"
-        )
+    problem = check_layered("train_settings", full_train)
+    if problem:
+        raise ValueError(f"{model_name}: train {problem}")
     metric = str(full_train["early_stopping_metric"])
     name, _, k = metric.partition("@")
     if name not in AT_K_METRICS or not k.isdigit() or int(k) not in full_train["eval_ks"]:
@@ -298,55 +266,6 @@ def embedding_arrays(model: Recommender) -> dict[str, np.ndarray]:
     return arrays
 
 
-def run_training(
-    data_dir, split_dir, model_name: str, params: dict, train_cfg: dict, seed: int, device, out_dir
-) -> None:
-    """Train and write out_dir/model.pt (checkpoint), embeddings.npz and train_log.json."""
-    out_dir = Path(out_dir)
-    split = load_split(data_dir, split_dir)
-    full_params, _ = resolve_config(model_name, params, train_cfg)
-    lines: list[str] = []
-
-    def log(line: str) -> None:
-        lines.append(line)
-        print(line, flush=True)
-
-    started = time.perf_counter()
-    model, history, full_train = train_with_collapse_fallback(
-        split, model_name, params, train_cfg, seed, device=device, log=log
-    )
-    seconds = time.perf_counter() - started
-    epoch = (
-        best_epoch(history, full_train["early_stopping_metric"])
-        if full_train["restore_best"]
-        else history[-1]["epoch"]
-    )
-    config = {"model": model_name, "params": full_params, "train": full_train}
-    save_checkpoint(
-        model, out_dir / "model.pt", extra={"seed": seed, "config": config, "best_epoch": epoch}
-    )
-    arrays = embedding_arrays(model)
-    atomic_write(out_dir / "embeddings.npz", lambda tmp: _save_npz(tmp, arrays))
-    write_json(
-        out_dir / "train_log.json",
-        {
-            "model": model_name,
-            "n_users": split.n_users,
-            "n_items": split.n_items,
-            "best_epoch": epoch,
-            "train_seconds": seconds,
-            "history": history,
-            "log": lines,
-            **result_metadata(config, seed),
-        },
-    )
-
-
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
-
-
 def evaluate_model(
     score_fn, split: Split, ks, batch_size: int = 1024, device="cpu"
 ) -> dict[str, dict]:
@@ -357,32 +276,3 @@ def evaluate_model(
         "valid": rank_metrics(score_fn, train, valid, ks, batch_size=batch_size, device=device),
         "test": rank_metrics(score_fn, seen, test, ks, batch_size=batch_size, device=device),
     }
-
-
-def run_evaluation(data_dir, split_dir, model_path, eval_cfg: dict, out_path, device) -> None:
-    """Write out_path (metrics.json): test and validation metrics of the checkpoint AND of MostPop
-    (popularity from train), ranked identically, with the config, seed and version."""
-    cfg = fill_defaults("evaluation", eval_cfg)
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    split = load_split(data_dir, split_dir)
-    model = load_checkpoint(model_path, device)
-    extra = checkpoint_extra(model_path)
-    started = time.perf_counter()
-    results = evaluate_model(model.full_scores, split, cfg["ks"], cfg["batch_size"], device)
-    seconds = time.perf_counter() - started
-    mostpop = MostPop(split.matrix("train"), device)
-    baseline = evaluate_model(mostpop.full_scores, split, cfg["ks"], cfg["batch_size"], device)
-    config = {**extra.get("config", {"model": model.name, "params": model.params}), "eval": cfg}
-    write_json(
-        out_path,
-        {
-            "model": model.name,
-            "n_users": split.n_users,
-            "n_items": split.n_items,
-            "test": results["test"],
-            "valid": results["valid"],
-            "baselines": {"mostpop": baseline},
-            "eval_seconds": seconds,
-            **result_metadata(config, extra.get("seed")),
-        },
-    )

@@ -13,7 +13,7 @@ opens from ``file://``. Points are enumerated from the run's sweep paths whateve
 so the comparison view groups the repeats of one setting.
 
 Per point (N items, U users, H neurons; concepts as the metrics see them: ``concepts.parquet``
-plus the popularity/activity buckets of ``recsae.metrics.evaluate``):
+plus the popularity/activity buckets of ``recsae.metrics.alignment.entity_concepts``):
 
 * neurons: best item concept, its AUROC and top-k precision, the label (the captured concept,
   if any; ``metrics.json`` alignment), MS,
@@ -249,7 +249,8 @@ def pair_data(
     results_dir: Path, dataset: str, model: str, point_paths: list[str], device="cpu"
 ) -> dict:
     """The JSON data of one pair's page: the catalogue once, then every point in ``point_paths``."""
-    from recsae.metrics.evaluate import _concepts, resolve_metrics_config
+    from recsae.config import resolve_metrics_config
+    from recsae.metrics.alignment import entity_concepts
 
     data_dir = Path(paths.data_dir(dataset, results_dir))
     model_path = Path(paths.model_dir(dataset, model, results_dir)) / "model.pt"
@@ -264,10 +265,12 @@ def pair_data(
     first = read_json(sae_dir(point_paths[0]) / "metrics.json") if point_paths else {}
     cfg = resolve_metrics_config(first.get("config"))
     labels = pd.read_parquet(data_dir / "concepts.parquet")
-    item_concepts = _concepts(labels, "item", np.asarray(train.sum(0)).ravel(), "popularity", cfg)
+    item_concepts = entity_concepts(
+        labels, "item", np.asarray(train.sum(0)).ravel(), "popularity", cfg
+    )
     user_labels = pd.concat([labels, user_attributes(users).assign(entity="user")])
     activity = np.asarray(train.sum(1)).ravel()
-    user_concepts = _concepts(
+    user_concepts = entity_concepts(
         user_labels, "user", activity, "activity", {**cfg, "min_concept_count": 1}
     )
     titles = [

@@ -143,7 +143,7 @@ def _columns(frame: pd.DataFrame, wanted) -> list[str]:
 
 def threshold_note(settings: dict) -> str:
     """The concept and MS thresholds the metrics used (``settings["metrics"]``, else defaults)."""
-    from recsae.metrics.evaluate import resolve_metrics_config
+    from recsae.config import resolve_metrics_config
 
     m = resolve_metrics_config(settings.get("metrics"))
     return (

@@ -1,7 +1,8 @@
-"""The SAE configuration: every key, its default and meaning, and its validation.
+"""The SAE configuration of one sweep point: its layered resolution and the checks that a schema
+cannot express.
 
-``SAE_DEFAULTS`` is the single source of defaults for one sweep point (``sae_cfg``). Its key order
-is also the canonical order of keys in sweep paths (see ``recsae.sweep``).
+Keys, types and defaults live in config/schema.yaml (``$defs.sae_settings``); ``SAE_DEFAULTS``
+reads them, and their order is the canonical order of keys in sweep paths (``recsae.sweep``).
 """
 
 from __future__ import annotations
@@ -9,93 +10,18 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from recsae.config import check_layered, layered_defaults, section_schema
 from recsae.sae.presets import SAE_PRESETS, preset_settings
 
-VARIANTS = ("relu", "topk", "batchtopk", "matryoshka")
-MATRYOSHKA_BASES = ("relu", "batchtopk")
-DECODER_NORMS = ("unit_norm", "weighted_l1", "none")
-PRED_LOSSES = ("bce", "mse")
 # concept extractors of a sweep point: the SAE, or a non-SAE baseline of ``recsae.methods``
-METHODS = ("sae", "identity", "pca", "ica", "random", "nmf", "kmeans")
 SIGNED_METHODS = ("identity", "pca", "ica", "random")  # 2 * input_dim latents (+/- halves)
 METHOD_VARIANTS = ("relu", "topk")  # baselines: all latents, or each input's k largest
-INPUT_SCALINGS = ("none", "minmax", "minmax_batch")
-BATCHINGS = ("independent", "samples")
-PRED_PAIRS = ("with_negatives", "positives")
+LOSS_WEIGHTS = ("alpha", "beta", "lambda_kl", "lambda_l1", "aux_k_coef")
 
-SAE_DEFAULTS: dict = {
-    "method": "sae",  # sae | identity | pca | ica | random | nmf | kmeans (recsae.methods)
-    # architecture
-    "variant": "relu",  # relu | topk | batchtopk | matryoshka
-    "width": None,  # latents; null: round(expansion * input_dim); signed methods: 2 * input_dim
-    "expansion": 1.1,  # latents per input dimension, used when width is null (paper: 22 for 20-d)
-    "k": 8,  # active latents per input (topk), mean per input (batchtopk, matryoshka over it)
-    "tied": True,  # decoder = encoder^T (paper); false: a separate decoder matrix
-    "standardize": True,  # per-sample standardisation (row mean/std), undone after decoding
-    "normalize_decoder": "unit_norm",  # untied only: unit_norm | weighted_l1 | none
-    "matryoshka_prefixes": [0.25, 0.5, 1.0],  # nested prefixes: fractions in (0,1] or sizes > 1
-    "matryoshka_base": "relu",  # activation under the Matryoshka prefixes: relu | batchtopk
-    "threshold_momentum": 0.01,  # batchtopk: EMA weight of each batch's min selected activation
-    # loss weights (docs/method.md, "Loss terms")
-    "alpha": 1.0,  # weight of L_emb = MSE(U~,U) + MSE(V~,V)
-    "beta": 1.0,  # weight of the prediction-aware L_pred; 0 = reconstruction-only baseline
-    "lambda_kl": 0.01,  # weight of the KL sparsity penalty
-    "rho": 0.05,  # KL target activation rate
-    "lambda_l1": 0.0,  # weight of L_1 = mean|z_u| + mean|z_v|
-    "aux_k": None,  # AuxK: dead latents used to model the residual; null: input_dim // 2
-    "aux_k_coef": 0.03125,  # weight of the AuxK loss (topk family only; 0 disables)
-    "dead_steps_threshold": 50,  # a latent inactive for this many steps counts as dead (AuxK)
-    "pred_loss": "bce",  # pairwise models: bce (soft target sigmoid(orig logit)) | mse (logits)
-    "negatives_per_positive": 1,  # pairwise models: sampled negatives per observed pair
-    # optimisation
-    "lr": 1e-3,  # Adam learning rate
-    "batch_size": 256,  # users per step and items per step
-    "epochs": 18,  # one epoch = one pass over the larger of (training users, items)
-    "holdout_fraction": 0.2,  # share of users held out of SAE training (fidelity measured on them)
-    # the authors' SAE (recsae.sae.presets; docs/method.md, "The SAE: paper preset")
-    "preset": None,  # null | paper: the family's preset settings under this config layer's keys
-    "pre_bias": True,  # learned pre-bias; false: none (the authors' NCF SAE)
-    "input_scaling": "none",  # none | minmax (fitted once, used throughout) | minmax_batch
-    "batching": "independent",  # independent user/item batches | samples (the training samples)
-    "pred_pairs": "with_negatives",  # pairwise models: with_negatives | positives (authors')
-    "seed": None,  # seed of initialisation and batches; null: the config's (holdout: always it)
-}
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "width": (int, type(None)),
-    "expansion": (int, float, type(None)),
-    "k": (int,),
-    "tied": (bool,),
-    "standardize": (bool,),
-    "pre_bias": (bool,),
-    "preset": (str, type(None)),
-    "matryoshka_prefixes": (list, tuple),
-    "threshold_momentum": (int, float),
-    "alpha": (int, float),
-    "beta": (int, float),
-    "lambda_kl": (int, float),
-    "rho": (int, float),
-    "lambda_l1": (int, float),
-    "aux_k": (int, type(None)),
-    "aux_k_coef": (int, float),
-    "dead_steps_threshold": (int,),
-    "negatives_per_positive": (int,),
-    "lr": (int, float),
-    "batch_size": (int,),
-    "epochs": (int,),
-    "holdout_fraction": (int, float),
-    "seed": (int, type(None)),
-}
-_CHOICES = {
-    "method": METHODS,
-    "variant": VARIANTS,
-    "normalize_decoder": DECODER_NORMS,
-    "matryoshka_base": MATRYOSHKA_BASES,
-    "pred_loss": PRED_LOSSES,
-    "input_scaling": INPUT_SCALINGS,
-    "batching": BATCHINGS,
-    "pred_pairs": PRED_PAIRS,
-}
+# Every key of one sweep point with its default, in sweep-path order: config/schema.yaml,
+# $defs.sae_settings (its descriptions and types; docs/method.md gives the meaning).
+SAE_DEFAULTS: dict = layered_defaults("sae_settings")
+VARIANTS = tuple(section_schema("$defs.sae_settings")["properties"]["variant"]["enum"])
 
 
 def _fail(key: str, msg: str) -> None:
@@ -112,28 +38,23 @@ def resolve_sae_config(sae_cfg: dict, input_dim: int, family: str | None = None)
     if unknown:
         raise ValueError(f"unknown sae config key(s) {unknown}; known: {list(SAE_DEFAULTS)}")
     preset = sae_cfg.get("preset")
-    cfg = {**SAE_DEFAULTS, **(preset_settings(preset, family) if family else {}), **sae_cfg}
     if preset is not None and preset not in SAE_PRESETS:
         _fail("preset", f"{preset!r} is not one of {sorted(SAE_PRESETS)}")
-    for key, value in cfg.items():
-        if key in _CHOICES and value not in _CHOICES[key]:
-            _fail(key, f"{value!r} is not one of {list(_CHOICES[key])}")
-        types = _TYPES.get(key)
-        if types and (
-            not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
-        ):
-            _fail(key, f"expected {'/'.join(t.__name__ for t in types)}, got {value!r}")
+    cfg = {**SAE_DEFAULTS, **(preset_settings(preset, family) if family else {}), **sae_cfg}
+    if isinstance(cfg["matryoshka_prefixes"], tuple):
+        cfg["matryoshka_prefixes"] = list(cfg["matryoshka_prefixes"])
+    problem = check_layered("sae_settings", cfg)
+    if problem:
+        raise ValueError(f"sae config key {problem}")
     given = sae_cfg.get("expansion")
     if cfg["width"] is not None and given is not None and round(given * input_dim) != cfg["width"]:
         _fail("width", f"width {cfg['width']} and expansion {given} disagree; set one of them")
     if cfg["width"] is not None and given is None:
         cfg["expansion"] = None
     if cfg["width"] is None:
-        if cfg["expansion"] is None or cfg["expansion"] <= 0:
-            _fail("expansion", f"must be positive when width is null, got {cfg['expansion']!r}")
+        if cfg["expansion"] is None:
+            _fail("expansion", "must be set when width is null")
         cfg["width"] = max(1, int(round(cfg["expansion"] * input_dim)))
-    if cfg["width"] < 1:
-        _fail("width", f"must be >= 1, got {cfg['width']}")
     if cfg["method"] in SIGNED_METHODS:
         cfg["width"] = 2 * input_dim
     if cfg["method"] != "sae" and cfg["variant"] not in METHOD_VARIANTS:
@@ -147,21 +68,9 @@ def resolve_sae_config(sae_cfg: dict, input_dim: int, family: str | None = None)
         _fail("k", f"must be in [1, width={cfg['width']}], got {cfg['k']}")
     if cfg["aux_k"] is None:
         cfg["aux_k"] = max(1, input_dim // 2)
-    if cfg["aux_k"] < 1:
-        _fail("aux_k", f"must be >= 1, got {cfg['aux_k']}")
-    if not 0 < cfg["rho"] < 1:
-        _fail("rho", f"must be in (0, 1), got {cfg['rho']}")
-    if not 0 < cfg["threshold_momentum"] <= 1:
-        _fail("threshold_momentum", f"must be in (0, 1], got {cfg['threshold_momentum']}")
-    for key in ("alpha", "beta", "lambda_kl", "lambda_l1", "aux_k_coef"):
-        if cfg[key] < 0 or not math.isfinite(cfg[key]):
+    for key in LOSS_WEIGHTS:
+        if not math.isfinite(cfg[key]):
             _fail(key, f"must be a finite number >= 0, got {cfg[key]}")
-    if cfg["seed"] is not None and cfg["seed"] < 0:
-        _fail("seed", f"must be >= 0, got {cfg['seed']}")
-    for key in ("lr", "batch_size", "epochs", "dead_steps_threshold", "negatives_per_positive"):
-        if cfg[key] <= 0:
-            _fail(key, f"must be positive, got {cfg[key]}")
-    cfg["matryoshka_prefixes"] = list(cfg["matryoshka_prefixes"])
     if cfg["variant"] == "matryoshka":
         prefix_sizes(cfg["matryoshka_prefixes"], cfg["width"])
     return cfg

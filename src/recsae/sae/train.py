@@ -18,21 +18,18 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from recsae.data.tables import Split, load_split
-from recsae.device import resolve_device
-from recsae.io import result_metadata, write_json
-from recsae.methods import ConceptMethod, fit_method, save_method
-from recsae.recommenders.base import Recommender, load_checkpoint
+from recsae.data.tables import Split
+from recsae.methods import ConceptMethod, fit_method
+from recsae.recommenders.base import Recommender
 from recsae.recommenders.sampling import NegativeSampler, pointwise_epoch, train_pairs
 from recsae.sae import losses
 from recsae.sae.config import SAEConfig, resolve_sae_config, uses_topk
 from recsae.sae.holdout import split_sae_users
-from recsae.sae.model import SAEOutput, SparseAutoencoder, save_sae
+from recsae.sae.model import SAEOutput, SparseAutoencoder
 from recsae.seeding import numpy_rng, torch_generator
 
 TERMS = ("loss", "emb", "pred", "kl", "l1", "auxk")
@@ -426,51 +423,3 @@ def evaluate_sae(sae: SparseAutoencoder, recommender: Recommender, users: np.nda
         "fvu_items": float(losses.fraction_variance_unexplained(v_hat, v)),
         "prediction_mse": sq_err / max(count, 1),
     }
-
-
-def run_sae_training(
-    model_path: str | Path,
-    data_dir: str | Path,
-    split_dir: str | Path,
-    sae_cfg: dict,
-    point_id: str,
-    seed: int,
-    device: str | torch.device,
-    out_dir: str | Path,
-) -> None:
-    """Workflow entry: train one sweep point (an SAE, or fit the non-SAE ``method`` it names) and
-    write ``out_dir/sae.pt`` and
-    ``out_dir/train_log.json`` (config, seed, version, commit, history, summary on held-out
-    users and all items)."""
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    out_dir = Path(out_dir)
-    recommender = load_checkpoint(model_path, device)
-    split = load_split(data_dir, split_dir)
-    start = time.perf_counter()
-    if sae_cfg.get("method", "sae") == "sae":
-        sae, history = train_sae(recommender, split, sae_cfg, point_id, seed, device)
-    else:
-        sae, history = fit_baseline(recommender, split, sae_cfg, seed, device)
-    seconds = time.perf_counter() - start
-    cfg = resolve_sae_config(sae_cfg, sae.input_dim, recommender.scorer_kind)
-    train_users, heldout = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
-    eval_users = heldout if len(heldout) else train_users
-    summary = {
-        "eval_users": "heldout" if len(heldout) else "train",
-        **evaluate_sae(sae, recommender, eval_users),
-        "train_seconds": seconds,
-    }
-    extra = {"point_id": point_id, "seed": seed, "sae_cfg": cfg, "model_path": str(model_path)}
-    save = save_sae if isinstance(sae, SparseAutoencoder) else save_method
-    save(sae, out_dir / "sae.pt", extra)
-    write_json(
-        out_dir / "train_log.json",
-        {
-            **result_metadata(cfg, seed),
-            "point_id": point_id,
-            "model_path": str(model_path),
-            "device": str(device),
-            "history": history,
-            "summary": summary,
-        },
-    )

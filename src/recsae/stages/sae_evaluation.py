@@ -1,4 +1,5 @@
-"""Per-SAE evaluation entry point: writes ``metrics.json`` and ``interventions.json``.
+"""The SAE evaluation stage: one SAE of one recommender -> ``metrics.json`` and
+``interventions.json``; the metric functions are those of ``recsae.metrics``.
 
 Populations. Held-out users = ``split_sae_users(n_users, holdout_fraction, seed)`` with the
 fraction and seed the SAE was trained with (read from the checkpoint's ``extra``: ``sae_cfg.
@@ -61,7 +62,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recsae.config import ConfigError, fill_defaults
+from recsae.config import resolve_metrics_config
 from recsae.data.tables import Split, load_concepts, load_split
 from recsae.device import resolve_device
 from recsae.interventions import ConceptEditor, run_interventions, sae_decode
@@ -69,8 +70,7 @@ from recsae.io import result_metadata, write_json
 from recsae.metrics.alignment import (
     alignment_summary,
     auroc_matrix,
-    build_concepts,
-    count_buckets,
+    entity_concepts,
     planted_recovery,
     top_precision,
 )
@@ -80,36 +80,24 @@ from recsae.metrics.monosemanticity import active_monosemanticity, monosemantici
 from recsae.metrics.probes import probe_summary
 from recsae.recommenders.base import load_checkpoint
 from recsae.sae.holdout import split_sae_users
+from recsae.sae.model import load_sae
 
 
-def resolve_metrics_config(metrics_cfg: dict | None) -> dict:
-    """The metrics block with the schema's defaults (``config/schema.yaml``, key ``metrics``)
-    filled in and validated, plus the check the schema cannot express (overlap_ks <= agreement_k).
-    """
-    cfg = fill_defaults("metrics", metrics_cfg)
-    bad = [k for k in cfg["overlap_ks"] if not 1 <= k <= cfg["agreement_k"]]
-    if bad:
-        raise ConfigError(
-            f"metrics.overlap_ks {bad} must lie in [1, agreement_k={cfg['agreement_k']}]"
-        )
-    return cfg
-
-
-def evaluate_sae(
-    model_path,
-    sae_path,
-    data_dir,
-    split_dir,
-    metrics_cfg: dict,
+def evaluate(
+    settings: dict,
+    *,
+    model_path: str,
+    sae_path: str,
+    data_dir: str,
+    split_dir: str,
+    metrics_out: str,
+    interventions_out: str,
     seed: int,
-    device,
-    metrics_out,
-    interventions_out,
+    device: str,
 ) -> None:
-    """Workflow entry: evaluate one SAE of one recommender and write both JSON files."""
-    from recsae.sae.model import load_sae
-
-    cfg = resolve_metrics_config(metrics_cfg)
+    """Evaluate the SAE at ``sae_path`` of the recommender at ``model_path`` and write
+    ``metrics_out`` and ``interventions_out`` (``settings``: the config's ``metrics`` block)."""
+    cfg = resolve_metrics_config(settings)
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model = load_checkpoint(model_path, device)
     sae = load_sae(sae_path, device)
@@ -167,8 +155,10 @@ def evaluate_loaded(
     train = matrices["train"]
 
     item_counts = np.asarray(train.sum(0)).ravel()
-    item_concepts = _concepts(concepts, "item", item_counts, "popularity", cfg)
-    user_concepts = _concepts(concepts, "user", np.asarray(train.sum(1)).ravel(), "activity", cfg)
+    item_concepts = entity_concepts(concepts, "item", item_counts, "popularity", cfg)
+    user_concepts = entity_concepts(
+        concepts, "user", np.asarray(train.sum(1)).ravel(), "activity", cfg
+    )
     item_align, item_auroc, item_precision = _alignment(z_items, item_concepts, cfg)
     align = {"items": item_align, "users": _alignment(z_users, user_concepts, cfg)[0]}
     planted = {
@@ -227,17 +217,6 @@ def evaluate_loaded(
         editor, matrices, item_concepts, item_auroc, users, icfg, seed, item_precision
     )
     return metrics, interventions
-
-
-def _concepts(frame: pd.DataFrame, entity: str, counts: np.ndarray, bucket_family: str, cfg: dict):
-    rows = frame.loc[frame["entity"] == entity, ["id", "family", "concept"]]
-    buckets = count_buckets(counts, bucket_family, cfg["bucket_cuts"])
-    return build_concepts(
-        pd.concat([rows, buckets], ignore_index=True),
-        len(counts),
-        cfg["min_concept_count"],
-        active=counts >= cfg["active_min_interactions"],
-    )
 
 
 def _alignment(acts, concepts, cfg) -> tuple[dict, np.ndarray, np.ndarray]:

@@ -1,0 +1,68 @@
+"""The SAE training stage: one sweep point of one (dataset, model) pair."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from recsae.data.tables import load_split
+from recsae.device import resolve_device
+from recsae.io import result_metadata, write_json
+from recsae.methods import save_method
+from recsae.recommenders.base import load_checkpoint
+from recsae.sae.config import resolve_sae_config
+from recsae.sae.holdout import split_sae_users
+from recsae.sae.model import SparseAutoencoder, save_sae
+from recsae.sae.train import evaluate_sae, fit_baseline, train_sae
+
+
+def train(
+    settings: dict,
+    *,
+    model_path: str,
+    data_dir: str,
+    split_dir: str,
+    point: str,
+    out_dir: str,
+    seed: int,
+    device: str,
+) -> None:
+    """Train one sweep point (``settings``: its full SAE config; an SAE, or the non-SAE
+    ``method`` it names, fitted) on the recommender at ``model_path`` and write
+    ``out_dir/sae.pt`` and ``out_dir/train_log.json`` (config, seed, version, commit, history,
+    summary on held-out users and all items). ``point``: the point's id, dataset/model/path."""
+    sae_cfg, point_id = settings, point
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    out_dir = Path(out_dir)
+    recommender = load_checkpoint(model_path, device)
+    split = load_split(data_dir, split_dir)
+    start = time.perf_counter()
+    if sae_cfg.get("method", "sae") == "sae":
+        sae, history = train_sae(recommender, split, sae_cfg, point_id, seed, device)
+    else:
+        sae, history = fit_baseline(recommender, split, sae_cfg, seed, device)
+    seconds = time.perf_counter() - start
+    cfg = resolve_sae_config(sae_cfg, sae.input_dim, recommender.scorer_kind)
+    train_users, heldout = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
+    eval_users = heldout if len(heldout) else train_users
+    summary = {
+        "eval_users": "heldout" if len(heldout) else "train",
+        **evaluate_sae(sae, recommender, eval_users),
+        "train_seconds": seconds,
+    }
+    extra = {"point_id": point_id, "seed": seed, "sae_cfg": cfg, "model_path": str(model_path)}
+    save = save_sae if isinstance(sae, SparseAutoencoder) else save_method
+    save(sae, out_dir / "sae.pt", extra)
+    write_json(
+        out_dir / "train_log.json",
+        {
+            **result_metadata(cfg, seed),
+            "point_id": point_id,
+            "model_path": str(model_path),
+            "device": str(device),
+            "history": history,
+            "summary": summary,
+        },
+    )
