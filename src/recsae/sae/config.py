@@ -115,16 +115,16 @@ class SAEConfig:
 
     input_dim: int
     width: int
-    variant: str = "relu"
-    k: int = 8
-    tied: bool = True
-    standardize: bool = True
-    normalize_decoder: str = "unit_norm"
-    pre_bias: bool = True
-    input_scaling: str = "none"
-    prefix_sizes: tuple[int, ...] | None = None
-    matryoshka_base: str = "relu"
-    threshold_momentum: float = 0.01
+    variant: str
+    k: int
+    tied: bool
+    standardize: bool
+    normalize_decoder: str
+    pre_bias: bool
+    input_scaling: str
+    prefix_sizes: tuple[int, ...] | None
+    matryoshka_base: str
+    threshold_momentum: float
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -158,6 +158,14 @@ class SAEConfig:
             matryoshka_base=cfg["matryoshka_base"],
             threshold_momentum=float(cfg["threshold_momentum"]),
         )
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> SAEConfig:
+        """A checkpoint's config; a key that an older checkpoint lacks takes its default."""
+        defaults = {"prefix_sizes": None} | {
+            key: value for key, value in SAE_DEFAULTS.items() if key in cls.__dataclass_fields__
+        }
+        return cls(**(defaults | stored))
 
     def to_dict(self) -> dict:
         out = asdict(self)

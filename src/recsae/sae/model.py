@@ -333,7 +333,7 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
         return method_from_payload(payload, device)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not an SAE checkpoint (format {payload.get('format')!r})")
-    sae = SparseAutoencoder(SAEConfig(**payload["config"]))
+    sae = SparseAutoencoder(SAEConfig.from_dict(payload["config"]))
     sae.load_state_dict(payload["state_dict"])
     return sae.to(device).eval()
 
