@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from test_sae_training import DIM, N_ITEMS, N_USERS, TinyDot, tiny_split, write_tiny_split
+from test_sae_training import DIM, N_ITEMS, N_USERS, TinyDot, tiny_split, write_tiny_run
 
 from recsae.methods import FITTERS, fit_method, keep_top_k
-from recsae.recommenders.base import save_checkpoint
 from recsae.sae.config import SIGNED_METHODS, resolve_sae_config
 from recsae.sae.holdout import split_sae_users
 from recsae.sae.model import load_sae
@@ -133,20 +132,10 @@ def test_fit_baseline_uses_training_users_and_items():
 
 
 def test_a_method_point_is_written_like_an_sae_point(tmp_path):
-    data_dir, split_dir, out_dir = write_tiny_split(tmp_path)
-    rec = TinyDot(N_USERS, N_ITEMS, {"seed": 3})
-    save_checkpoint(rec, tmp_path / "model.pt")
+    rec, files = write_tiny_run(tmp_path)
+    out_dir = tmp_path / "method"
     cfg = {"method": "ica", "variant": "topk", "k": 3}
-    sae_stage.train(
-        cfg,
-        model_path=tmp_path / "model.pt",
-        data_dir=data_dir,
-        split_dir=split_dir,
-        point="method~ica",
-        out_dir=out_dir,
-        seed=7,
-        device="cpu",
-    )
+    sae_stage.train(cfg, **files, point="method~ica", out_dir=out_dir, seed=7, device="cpu")
     log = json.loads((out_dir / "train_log.json").read_text())
     assert log["config"]["method"] == "ica" and log["config"]["width"] == 2 * DIM
     assert log["summary"]["l0_users"] == pytest.approx(3.0) and log["history"]

@@ -326,29 +326,21 @@ def write_tiny_split(tmp_path):
 
 
 def write_tiny_run(tmp_path):
-    """``write_tiny_split`` plus a seeded TinyDot saved as tmp_path/model.pt: (rec, data, split)."""
+    """``write_tiny_split`` plus a seeded TinyDot saved as tmp_path/model.pt: (rec, the input
+    files of the SAE training stage)."""
     data_dir, split_dir, _ = write_tiny_split(tmp_path)
     rec = TinyDot(N_USERS, N_ITEMS, {"seed": 3})
     save_checkpoint(rec, tmp_path / "model.pt")
-    return rec, data_dir, split_dir
+    return rec, {"model_path": tmp_path / "model.pt", "data_dir": data_dir, "split_dir": split_dir}
 
 
 def test_same_sae_seed_same_checkpoint_bytes(tmp_path):
-    _, data_dir, split_dir = write_tiny_run(tmp_path)
+    _, files = write_tiny_run(tmp_path)
 
     def checkpoint(name, sae_seed):
         out = tmp_path / name / "beta~1" / f"seed~{sae_seed}"
         cfg = {**FAST, "seed": sae_seed}
-        sae_stage.train(
-            cfg,
-            model_path=tmp_path / "model.pt",
-            data_dir=data_dir,
-            split_dir=split_dir,
-            point="p",
-            out_dir=out,
-            seed=0,
-            device="cpu",
-        )
+        sae_stage.train(cfg, **files, point="p", out_dir=out, seed=0, device="cpu")
         return (out / "sae.pt").read_bytes()
 
     first = checkpoint("a", 1)
@@ -357,19 +349,10 @@ def test_same_sae_seed_same_checkpoint_bytes(tmp_path):
 
 
 def test_sae_training_stage_writes_checkpoint_and_log(tmp_path):
-    rec, data_dir, split_dir = write_tiny_run(tmp_path)
+    rec, files = write_tiny_run(tmp_path)
     out_dir = tmp_path / "sae"
     cfg = {**FAST, "variant": "topk", "k": 4, "beta": 2}
-    sae_stage.train(
-        cfg,
-        model_path=tmp_path / "model.pt",
-        data_dir=data_dir,
-        split_dir=split_dir,
-        point="variant~topk",
-        out_dir=out_dir,
-        seed=7,
-        device="cpu",
-    )
+    sae_stage.train(cfg, **files, point="variant~topk", out_dir=out_dir, seed=7, device="cpu")
     log = json.loads((out_dir / "train_log.json").read_text())
     assert log["seed"] == 7 and log["point_id"] == "variant~topk"
     assert log["config"]["beta"] == 2 and log["config"]["width"] == 16
