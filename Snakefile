@@ -12,7 +12,6 @@ from snakemake.utils import min_version
 
 from recsae import paths
 from recsae import workflow as wf
-from recsae.config import validate_config
 from recsae.kernels import kernel_environment
 
 min_version("9.0")
@@ -25,7 +24,7 @@ if not workflow.overwrite_configfiles:
 
 
 
-validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+wf.validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 wf.check_raw_data(config)
 
 # Every job starts with the CPU kernels that `cpu_kernels` names (recsae.kernels; docs/method.md).

@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from recsae import workflow as wf
-from recsae.config import load_config
 from recsae.kernels import kernel_environment
+from recsae.workflow import load_config
 
 REFERENCE = ("portable", 1)
 OTHER = ("native", 2)

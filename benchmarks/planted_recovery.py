@@ -25,7 +25,7 @@ import yaml
 from tabulate import tabulate
 
 from recsae import workflow
-from recsae.config import resolve_metrics_config, validate_config
+from recsae.config import resolve_metrics_config
 from recsae.data.fetch import fetch_raw
 from recsae.data.prepare import prepare_dataset
 from recsae.data.split import make_split
@@ -109,7 +109,7 @@ def main() -> None:
     grid = [(lam, beta) for lam in args.lambda_kl for beta in args.beta]
     rows = []
     for seed in args.seeds:
-        config = validate_config(
+        config = workflow.validate_config(
             {**copy.deepcopy(raw_config), "seed": seed}, source=str(args.config)
         )
         with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from recsae import workflow
-from recsae.config import ConfigError, load_config, validate_config
+from recsae.config import ConfigError
+from recsae.workflow import load_config, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema.yaml"

@@ -29,7 +29,7 @@ from report_check import (
 
 from recsae import workflow as wf
 from recsae.cli import main as cli
-from recsae.config import fill_defaults, validate_config
+from recsae.config import fill_defaults
 from recsae.paths import RESULTS
 from recsae.report.collect import (
     best_mask,
@@ -42,7 +42,7 @@ from recsae.report.collect import (
 )
 from recsae.report.tables import build_tables, mean_std_cells
 from recsae.stages.report import render
-from recsae.workflow import report_settings, report_targets
+from recsae.workflow import report_settings, report_targets, validate_config
 
 REPORT_DEFAULTS = fill_defaults("report")
 
@@ -532,10 +532,9 @@ def test_empty_sweep_still_writes_tables(tree, tmp_path):
 SNAKEFILE = """
 from recsae import paths
 from recsae import workflow as wf
-from recsae.config import validate_config
 
 configfile: "config.yaml"
-validate_config(config, {schema!r})
+wf.validate_config(config, {schema!r})
 LOGS = paths.LOGS
 BENCH = paths.BENCHMARKS
 

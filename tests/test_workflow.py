@@ -13,7 +13,7 @@ import yaml
 from report_check import check_report_outputs
 
 from recsae import workflow
-from recsae.config import load_config
+from recsae.workflow import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]

@@ -30,7 +30,7 @@ def _json(text: str) -> dict:
 
 
 def _validate(args) -> None:
-    from recsae.config import load_config
+    from recsae.workflow import load_config
 
     config = load_config(args.config, args.schema) if args.schema else load_config(args.config)
     print(

@@ -119,22 +119,23 @@ def key_path(error: jsonschema.ValidationError) -> str:
     return out or "(top level)"
 
 
-def validate_config(
+def validate_schema(
     config: dict, schema_path: str | Path = SCHEMA_PATH, source: str = "config"
 ) -> dict:
-    """Validate ``config`` in place, filling defaults; raise ConfigError naming every bad key."""
+    """Validate ``config`` in place against the schema, filling defaults, and check that the
+    names it uses exist; raise ConfigError naming every bad key. ``recsae.workflow.
+    validate_config`` adds the checks that need the package's modules."""
     schema = load_schema(schema_path)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  - {key_path(e)}: {e.message}" for e in errors]
         raise ConfigError(f"{source} does not match {schema_path}:\n" + "\n".join(lines))
     _check_references(config, source)
-    _check_stage_settings(config, source)
     return config
 
 
-def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
-    """Read a YAML config file and validate it (a YAML error names the file, line and column)."""
+def read_config(path: str | Path) -> dict:
+    """The mapping in a YAML config file (a YAML error names the file, line and column)."""
     with open(path, encoding="utf-8") as handle:
         try:
             config = yaml.safe_load(handle) or {}
@@ -145,21 +146,11 @@ def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict
             raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(config).__name__}")
-    return validate_config(config, schema_path, source=str(path))
+    return config
 
 
 def _check_references(config: dict, source: str) -> None:
-    """Dataset sources must be registered modules (or ``custom``); names used in
-    ``experiments``, ``sae.targets`` and ``sae.overrides`` must exist."""
-    from recsae.data.registry import dataset_names
-
-    sources = [*dataset_names(), "custom"]
-    for name, entry in config["datasets"].items():
-        if entry["source"] not in sources:
-            raise ConfigError(
-                f"{source}: datasets.{name}.source: {entry['source']!r} is not a dataset module "
-                f"(known: {sources})"
-            )
+    """Names used in ``experiments``, ``sae.targets`` and ``sae.overrides`` must exist."""
     for where, groups in (
         ("experiments", config["experiments"]),
         ("sae.targets", config["sae"]["targets"]),
@@ -185,43 +176,3 @@ def _check_references(config: dict, source: str) -> None:
             raise ConfigError(
                 f"{source}: sae.overrides.pairs.{pair} names an unknown dataset or model"
             )
-
-
-def _check_stage_settings(config: dict, source: str) -> None:
-    """Run each stage's own resolver on its config slice, so that a key only a stage knows (a
-    model's params, an SAE sweep point, a metric setting) fails now, not hours into a run."""
-    import recsae.recommenders  # noqa: F401  (registers the models)
-    from recsae import workflow
-    from recsae.recommenders.base import model_class
-    from recsae.recommenders.train import resolve_config
-    from recsae.sae.config import resolve_sae_config
-
-    model_dims = {}
-    checks = []
-    for name, entry in config["models"].items():
-
-        def check_model(entry=entry, name=name):
-            params, _ = resolve_config(entry["model"], entry["params"], entry["train"])
-            model_dims[name] = model_class(entry["model"]).embedding_dim(params)
-
-        checks.append((f"models.{name}", check_model))
-    checks.append(("metrics", lambda: resolve_metrics_config(config["metrics"])))
-    for dataset, model in workflow.sae_pairs(config):
-
-        def check_points(dataset=dataset, model=model):
-            dim = model_dims.get(workflow.split_model_seed(model)[0])
-            if dim is None:
-                return  # embedding size unknown until the model is built: the job checks
-            for path, point in workflow.sae_points(config, dataset, model).items():
-                try:
-                    resolve_sae_config(point, dim, workflow.model_family(config, model))
-                except ValueError as err:
-                    raise ValueError(f"sweep point {path}: {err}") from err
-
-        checks.append((f"sae (dataset {dataset}, model {model})", check_points))
-    for where, check in checks:
-        try:
-            check()
-        except (KeyError, ValueError, TypeError) as err:
-            message = err.args[0] if err.args else str(err)
-            raise ConfigError(f"{source}: {where}: {message}") from err

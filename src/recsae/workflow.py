@@ -14,7 +14,14 @@ import re
 from pathlib import Path
 
 from recsae import paths
-from recsae.sae.config import SAE_DEFAULTS
+from recsae.config import (
+    SCHEMA_PATH,
+    ConfigError,
+    read_config,
+    resolve_metrics_config,
+    validate_schema,
+)
+from recsae.sae.config import SAE_DEFAULTS, resolve_sae_config
 from recsae.sae.presets import apply_presets
 from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, seeded_points, sweep_points
 
@@ -228,6 +235,70 @@ def all_targets(config: dict) -> list[str]:
     return recommender_targets(config) + sae_targets(config) + report_targets(config)
 
 
+def validate_config(
+    config: dict, schema_path: str | Path = SCHEMA_PATH, source: str = "config"
+) -> dict:
+    """Validate ``config`` in place (``recsae.config.validate_schema``, filling defaults) and run
+    the package's checks on it; raise ConfigError naming the bad key. The Snakefile calls this
+    before any job is scheduled."""
+    validate_schema(config, schema_path, source)
+    _check_stage_settings(config, source)
+    return config
+
+
+def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Read a YAML config file and validate it (``validate_config``)."""
+    return validate_config(read_config(path), schema_path, source=str(path))
+
+
+def _check_stage_settings(config: dict, source: str) -> None:
+    """Check what only the package knows: dataset sources are registered modules (or
+    ``custom``), and each stage's own resolver accepts its config slice, so that a key only a
+    stage knows (a model's params, an SAE sweep point, a metric setting) fails now, not hours
+    into a run."""
+    import recsae.recommenders  # noqa: F401  (registers the models)
+    from recsae.data.registry import dataset_names
+    from recsae.recommenders.base import model_class
+    from recsae.recommenders.train import resolve_config
+
+    sources = [*dataset_names(), "custom"]
+    for name, entry in config["datasets"].items():
+        if entry["source"] not in sources:
+            raise ConfigError(
+                f"{source}: datasets.{name}.source: {entry['source']!r} is not a dataset module "
+                f"(known: {sources})"
+            )
+    model_dims = {}
+    checks = []
+    for name, entry in config["models"].items():
+
+        def check_model(entry=entry, name=name):
+            params, _ = resolve_config(entry["model"], entry["params"], entry["train"])
+            model_dims[name] = model_class(entry["model"]).embedding_dim(params)
+
+        checks.append((f"models.{name}", check_model))
+    checks.append(("metrics", lambda: resolve_metrics_config(config["metrics"])))
+    for dataset, model in sae_pairs(config):
+
+        def check_points(dataset=dataset, model=model):
+            dim = model_dims.get(split_model_seed(model)[0])
+            if dim is None:
+                return  # embedding size unknown until the model is built: the job checks
+            for path, point in sae_points(config, dataset, model).items():
+                try:
+                    resolve_sae_config(point, dim, model_family(config, model))
+                except ValueError as err:
+                    raise ValueError(f"sweep point {path}: {err}") from err
+
+        checks.append((f"sae (dataset {dataset}, model {model})", check_points))
+    for where, check in checks:
+        try:
+            check()
+        except (KeyError, ValueError, TypeError) as err:
+            message = err.args[0] if err.args else str(err)
+            raise ConfigError(f"{source}: {where}: {message}") from err
+
+
 __all__ = [
     "aggregate_inputs",
     "all_targets",
@@ -238,6 +309,7 @@ __all__ = [
     "dataset_settings",
     "download_settings",
     "fetchable_datasets",
+    "load_config",
     "model_settings",
     "model_variants",
     "name_regex",
@@ -253,4 +325,5 @@ __all__ = [
     "sae_targets",
     "split_model_seed",
     "split_settings",
+    "validate_config",
 ]
