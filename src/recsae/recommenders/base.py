@@ -64,7 +64,8 @@ class Recommender(nn.Module, ABC):
     Class attributes a model module sets:
     * ``objective``: which training batches ``training_loss`` takes: "pointwise" (keys users,
       items, labels), "pairwise" (keys users, pos, neg) or None (nothing to train).
-    * ``default_params`` / ``default_train``: tuned defaults merged under the config's values;
+    * ``default_params`` / ``default_train``: the model's own defaults, merged under the config's
+      values (``default_train`` only where it departs from config/schema.yaml's train_settings);
       ``presets`` maps a preset name (e.g. "paper") to ``{"params": ..., "train": ...}``.
     * ``param_schema``: each parameter's JSON-schema type and range (checked, with the key
       named, when the config is validated, before any job runs).

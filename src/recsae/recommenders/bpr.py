@@ -18,7 +18,7 @@ class BPR(DotRecommender):
     row_tables = ("user_emb", "item_emb")
     default_params = {"dim": 64, "reg": 5e-3, "init_std": 0.1}
     param_schema = SHARED_PARAMS
-    default_train = {"epochs": 200, "lr": 0.005, "batch_size": 8192, "negatives": 1}
+    default_train = {"epochs": 200}
 
     def __init__(self, n_users: int, n_items: int, params: dict):
         super().__init__(n_users, n_items, params)

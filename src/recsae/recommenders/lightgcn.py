@@ -65,13 +65,7 @@ class LightGCN(DotRecommender):
     objective = "pairwise"
     default_params = {"dim": 64, "n_layers": 3, "reg": 1e-4, "init_std": 0.1}
     param_schema = {**SHARED_PARAMS, "n_layers": {"type": "integer", "minimum": 0}}
-    default_train = {
-        "epochs": 300,
-        "lr": 0.005,
-        "batch_size": 8192,
-        "negatives": 1,
-        "early_stopping_patience": 20,
-    }
+    default_train = {"epochs": 300, "early_stopping_patience": 20}
 
     def __init__(self, n_users: int, n_items: int, params: dict):
         super().__init__(n_users, n_items, params)

@@ -29,7 +29,7 @@ class MF(DotRecommender):
     row_tables = ("user_emb", "item_emb")
     default_params = {"dim": 64, "reg": 3e-3, "init_std": 0.1, "fixed_global_bias": None}
     param_schema = {**SHARED_PARAMS, "fixed_global_bias": {"type": ["number", "null"]}}
-    default_train = {"epochs": 100, "lr": 0.005, "batch_size": 8192, "negatives": 4}
+    default_train = {"epochs": 100, "negatives": 4}
     presets = {
         "paper": {
             "params": {"dim": 20, "reg": 0.005, "init_std": 0.05, "fixed_global_bias": 1.0},

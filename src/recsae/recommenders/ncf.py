@@ -29,7 +29,7 @@ class NCF(Recommender):
         **SHARED_PARAMS,
         "layers": {"type": "array", "items": {"type": "integer", "minimum": 1}},
     }
-    default_train = {"epochs": 100, "lr": 0.002, "batch_size": 8192, "negatives": 4}
+    default_train = {"epochs": 100, "lr": 0.002, "negatives": 4}
     presets = {
         "paper": {
             "params": {"dim": 20, "layers": [64, 32, 16], "reg": 0.0, "init_std": 0.1},
