@@ -238,6 +238,26 @@ def _batches(pool: np.ndarray, steps: int, size: int, rng: np.random.Generator) 
     return seq[: steps * size].reshape(steps, size)
 
 
+@dataclass(frozen=True)
+class PointSetup:
+    """One sweep point resolved for one recommender: its full config (``resolve_sae_config``)
+    and the SAE user holdout (``split_sae_users``): train_users (U_t,), heldout_users (U_h,)."""
+
+    cfg: dict
+    train_users: np.ndarray
+    heldout_users: np.ndarray
+
+
+def setup_point(
+    sae_cfg: dict, input_dim: int, family: str | None, n_users: int, seed: int
+) -> PointSetup:
+    """Resolve ``sae_cfg`` for embeddings of size ``input_dim`` of a recommender ``family`` and
+    hold out users with the config's ``seed`` (a job does this once)."""
+    cfg = resolve_sae_config(sae_cfg, input_dim, family)
+    train_users, heldout_users = split_sae_users(n_users, cfg["holdout_fraction"], seed)
+    return PointSetup(cfg, train_users, heldout_users)
+
+
 def train_sae(
     recommender: Recommender,
     split: Split,
@@ -246,6 +266,7 @@ def train_sae(
     seed: int,
     device: str | torch.device = "cpu",
     log: Callable[[str], None] | None = print,
+    setup: PointSetup | None = None,
 ) -> tuple[SparseAutoencoder, list[dict]]:
     """Train one SAE (one sweep point) on the frozen ``recommender``'s embeddings.
 
@@ -254,6 +275,7 @@ def train_sae(
     seconds and embeddings per second. A non-finite loss raises a RuntimeError naming ``point_id``.
     ``seed`` (the config's) places the user holdout; ``sae_cfg["seed"]``, when set, seeds the
     initialisation and the batches instead of it, so the seeds of one point share held-out users.
+    ``setup``: the point as the caller resolved it (``setup_point``); None resolves it here.
     """
     device = torch.device(device)
     recommender = freeze(recommender.to(device))
@@ -262,8 +284,9 @@ def train_sae(
         item_emb = recommender.item_embeddings().detach().float()
     input_dim = user_emb.shape[1]
     pairwise = recommender.scorer_kind == "pairwise"
-    cfg = resolve_sae_config(sae_cfg, input_dim, recommender.scorer_kind)
-    train_users, heldout_users = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
+    if setup is None:
+        setup = setup_point(sae_cfg, input_dim, recommender.scorer_kind, split.n_users, seed)
+    cfg, train_users, heldout_users = setup.cfg, setup.train_users, setup.heldout_users
     train_seed = seed if cfg["seed"] is None else cfg["seed"]
     config = SAEConfig.from_sae_cfg(cfg, input_dim)
     sae = SparseAutoencoder(config, generator=torch_generator(train_seed, "sae_init")).to(device)
@@ -358,15 +381,18 @@ def fit_baseline(
     sae_cfg: dict,
     seed: int,
     device: str | torch.device = "cpu",
+    setup: PointSetup | None = None,
 ) -> tuple[ConceptMethod, list[dict]]:
     """Fit the non-SAE method ``sae_cfg["method"]`` on the embeddings an SAE of the same config
     trains on (its training users, then all items). Returns the method (eval mode, on ``device``)
-    and a one-record history: inputs fitted on, L0 of users and items, seconds."""
+    and a one-record history: inputs fitted on, L0 of users and items, seconds. ``setup``: the
+    point as the caller resolved it (``setup_point``); None resolves it here."""
     device = torch.device(device)
     user_emb = recommender.to(device).user_embeddings().detach().float().cpu()
     item_emb = recommender.item_embeddings().detach().float().cpu()
-    cfg = resolve_sae_config(sae_cfg, user_emb.shape[1])
-    train_users, _ = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
+    if setup is None:
+        setup = setup_point(sae_cfg, user_emb.shape[1], None, split.n_users, seed)
+    cfg, train_users = setup.cfg, setup.train_users
     start = time.perf_counter()
     x = torch.cat([user_emb[torch.as_tensor(train_users)], item_emb])
     model = fit_method(cfg, x, seed)

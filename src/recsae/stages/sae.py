@@ -11,11 +11,9 @@ from recsae.data.tables import load_split
 from recsae.device import resolve_device
 from recsae.io import result_metadata, write_json
 from recsae.methods import save_method
-from recsae.recommenders.base import load_checkpoint
-from recsae.sae.config import resolve_sae_config
-from recsae.sae.holdout import split_sae_users
+from recsae.recommenders.base import load_checkpoint, model_class
 from recsae.sae.model import SparseAutoencoder, save_sae
-from recsae.sae.train import evaluate_sae, fit_baseline, train_sae
+from recsae.sae.train import evaluate_sae, fit_baseline, setup_point, train_sae
 
 
 def train(
@@ -38,14 +36,17 @@ def train(
     out_dir = Path(out_dir)
     recommender = load_checkpoint(model_path, device)
     split = load_split(data_dir, split_dir)
+    input_dim = model_class(recommender.name).embedding_dim(recommender.params)
+    if input_dim is None:
+        input_dim = recommender.user_embeddings().shape[1]
+    setup = setup_point(sae_cfg, input_dim, recommender.scorer_kind, split.n_users, seed)
+    cfg, train_users, heldout = setup.cfg, setup.train_users, setup.heldout_users
     start = time.perf_counter()
-    if sae_cfg.get("method", "sae") == "sae":
-        sae, history = train_sae(recommender, split, sae_cfg, point_id, seed, device)
+    if cfg["method"] == "sae":
+        sae, history = train_sae(recommender, split, cfg, point_id, seed, device, setup=setup)
     else:
-        sae, history = fit_baseline(recommender, split, sae_cfg, seed, device)
+        sae, history = fit_baseline(recommender, split, cfg, seed, device, setup=setup)
     seconds = time.perf_counter() - start
-    cfg = resolve_sae_config(sae_cfg, sae.input_dim, recommender.scorer_kind)
-    train_users, heldout = split_sae_users(split.n_users, cfg["holdout_fraction"], seed)
     eval_users = heldout if len(heldout) else train_users
     summary = {
         "eval_users": "heldout" if len(heldout) else "train",
