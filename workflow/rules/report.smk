@@ -8,6 +8,7 @@ localrules:
     explorer_index,
 
 
+# Folders are params functions of recsae.paths, the module that names the outputs as well.
 REPORT_SETTINGS = wf.report_settings(config)
 REPORT_PAIRS = wf.sae_pairs(config)
 REPORT_SLICE = as_json({"report": REPORT_SETTINGS["report"]})
@@ -32,8 +33,8 @@ rule aggregate_results:
         },
     params:
         settings=as_json(REPORT_SETTINGS),
-        results=paths.RESULTS,
-        out_dir=paths.tables_dir(),
+        results=lambda w: paths.RESULTS,
+        out_dir=lambda w: paths.tables_dir(),
     conda:
         "../../envs/recsae.yaml"
     log:
@@ -61,8 +62,8 @@ rule render_sweep_figures:
         },
     params:
         settings=REPORT_SLICE,
-        results=paths.RESULTS,
-        out_dir=paths.figures_dir(),
+        results=lambda w: paths.RESULTS,
+        out_dir=lambda w: paths.figures_dir(),
     conda:
         "../../envs/recsae.yaml"
     log:
@@ -91,7 +92,7 @@ rule render_intervention_curves:
         },
     params:
         settings=REPORT_SLICE,
-        results=paths.RESULTS,
+        results=lambda w: paths.RESULTS,
         out_dir=lambda w: paths.pair_figure_dir(w.dataset, w.model),
     conda:
         "../../envs/recsae.yaml"
@@ -128,7 +129,7 @@ rule render_neuron_cards:
         },
     params:
         settings=REPORT_SLICE,
-        results=paths.RESULTS,
+        results=lambda w: paths.RESULTS,
         out_dir=lambda w: paths.pair_figure_dir(w.dataset, w.model),
         device=config["device"],
     threads: config["threads_per_job"]
@@ -166,7 +167,7 @@ rule render_explorer:
         ),
     params:
         settings=as_json({"sae_points": REPORT_SETTINGS["sae_points"]}),
-        results=paths.RESULTS,
+        results=lambda w: paths.RESULTS,
         out_dir=lambda w: paths.explorer_page_dir(w.dataset),
         device=config["device"],
     threads: config["threads_per_job"]
@@ -192,8 +193,8 @@ rule explorer_index:
         paths.explorer_index_path(),
     params:
         settings=as_json({"sae_points": REPORT_SETTINGS["sae_points"]}),
-        results=paths.RESULTS,
-        out_dir=paths.explorer_dir(),
+        results=lambda w: paths.RESULTS,
+        out_dir=lambda w: paths.explorer_dir(),
     conda:
         "../../envs/recsae.yaml"
     log:
