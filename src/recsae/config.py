@@ -1,8 +1,9 @@
 """Config validation against config/schema.yaml, the one source of every config key's type and
-default. The Snakefile calls ``validate_config`` before any job is scheduled: it fills every
-default once, so each job receives a complete slice. ``fill_defaults`` gives a stage's defaults to
-code that runs outside the workflow (tests, benchmarks); Python adds only the checks a schema cannot
-express (cross-field and per-model rules)."""
+default. ``validate_schema`` fills every default once (``recsae.workflow.validate_config``, which
+the Snakefile calls before any job is scheduled, runs it first), so each job receives a complete
+slice. ``fill_defaults`` gives a block's defaults to code that runs outside the workflow (tests,
+benchmarks); Python adds only the checks a schema cannot express (cross-field and per-model
+rules)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def _package_schema() -> dict:
 
 def section_schema(section: str) -> dict:
     """The schema of one config block: a top-level key (``metrics``, ``report``, ...), a nested
-    one (``metrics.interventions``) or a shared definition (``$defs.sae_point``), with the
+    one (``metrics.interventions``) or a shared definition (``$defs.split_settings``), with the
     schema's ``$defs`` so that its references resolve."""
     root = _package_schema()
     parts = section.split(".")
