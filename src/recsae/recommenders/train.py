@@ -108,7 +108,7 @@ def train_recommender(
     epochs, "valid" metrics (None when the split has no validation part).
     """
     params, cfg = resolve_config(model_name, params, train_cfg)
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    device = resolve_device(device)
     seed_everything(seed)
     cls = model_class(model_name)
     train = split.matrix("train")

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from recsae.config import fill_defaults
 from recsae.data.tables import load_split
@@ -83,7 +82,7 @@ def evaluate(
     (popularity from train), ranked identically, with the config, seed and version. ``settings``:
     the config's ``evaluation`` block."""
     cfg = fill_defaults("evaluation", settings)
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    device = resolve_device(device)
     split = load_split(data_dir, split_dir)
     model = load_checkpoint(model_path, device)
     extra = checkpoint_extra(model_path)

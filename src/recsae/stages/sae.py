@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from recsae.data.tables import load_split
 from recsae.device import resolve_device
 from recsae.io import result_metadata, write_json
@@ -32,7 +30,7 @@ def train(
     ``out_dir/sae.pt`` and ``out_dir/train_log.json`` (config, seed, version, commit, history,
     summary on held-out users and all items). ``point``: the point's id, dataset/model/path."""
     sae_cfg, point_id = settings, point
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    device = resolve_device(device)
     out_dir = Path(out_dir)
     recommender = load_checkpoint(model_path, device)
     split = load_split(data_dir, split_dir)

@@ -98,7 +98,7 @@ def evaluate(
     """Evaluate the SAE at ``sae_path`` of the recommender at ``model_path`` and write
     ``metrics_out`` and ``interventions_out`` (``settings``: the config's ``metrics`` block)."""
     cfg = resolve_metrics_config(settings)
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    device = resolve_device(device)
     model = load_checkpoint(model_path, device)
     sae = load_sae(sae_path, device)
     split = load_split(data_dir, split_dir)
