@@ -78,16 +78,6 @@ def split_inputs(dataset: str = DATASET, results: Root = RESULTS) -> dict[str, s
     }
 
 
-def log_file(*parts: str) -> str:
-    """A job's log under results/logs, e.g. ``log_file(dataset, model, "train.log")``."""
-    return "/".join((LOGS, *parts))
-
-
-def benchmark_file(*parts: str) -> str:
-    """A job's Snakemake benchmark TSV under results/benchmarks."""
-    return "/".join((BENCHMARKS, *parts))
-
-
 def tables_dir(results: Root = RESULTS) -> str:
     return f"{results}/tables"
 
