@@ -66,11 +66,13 @@ def score_fn_of(scores):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("path", ["count", "sort"])
+@pytest.mark.parametrize("path", ["count", "count, one row per block", "sort"])
 def test_matches_brute_force_with_ties(seed, path, monkeypatch):
     monkeypatch.setattr(
         accuracy, "SORT_ABOVE_MEAN_RELEVANT", 0.0 if path == "sort" else float("inf")
     )
+    if path == "count, one row per block":
+        monkeypatch.setattr(accuracy, "BLOCK_ELEMENTS", 1)
     scores, exclude, relevant = random_case(seed)
     got = rank_metrics(score_fn_of(scores), exclude, relevant, KS, batch_size=7, per_user=True)
     expected = brute_force(scores, exclude, relevant, KS)
@@ -137,3 +139,21 @@ def test_infinite_scores_do_not_tie_with_excluded_items():
     relevant = sp.csr_matrix(np.array([[0, 0, 1]], np.float32))
     got = rank_metrics(score_fn_of(scores), exclude, relevant, [1, 2])
     assert got["hr@1"] == 0.0 and got["hr@2"] == 1.0
+
+
+def test_prepared_task_gives_the_same_metrics_for_every_score_function():
+    scores, exclude, relevant = random_case(4)
+    task = accuracy.RankingTask(exclude, relevant, KS, batch_size=9)
+    for table in (scores, -scores, np.zeros_like(scores)):
+        got = task.evaluate(score_fn_of(table), per_user=True)
+        expected = brute_force(table, exclude, relevant, KS)
+        assert got["users"].tolist() == sorted(expected)
+        want = np.array([expected[u]["ndcg@5"] for u in got["users"]])
+        np.testing.assert_allclose(got["per_user"]["ndcg@5"], want, rtol=1e-5, atol=1e-6)
+
+
+def test_half_precision_scores_are_ranked_exactly():
+    scores, exclude, relevant = random_case(6)
+    got = rank_metrics(score_fn_of(scores.astype(np.float16)), exclude, relevant, KS)
+    want = rank_metrics(score_fn_of(scores), exclude, relevant, KS)
+    assert got == want

@@ -33,19 +33,21 @@ The SAE is used as given (put it in eval mode). ``run_interventions`` is the ben
   share of the audience whose rank of the item becomes <= th + 10 ("success"), and mean new rank.
 Top-k lists rank all items minus the user's TRAIN items. Every level also reports its cost, against
 the ORIGINAL (no SAE) model: ndcg@K and delta_ndcg@K on the users' TEST items (train + valid
-excluded, ``recsae.metrics.accuracy.rank_metrics``), overlap@k of the edited and original top-k,
-and off_target_change = mean over users and over all OTHER kept item concepts of |share in edited
-top-k - share in original top-k|. ``share_reconstructed`` is the share after encode/decode without
-an edit, separating the edit's effect from reconstruction error.
+excluded, ``recsae.metrics.accuracy.RankingTask``, prepared once per audience), overlap@k of the
+edited and original top-k, and off_target_change = mean over users and over all OTHER kept item
+concepts of |share in edited top-k - share in original top-k|. ``share_reconstructed`` is the
+share after encode/decode without an edit, separating the edit's effect from reconstruction error.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recsae.metrics.accuracy import rank_metrics
+from recsae.metrics.accuracy import RankingTask
 from recsae.metrics.agreement import exclusion_mask, overlap_at, topk_lists
 from recsae.metrics.alignment import Concepts, auroc_matrix
 from recsae.seeding import numpy_rng
@@ -209,6 +211,16 @@ class ConceptEditor:
         return table if ids is None else table[self._ids(ids)]
 
 
+@dataclass
+class _Audience:
+    """One audience's ranking context: rows (n_users,) its row of each user id (-1 elsewhere),
+    train_mask (B, I) its training items, ranking its test-item evaluation."""
+
+    rows: torch.Tensor
+    train_mask: torch.Tensor
+    ranking: RankingTask
+
+
 class _Protocol:
     """One intervention run: the masks, the item concept labels and the cost measures."""
 
@@ -225,28 +237,37 @@ class _Protocol:
         self.train, self.seen, self.test = train, seen, test
         self.labels = torch.as_tensor(concepts.dense(), device=editor.device)  # (I, C)
         self.k, self.cost_k = cfg["top_k"], cfg["cost_k"]
+        self.audiences: dict[bytes, _Audience] = {}
 
     def lists(self, scores: torch.Tensor, users: np.ndarray) -> torch.Tensor:
         """(B, k) top-k of scores (B, I) without the users' train items."""
-        return topk_lists(scores, self.k, exclusion_mask(self.train, users, self.editor.device))
+        return topk_lists(scores, self.k, self.audience(users).train_mask)
 
     def shares(self, lists: torch.Tensor) -> torch.Tensor:
         """(B, C) share of every concept in lists (B, k)."""
         return self.labels[lists].to(torch.float64).mean(1)
 
+    def audience(self, users: np.ndarray) -> _Audience:
+        """The prepared ranking context of ``users``, built on first use and reused for every
+        edit of that audience."""
+        key = np.asarray(users, dtype=np.int64).tobytes()
+        if key not in self.audiences:
+            device = self.editor.device
+            rows = torch.full((self.seen.shape[0],), -1, dtype=torch.long, device=device)
+            rows[torch.as_tensor(users, device=device)] = torch.arange(len(users), device=device)
+            self.audiences[key] = _Audience(
+                rows=rows,
+                train_mask=exclusion_mask(self.train, users, device),
+                ranking=RankingTask(
+                    self.seen, self.test, [self.cost_k], users=users, device=device
+                ),
+            )
+        return self.audiences[key]
+
     def ndcg(self, scores: torch.Tensor, users: np.ndarray) -> float:
         """NDCG@cost_k on the test items of ``users`` ranked by their rows of scores (B, I)."""
-        device = self.editor.device
-        rows = torch.full((self.seen.shape[0],), -1, dtype=torch.long, device=device)
-        rows[torch.as_tensor(users, device=device)] = torch.arange(len(users), device=device)
-        result = rank_metrics(
-            lambda batch: scores[rows[batch.to(device)]],
-            self.seen,
-            self.test,
-            [self.cost_k],
-            users=users,
-            device=device,
-        )
+        audience = self.audience(users)
+        result = audience.ranking.evaluate(lambda batch: scores[audience.rows[batch]])
         return float(result[f"ndcg@{self.cost_k}"])
 
     def baseline(self, users: np.ndarray) -> tuple[torch.Tensor, tuple]:
@@ -305,9 +326,7 @@ class _Protocol:
         th, mode = self.cfg["promotion_th"], self.cfg["promotion_mode"]
         device = self.editor.device
         scores, base = self.baseline(users)
-        candidates_scores = scores.masked_fill(
-            exclusion_mask(self.train, users, device), float("-inf")
-        )
+        candidates_scores = scores.masked_fill(self.audience(users).train_mask, float("-inf"))
         rank = _ranks(candidates_scores, scores)
         unseen = torch.as_tensor(np.asarray(self.seen[users].sum(0)).ravel() == 0, device=device)
         eligible = self.labels[:, concept] & unseen & (rank > th).all(0)

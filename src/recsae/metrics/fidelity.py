@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recsae.metrics.accuracy import rank_metrics
+from recsae.metrics.accuracy import RankingTask
 from recsae.metrics.agreement import exclusion_mask, ranking_agreement
 
 
@@ -117,16 +117,11 @@ def accuracy_fidelity(
 ) -> dict:
     """rank_metrics of original and reconstructed embeddings on ``users``: original,
     reconstructed and delta (reconstructed - original) dicts of metric -> value."""
+    task = RankingTask(
+        exclude, relevant, list(ks), users=users, batch_size=batch_size, device=emb[1].device
+    )
     results = {
-        name: rank_metrics(
-            full_score_fn(model, *tables),
-            exclude,
-            relevant,
-            list(ks),
-            users=users,
-            batch_size=batch_size,
-            device=tables[1].device,
-        )
+        name: task.evaluate(full_score_fn(model, *tables))
         for name, tables in (("original", emb), ("reconstructed", recon))
     }
     results["delta"] = {

@@ -22,7 +22,7 @@ import torch
 from recsae.config import check_layered, layered_defaults
 from recsae.data.tables import Split
 from recsae.device import resolve_device
-from recsae.metrics.accuracy import AT_K_METRICS, rank_metrics
+from recsae.metrics.accuracy import AT_K_METRICS, RankingTask, rank_metrics
 from recsae.recommenders.base import (
     Recommender,
     model_class,
@@ -116,18 +116,17 @@ def train_recommender(
     model = cls.build(split.n_users, split.n_items, params).to(device)
     model.prepare(train)
 
+    validation = (
+        RankingTask(train, valid, cfg["eval_ks"], batch_size=cfg["eval_batch_size"], device=device)
+        if valid.nnz
+        else None
+    )
+
     def validate() -> dict | None:
-        if valid.nnz == 0:
+        if validation is None:
             return None
         model.eval()
-        return rank_metrics(
-            model.full_scores,
-            train,
-            valid,
-            cfg["eval_ks"],
-            batch_size=cfg["eval_batch_size"],
-            device=device,
-        )
+        return validation.evaluate(model.full_scores)
 
     history: list[dict] = []
     if cls.objective is None or cfg["epochs"] == 0:
