@@ -29,7 +29,7 @@ from recsae.data.tables import Split
 from recsae.metrics.accuracy import rank_metrics
 from recsae.recommenders import model_class
 from recsae.recommenders.mostpop import MostPop
-from recsae.recommenders.train import make_optimizer, resolve_config, train_recommender
+from recsae.recommenders.train import make_step, resolve_config, train_recommender
 
 COLUMNS = {"user": "int64", "item": "int64", "rating": "float32", "timestamp": "int64"}
 
@@ -204,32 +204,28 @@ def bench_threads(split: Split, name: str, counts: list[int], epochs: int = 2) -
 def bench_scale_step(
     n_users: int = 138_493, n_items: int = 26_744, batch: int = 8192, steps: int = 10
 ) -> list[str]:
-    """ms per MF optimizer step (forward, backward, update) on a random batch at ML-20M table
-    size (d=64), with dense Adam and with sparse row updates."""
+    """ms per MF and BPR optimizer step (loss, gradients, update) on a random batch at ML-20M
+    table size (d=64), with dense Adam (autograd) and with sparse row updates (analytic
+    gradients and row-wise Adam)."""
     lines = []
     gen = torch.Generator().manual_seed(0)
     data = {
-        "users": torch.randint(0, n_users, (steps, batch), generator=gen),
-        "items": torch.randint(0, n_items, (steps, batch), generator=gen),
-        "labels": torch.randint(0, 2, (steps, batch), generator=gen).float(),
+        key: torch.randint(0, n_users if key == "users" else n_items, (steps, batch), generator=gen)
+        for key in ("users", "items", "pos", "neg")
     }
-    for sparse in (False, True):
-        _, cfg = resolve_config("mf", {}, {"sparse_updates": sparse})
-        model = model_class("mf")(n_users, n_items, resolve_config("mf", {}, {})[0])
-        optimizers = make_optimizer(model, cfg)
-        start = time.perf_counter()
-        for step in range(steps):
-            loss = model.training_loss({k: v[step] for k, v in data.items()})
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for opt in optimizers:
-                opt.step()
-        ms = (time.perf_counter() - start) / steps * 1000
-        lines.append(
-            f"MF step, {batch:,} samples, {n_users:,} x {n_items:,} tables, "
-            f"{'sparse row updates' if sparse else 'dense Adam':18s}: {ms:7.1f} ms"
-        )
+    data["labels"] = torch.randint(0, 2, (steps, batch), generator=gen).float()
+    for name in ("mf", "bpr"):
+        for sparse in (False, True):
+            params, cfg = resolve_config(name, {}, {"sparse_updates": sparse})
+            step = make_step(model_class(name)(n_users, n_items, params), cfg)
+            start = time.perf_counter()
+            for index in range(steps):
+                step({k: v[index] for k, v in data.items()}, f"step {index}")
+            ms = (time.perf_counter() - start) / steps * 1000
+            lines.append(
+                f"{name.upper():3s} step, {batch:,} samples, {n_users:,} x {n_items:,} tables, "
+                f"{'sparse row updates' if sparse else 'dense Adam':18s}: {ms:7.1f} ms"
+            )
     return lines
 
 

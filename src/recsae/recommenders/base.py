@@ -70,8 +70,9 @@ class Recommender(nn.Module, ABC):
     * ``param_schema``: each parameter's JSON-schema type and range (checked, with the key
       named, when the config is validated, before any job runs).
     * ``row_tables``: names of the (n, d) embedding parameters that ``training_loss`` reads only
-      through ``rows``; with ``train.sparse_updates`` their gradients are sparse (only the batch's
-      rows) and SparseAdam updates only those rows.
+      through ``rows``; with ``train.sparse_updates`` only the batch's rows are updated: by
+      ``RowAdam`` on the gradients of ``row_gradients`` when the model gives them (MF, BPR), else
+      by SparseAdam on autograd's sparse gradients.
     """
 
     name: ClassVar[str] = ""
@@ -135,6 +136,13 @@ class Recommender(nn.Module, ABC):
     @abstractmethod
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scalar loss of one training batch (keys depend on ``objective``)."""
+
+    def row_gradients(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """The batch's SUMMED training loss (``training_loss`` times the batch size) and its
+        gradients, computed analytically, for ``RowAdam``: (loss, {parameter name: (ids (N,),
+        per-sample gradients (N, ...)) or (None, gradient) for a 0-d parameter}). Optional: a
+        model that does not override it trains through autograd."""
+        raise NotImplementedError(f"{self.name} computes no analytic row gradients")
 
     def rows(self, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """table[ids] (B, d); the gradient is sparse when ``sparse_rows`` is set."""

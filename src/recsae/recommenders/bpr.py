@@ -41,6 +41,30 @@ class BPR(DotRecommender):
             float(self.params["reg"]),
         )
 
+    def row_gradients(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """Summed training loss of the batch and its per-sample gradients: with
+        x = u.(pos - neg) and e = -sigmoid(-x), each sample adds e (pos - neg) + 2 reg u to its
+        user row, e u + 2 reg pos to the positive item's row and 2 reg neg - e u to the
+        negative's."""
+        users, pos, neg = batch["users"], batch["pos"], batch["neg"]
+        reg = float(self.params["reg"])
+        u = self.user_emb.detach().index_select(0, users)
+        items = torch.cat([pos, neg])
+        rows = self.item_emb.detach().index_select(0, items)
+        p, q = rows[: len(pos)], rows[len(pos) :]
+        difference = p - q
+        x = torch.linalg.vecdot(u, difference)
+        penalty = torch.dot(u.view(-1), u.view(-1)) + torch.dot(rows.view(-1), rows.view(-1))
+        loss = -F.logsigmoid(x).sum() + reg * penalty
+        error = -torch.sigmoid(-x)[:, None]
+        item_grads = rows.mul(2 * reg)
+        item_grads[: len(pos)].addcmul_(error, u)
+        item_grads[len(pos) :].addcmul_(error, u, value=-1.0)
+        return loss, {
+            "user_emb": (users, u.mul(2 * reg).addcmul_(error, difference)),
+            "item_emb": (items, item_grads),
+        }
+
 
 def bpr_loss(u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> torch.Tensor:
     """mean -log sigmoid(u.pos - u.neg) + reg * mean(|u|^2 + |pos|^2 + |neg|^2); rows (B, d)."""

@@ -83,3 +83,27 @@ class MF(DotRecommender):
             self.user_bias[users].square() + self.item_bias[items].square()
         ).mean()
         return loss + float(self.params["reg"]) * penalty
+
+    def row_gradients(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """Summed training loss of the batch and its per-sample gradients: with logits z and
+        e = sigmoid(z) - y, each sample adds e q + 2 reg p to its user row p, e p + 2 reg q to its
+        item row q, e + 2 reg b to each of its two biases, and e to the learned global bias."""
+        users, items, labels = batch["users"], batch["items"], batch["labels"]
+        reg = float(self.params["reg"])
+        p = self.user_emb.detach().index_select(0, users)
+        q = self.item_emb.detach().index_select(0, items)
+        b_u = self.user_bias.detach().index_select(0, users)
+        b_i = self.item_bias.detach().index_select(0, items)
+        logits = torch.linalg.vecdot(p, q) + self.global_bias.detach() + b_u + b_i
+        penalty = sum(torch.dot(t.view(-1), t.view(-1)) for t in (p, q, b_u, b_i))
+        loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") + reg * penalty
+        error = torch.sigmoid(logits) - labels
+        grads = {
+            "user_emb": (users, p.mul(2 * reg).addcmul_(error[:, None], q)),
+            "item_emb": (items, q.mul(2 * reg).addcmul_(error[:, None], p)),
+            "user_bias": (users, b_u.mul(2 * reg).add_(error)),
+            "item_bias": (items, b_i.mul(2 * reg).add_(error)),
+        }
+        if isinstance(self.global_bias, nn.Parameter):
+            grads["global_bias"] = (None, error.sum())
+        return loss, grads

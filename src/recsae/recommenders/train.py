@@ -29,6 +29,7 @@ from recsae.recommenders.base import (
     registered_models,
 )
 from recsae.recommenders.collapse import OutputCollapsed, is_constant_output
+from recsae.recommenders.row_adam import RowAdam
 from recsae.recommenders.sampling import (
     NegativeSampler,
     pairwise_epoch,
@@ -138,11 +139,10 @@ def train_recommender(
     sampler = NegativeSampler(train, cfg["sampler"], cfg["sampler_exponent"])
     pos_users, pos_items = train_pairs(train)
     make_epoch = pointwise_epoch if cls.objective == "pointwise" else pairwise_epoch
-    optimizer = make_optimizer(model, cfg)
+    step = make_step(model, cfg)
     metric = cfg["early_stopping_metric"]
     batch_size, patience = int(cfg["batch_size"]), int(cfg["early_stopping_patience"])
     best_value, best_state, since_best = -np.inf, None, 0
-    summed = cfg["loss_reduction"] == "sum"
     arrays: dict[str, np.ndarray] = {}
     for epoch in range(1, int(cfg["epochs"]) + 1):
         start_time = time.perf_counter()
@@ -157,18 +157,8 @@ def train_recommender(
         loss_sum = torch.zeros((), device=device)
         for batch_idx, begin in enumerate(range(0, n_samples, batch_size)):
             batch = {k: v[begin : begin + batch_size] for k, v in data.items()}
-            loss = model.training_loss(batch)
-            if not torch.isfinite(loss):
-                raise RuntimeError(
-                    f"{model_name}: non-finite loss {loss.item()} "
-                    f"at epoch {epoch}, batch {batch_idx}"
-                )
-            for opt in optimizer:
-                opt.zero_grad(set_to_none=True)
-            (loss * len(batch["users"]) if summed else loss).backward()
-            for opt in optimizer:
-                opt.step()
-            loss_sum += loss.detach() * len(batch["users"])
+            where = f"epoch {epoch}, batch {batch_idx}"
+            loss_sum += step(batch, where) * len(batch["users"])
         record = {
             "epoch": epoch,
             "loss": float(loss_sum) / n_samples,
@@ -197,6 +187,46 @@ def train_recommender(
     if best_state is not None and cfg["restore_best"]:
         model.load_state_dict(best_state)
     return model.eval(), history
+
+
+def make_step(model: Recommender, cfg: dict):
+    """The optimisation step of one training run: step(batch, where) computes the batch's loss,
+    raises RuntimeError naming the model and ``where`` if it is not finite (before any update),
+    updates the parameters and returns the detached loss. With ``sparse_updates`` and a model
+    that gives ``row_gradients``, the step is analytic and row-wise (``RowAdam``); otherwise
+    autograd and ``make_optimizer``'s optimizers. ``loss_reduction: sum`` steps on the summed
+    rather than the mean loss."""
+    if cfg["sparse_updates"] and type(model).row_gradients is not Recommender.row_gradients:
+        optimizer = RowAdam(model, lr=cfg["lr"])
+
+        def row_step(batch: dict[str, torch.Tensor], where: str) -> torch.Tensor:
+            n = len(batch["users"])
+            loss, grads = model.row_gradients(batch)
+            loss = loss / n
+            _require_finite(model, loss, where)
+            optimizer.step(grads, 1.0 if cfg["loss_reduction"] == "sum" else 1.0 / n)
+            return loss
+
+        return row_step
+    optimizers = make_optimizer(model, cfg)
+
+    def autograd_step(batch: dict[str, torch.Tensor], where: str) -> torch.Tensor:
+        loss = model.training_loss(batch)
+        _require_finite(model, loss, where)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        summed = cfg["loss_reduction"] == "sum"
+        (loss * len(batch["users"]) if summed else loss).backward()
+        for opt in optimizers:
+            opt.step()
+        return loss.detach()
+
+    return autograd_step
+
+
+def _require_finite(model: Recommender, loss: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(loss):
+        raise RuntimeError(f"{model.name}: non-finite loss {loss.item()} at {where}")
 
 
 def make_optimizer(model: Recommender, cfg: dict) -> list[torch.optim.Optimizer]:
