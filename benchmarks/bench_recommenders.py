@@ -1,9 +1,8 @@
-"""Speed of the base recommenders: training samples/s per model and full-ranking evaluation time.
+"""Speed of the base recommenders: training samples/s per model (full ranking: bench_ranking.py).
 
 Datasets: an ML-1M-sized synthetic one (6,040 users x 3,706 items, 1M clustered interactions,
 5 test items per user) and, with ``--ml100k PATH/u.data``, real ML-100K (5 random test items per
-user, seed 0). Targets on a 2-core CPU: an MF/BPR epoch over 2M samples < 5 s; full ranking of
-6,040 x 3,706 with all metrics < 2 s.
+user, seed 0). Target on a 2-core CPU: an MF/BPR epoch over 2M samples < 5 s.
 
     python benchmarks/bench_recommenders.py [--ml100k path/to/u.data] [--models mf bpr ...]
     python benchmarks/bench_recommenders.py --ml100k path/to/u.data --quality   # accuracy table
@@ -122,53 +121,46 @@ def bench_training(split: Split, name: str, samples: int | None, epochs: int = 2
     )
 
 
-def bench_ranking(split: Split, repeats: int = 3) -> str:
-    """Full ranking of every test user with all metrics at K = 10, 20, for a dot model (d=64)."""
-    seen, test = split.matrix("train"), split.matrix("test")
-    gen = torch.Generator().manual_seed(0)
-    users = torch.randn(split.n_users, 64, generator=gen)
-    items = torch.randn(split.n_items, 64, generator=gen)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        rank_metrics(lambda u: users[u] @ items.T, seen, test, [10, 20])
-        times.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    rank_metrics(MostPop(seen).full_scores, seen, test, [10, 20])
-    pop = time.perf_counter() - start
-    return (
-        f"full ranking {split.n_users:,} x {split.n_items:,}, ks 10/20, all metrics: "
-        f"dot d=64 {min(times):.2f} s (best of {repeats}), MostPop (tied scores) {pop:.2f} s"
-    )
-
-
 def bench_anchor(split: Split, seed: int = 0) -> str:
-    """Markdown rows: training seconds and test NDCG@10 of recsae MF/BPR (dense and sparse row
-    updates) and of cornac's BPR when installed."""
+    """Markdown rows: samples trained, training seconds (sampling and optimisation, validation
+    excluded), throughput and test NDCG@10 of recsae MF/BPR (dense Adam and sparse row updates)
+    and of cornac's BPR when installed (one sampled triple per training interaction and
+    iteration)."""
     seen, test = split.matrix("train") + split.matrix("valid"), split.matrix("test")
-    rows = ["| model | train s | NDCG@10 |", "|---|---|---|"]
+    rows = [
+        "| model | samples | train s | samples/s | NDCG@10 |",
+        "|---|---|---|---|---|",
+    ]
     for name, train_cfg in (
         ("mf", {}),
         ("mf", {"sparse_updates": True}),
         ("bpr", {}),
         ("bpr", {"sparse_updates": True}),
     ):
-        start = time.perf_counter()
-        model, _ = train_recommender(split, name, {}, train_cfg, seed=seed, log=lambda s: None)
-        seconds = time.perf_counter() - start
+        model, history = train_recommender(
+            split, name, {}, train_cfg, seed=seed, log=lambda s: None
+        )
+        samples = sum(h["samples"] for h in history)
+        seconds = sum(h["seconds"] for h in history)
         ndcg = rank_metrics(model.full_scores, seen, test, [10])["ndcg@10"]
-        rows.append(f"| recsae {name} {train_cfg or 'default'} | {seconds:.1f} | {ndcg:.4f} |")
+        rows.append(
+            f"| recsae {name} {train_cfg or 'default'} | {samples:,} | {seconds:.1f} "
+            f"| {samples / seconds:,.0f} | {ndcg:.4f} |"
+        )
     try:
         import cornac
     except ImportError:
-        rows.append("| cornac BPR | - | - (cornac is not installed: pip install cornac) |")
+        rows.append("| cornac BPR | - | - | - | - (cornac is not installed: pip install cornac) |")
         return "\n".join(rows)
     train = split.train
     triples = list(
         zip(train["user"].astype(str), train["item"].astype(str), train["rating"], strict=True)
     )
     data = cornac.data.Dataset.from_uir(triples, seed=seed)
-    anchor = cornac.models.BPR(k=64, max_iter=200, learning_rate=0.01, lambda_reg=0.01, seed=seed)
+    iterations = 200
+    anchor = cornac.models.BPR(
+        k=64, max_iter=iterations, learning_rate=0.01, lambda_reg=0.01, seed=seed
+    )
     start = time.perf_counter()
     anchor.fit(data)
     seconds = time.perf_counter() - start
@@ -181,7 +173,11 @@ def bench_anchor(split: Split, seed: int = 0) -> str:
     bias = torch.full((split.n_items,), -1e9)
     bias[known] = torch.as_tensor(anchor.i_biases[inner_item[known]], dtype=torch.float32)
     ndcg = rank_metrics(lambda u: user_f[u] @ item_f.T + bias, seen, test, [10])["ndcg@10"]
-    rows.append(f"| cornac {cornac.__version__} BPR k=64, 200 iters | {seconds:.1f} | {ndcg:.4f} |")
+    samples = iterations * len(train)
+    rows.append(
+        f"| cornac {cornac.__version__} BPR k=64, {iterations} iters | {samples:,} | "
+        f"{seconds:.1f} | {samples / seconds:,.0f} | {ndcg:.4f} |"
+    )
     return "\n".join(rows)
 
 
@@ -283,7 +279,6 @@ def main() -> None:
         )
         for name in args.models:
             print(bench_training(split, name, samples, args.epochs), flush=True)
-        print(bench_ranking(split), flush=True)
 
 
 if __name__ == "__main__":

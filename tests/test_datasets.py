@@ -264,9 +264,6 @@ def test_reviews_without_metadata_are_counted(tmp_path):
     files = yelp_files() | {"yelp_academic_dataset_review.json": reviews.encode()}
     stats, _ = prepare(tmp_path, files, {"source": "yelp"})
     assert stats["n_interactions_without_metadata"] == 1
-    assert (
-        json.loads((tmp_path / "data" / "stats.json").read_text())[
-            "n_interactions_without_metadata"
-        ]
-        == 1
-    )
+    assert json.loads((tmp_path / "data" / "stats.json").read_text())[
+        "n_interactions_without_metadata"
+    ] == 1
