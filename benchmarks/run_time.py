@@ -12,8 +12,9 @@ start. Prints:
   job wall and CPU seconds, mean jobs running at once, and the CPU share of a job-second (CPU
   seconds / wall seconds; 1.0 per thread when every job had its cores, lower when other
   processes on the machine competed for them);
-* per stage (prepare, train/evaluate recommender, train/evaluate SAE, report): jobs, wall and CPU
-  seconds summed, and the stage's share of all CPU seconds;
+* per stage (fetch, prepare, split, train/evaluate recommender, train/evaluate SAE, report):
+  jobs, wall and CPU seconds summed, the stage's share of all CPU seconds and the largest
+  resident memory of one of its jobs (``max_rss``, GiB);
 * per (dataset, model): the SAE sweep points and their summed train and evaluate seconds.
 
 Copy a results folder with `cp -p` (or rsync -t) to keep the times this script reads.
@@ -29,7 +30,9 @@ from pathlib import Path
 import pandas as pd
 
 STAGES = {
+    ("fetch",): "fetch data",
     ("prepare",): "prepare data",
+    ("split",): "split data",
     ("recommender", "train"): "train recommender",
     ("recommender", "evaluate"): "evaluate recommender",
     ("sae", "train"): "train SAE",
@@ -38,8 +41,8 @@ STAGES = {
 
 
 def job_times(bench_dir: Path) -> pd.DataFrame:
-    """One row per benchmark file: stage, dataset, model, point, wall and CPU seconds, start and
-    end (POSIX seconds)."""
+    """One row per benchmark file: stage, dataset, model, point, wall and CPU seconds, peak
+    resident memory (GiB), start and end (POSIX seconds)."""
     rows = []
     for path in sorted(bench_dir.rglob("*.tsv")):
         parts = path.relative_to(bench_dir).parts
@@ -56,6 +59,7 @@ def job_times(bench_dir: Path) -> pd.DataFrame:
             point = "/".join(parts[3:-1])
         end = path.stat().st_mtime
         cpu = pd.to_numeric(row["cpu_time"], errors="coerce")
+        rss = pd.to_numeric(row["max_rss"], errors="coerce")
         rows.append(
             {
                 "stage": stage,
@@ -64,6 +68,7 @@ def job_times(bench_dir: Path) -> pd.DataFrame:
                 "point": point,
                 "wall_s": float(row["s"]),
                 "cpu_s": float(cpu),
+                "max_rss_gib": float(rss) / 1024,
                 "start": end - float(row["s"]),
                 "end": end,
             }
@@ -107,10 +112,19 @@ def per_stage(times: pd.DataFrame) -> pd.DataFrame:
     order = [*STAGES.values(), "report"]
     stage = pd.Categorical(times["stage"], categories=order, ordered=True)
     table = times.groupby(stage, observed=True).agg(
-        jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum")
+        jobs=("wall_s", "size"),
+        wall_s=("wall_s", "sum"),
+        cpu_s=("cpu_s", "sum"),
+        max_rss_gib=("max_rss_gib", "max"),
     )
-    table["cpu_share"] = table["cpu_s"] / table["cpu_s"].sum()
-    table.loc["all"] = [len(times), times["wall_s"].sum(), times["cpu_s"].sum(), 1.0]
+    table.insert(3, "cpu_share", table["cpu_s"] / table["cpu_s"].sum())
+    table.loc["all"] = [
+        len(times),
+        times["wall_s"].sum(),
+        times["cpu_s"].sum(),
+        1.0,
+        times["max_rss_gib"].max(),
+    ]
     return table
 
 

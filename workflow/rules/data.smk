@@ -13,6 +13,8 @@ rule fetch_dataset:
         download=lambda w: as_json(wf.download_settings(config, w.dataset)),
     log:
         f"{LOGS}/{{dataset}}/fetch.log",
+    benchmark:
+        f"{BENCH}/{{dataset}}/fetch.tsv"
     wildcard_constraints:
         dataset=wf.name_regex(wf.fetchable_datasets(config)),
     shell:
@@ -60,6 +62,8 @@ rule split_dataset:
         "../../envs/recsae.yaml"
     log:
         f"{LOGS}/{{dataset}}/split.log",
+    benchmark:
+        f"{BENCH}/{{dataset}}/split.tsv"
     shell:
         "recsae split --data-dir {params.data_dir:q} --settings {params.settings:q}"
         " --seed {params.seed} --out-dir {params.split_dir:q} > {log:q} 2>&1"
