@@ -16,7 +16,8 @@ import yaml
 
 from recsae.errors import UserError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+# config/schema.yaml, linked into the package so that a non-editable install finds it too
+SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 
 
 class ConfigError(UserError, ValueError):
