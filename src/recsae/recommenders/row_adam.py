@@ -35,8 +35,15 @@ class RowAdam:
         self.exp_avg = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self.steps = dict.fromkeys(self.params, 0)
+        # per table: a mark per row and each marked row's position among the distinct rows
+        # (only positions of the current batch's rows are written before they are read)
         self.touched = {
             n: torch.zeros(len(p), dtype=torch.bool, device=p.device)
+            for n, p in self.params.items()
+            if p.dim()
+        }
+        self.position = {
+            n: torch.empty(len(p), dtype=torch.long, device=p.device)
             for n, p in self.params.items()
             if p.dim()
         }
@@ -72,6 +79,6 @@ class RowAdam:
         touched[ids] = True
         rows = touched.nonzero().squeeze(1)
         touched[rows] = False
-        position = torch.empty(len(touched), dtype=torch.long, device=ids.device)
+        position = self.position[name]
         position[rows] = torch.arange(len(rows), device=ids.device)
         return rows, position[ids]
