@@ -342,3 +342,47 @@ def test_metrics_config_errors():
         resolve_metrics_config({"interventions": {"concepts": ["Horror"]}})
     named = {"interventions": {"concepts": ["genre=Horror"]}}
     assert resolve_metrics_config(named)["interventions"]["concepts"] == ["genre=Horror"]
+
+
+def test_evaluate_sae_with_the_recommenders_probe_ceiling_file(tmp_path, monkeypatch):
+    """The once-per-recommender ceiling file gives the metrics of an evaluation that computes
+    the ceiling itself, byte for byte; a file made with other settings is refused."""
+    data, split_dir = write_dataset(tmp_path)
+    monkeypatch.setattr(sae_evaluation, "load_sae", lambda path, device: SplitSAE(N_CONCEPTS))
+    cfg = {"ks": [5], "interventions": CFG, "active_min_interactions": 0, "probe_folds": 3}
+    common = {"model_path": tmp_path / "model.pt", "data_dir": data, "split_dir": split_dir}
+    ceiling = tmp_path / "probe_ceiling.json"
+    sae_evaluation.probe_ceilings(cfg, **common, out=ceiling, seed=1, device="cpu")
+    written = json.loads(ceiling.read_text())
+    assert written["seed"] == 1 and written["config"]["probe_folds"] == 3
+    assert len(written["items"]) > 0 and len(written["users"]) == 2  # gender=F, gender=M
+
+    def run(name, **extra):
+        out = tmp_path / name
+        sae_evaluation.evaluate(
+            cfg,
+            **common,
+            sae_path=tmp_path / "sae.pt",
+            metrics_out=out / "metrics.json",
+            interventions_out=out / "interventions.json",
+            device="cpu",
+            **{"seed": 1, **extra},
+        )
+        return (out / "metrics.json").read_bytes(), (out / "interventions.json").read_bytes()
+
+    assert run("from_file", ceiling_path=str(ceiling)) == run("computed")
+    probes = json.loads((tmp_path / "computed" / "metrics.json").read_text())["probes"]
+    assert probes["items"]["per_concept"]["ceiling"] == written["items"]
+    with pytest.raises(ValueError, match="probe_folds"):
+        sae_evaluation.evaluate(
+            {**cfg, "probe_folds": 4},
+            **common,
+            sae_path=tmp_path / "sae.pt",
+            metrics_out=tmp_path / "x" / "m.json",
+            interventions_out=tmp_path / "x" / "i.json",
+            seed=1,
+            device="cpu",
+            ceiling_path=str(ceiling),
+        )
+    with pytest.raises(ValueError, match="seed 1"):
+        run("other_seed", ceiling_path=str(ceiling), seed=2)

@@ -72,7 +72,8 @@ def test_ceiling_share_and_summary():
     z = np.maximum(np.concatenate([x, -x], 1), 0)
     best = np.array([roc_auc_score(labels[:, c], z[:, j]) for c in range(3) for j in range(10)])
     best = best.reshape(3, 10).max(1)
-    out = probe_summary(x, z, labels, best, ks=(1, 2), folds=3, seed=0)
+    ceiling = probe_ceiling(x, labels, folds=3, seed=0)
+    out = probe_summary(ceiling, z, labels, best, ks=(1, 2), folds=3, seed=0)
     assert set(out["per_concept"]) == {
         "ceiling",
         "best_latent_auroc",
@@ -80,7 +81,10 @@ def test_ceiling_share_and_summary():
         "sparse_k1",
         "sparse_k2",
     }
-    assert out["ceiling_mean"] == pytest.approx(np.mean(out["per_concept"]["ceiling"]))
+    assert out["per_concept"]["ceiling"] == ceiling.tolist()
+    assert out["ceiling_mean"] == pytest.approx(np.mean(ceiling))
     assert 0 < out["ceiling_share_mean"] <= 1.2
-    empty = probe_summary(x, z, labels[:, :0], best[:0], ks=(1,), folds=3)
+    empty = probe_summary(ceiling[:0], z, labels[:, :0], best[:0], ks=(1,), folds=3)
     assert empty["ceiling_mean"] is None and empty["per_concept"]["ceiling"] == []
+    with pytest.raises(ValueError, match="one value per concept"):
+        probe_summary(ceiling[:2], z, labels, best, ks=(1,), folds=3)

@@ -170,6 +170,7 @@ def test_demo_sweep_on_slurm(slurm_cluster, tmp_path):
     for beta in (0, 5):
         target = tmp_path / f"results/synthetic/mf/sae/beta~{beta}/metrics.json"
         assert target.is_file(), stdout[-4000:]
-    # fetch, prepare, split, train_recommender, then train_sae + evaluate_sae per point
-    assert len(submitted) == 4 + 2 * 2, stdout[-4000:]
+    # fetch, prepare, split, train_recommender, probe_ceiling, then train_sae + evaluate_sae per
+    # point
+    assert len(submitted) == 5 + 2 * 2, stdout[-4000:]
     assert len(set(submitted.values())) == len(submitted)

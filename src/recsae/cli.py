@@ -126,10 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
         ["model-path", "data-dir", "split-dir", "point", "out-dir"],
     )
     stage(
+        "probe-ceiling",
+        ("sae_evaluation", "probe_ceilings"),
+        "linear-probe ceiling per concept on a recommender's embeddings (once per recommender)",
+        ["model-path", "data-dir", "split-dir", "out"],
+    )
+    p = stage(
         "evaluate-sae",
         ("sae_evaluation", "evaluate"),
         "monosemanticity, fidelity and interventions of an SAE",
         ["model-path", "sae-path", "data-dir", "split-dir", "metrics-out", "interventions-out"],
+        uses=("seed", "device", "ceiling_path"),
+    )
+    p.add_argument(
+        "--ceiling-path",
+        default=None,
+        help="the recommender's probe_ceiling.json (default: compute the ceiling here)",
     )
     p = stage(
         "report",

@@ -9,7 +9,8 @@ model or sweep point, a function returns the Snakemake pattern (``{dataset}``, `
     resources/raw/{dataset}/                       # fetched raw files + MANIFEST.json
     results/{dataset}/data/{interactions,items,users,concepts}.parquet, stats.json
     results/{dataset}/split/{train,valid,test}.parquet, stats.json
-    results/{dataset}/{model}/{model.pt,embeddings.npz,train_log.json,metrics.json}
+    results/{dataset}/{model}/{model.pt,embeddings.npz,train_log.json,metrics.json,
+                              probe_ceiling.json}
     results/{dataset}/{model}/sae/{sae}/{sae.pt,train_log.json,metrics.json,interventions.json}
     results/tables/{recommenders,beta,best_points,pareto,interventions,planted,methods}.{md,csv,html}
     results/tables/sweep.csv                               # tidy: one row per SAE sweep point
@@ -58,7 +59,8 @@ def split_dir(dataset: str = DATASET, results: Root = RESULTS) -> str:
 
 
 def model_dir(dataset: str = DATASET, model: str = MODEL, results: Root = RESULTS) -> str:
-    """One recommender's files (model.pt, embeddings.npz, train_log.json, metrics.json)."""
+    """One recommender's files (model.pt, embeddings.npz, train_log.json, metrics.json,
+    probe_ceiling.json)."""
     return f"{results}/{dataset}/{model}"
 
 

@@ -138,7 +138,7 @@ def _mean(values: np.ndarray) -> float | None:
 
 
 def probe_summary(
-    emb: np.ndarray,
+    ceiling: np.ndarray,
     z: np.ndarray,
     labels: np.ndarray,
     best_latent_auroc: np.ndarray,
@@ -146,12 +146,19 @@ def probe_summary(
     folds: int = 5,
     seed: int = 0,
 ) -> dict:
-    """Probes of one entity kind: embeddings emb (N, d), latents z (N, H), labels (N, C) bool and
-    the best single latent's AUROC per concept (C,) (``alignment_summary`` per_concept auroc).
+    """Probes of one entity kind: the ceiling per concept (C,) (``probe_ceiling`` of the
+    embeddings with the same labels, folds and seed; it does not depend on the latents, so the
+    workflow computes it once per recommender), latents z (N, H), labels (N, C) bool and the best
+    single latent's AUROC per concept (C,) (``alignment_summary`` per_concept auroc).
 
     Keys: ceiling_mean, best_latent_auroc_mean, ceiling_share_mean, sparse_k{k}_mean (means over
     concepts, NaN skipped; None without concepts) and per_concept lists of the same."""
-    ceiling = probe_ceiling(emb, labels, folds, seed)
+    ceiling = np.asarray(ceiling, dtype=np.float64)
+    if ceiling.shape != (labels.shape[1],):
+        raise ValueError(
+            f"ceiling has shape {ceiling.shape}; expected one value per concept "
+            f"({labels.shape[1]},)"
+        )
     sparse = sparse_probes(z, labels, ks, folds, seed)
     share = ceiling_share(best_latent_auroc, ceiling)
     per_concept = {

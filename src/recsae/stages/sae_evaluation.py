@@ -1,5 +1,9 @@
 """The SAE evaluation stage: one SAE of one recommender -> ``metrics.json`` and
-``interventions.json``; the metric functions are those of ``recsae.metrics``.
+``interventions.json``; the metric functions are those of ``recsae.metrics``. The probe ceiling
+(a linear probe on the recommender's embeddings) does not depend on the SAE, so the
+``probe-ceiling`` stage computes it once per recommender (``probe_ceiling.json``) and every
+evaluation of that recommender's SAEs reads it (``--ceiling-path``; without it the evaluation
+computes the ceiling itself, with equal numbers).
 
 Populations. Held-out users = ``split_sae_users(n_users, holdout_fraction, seed)`` with the
 fraction and seed the SAE was trained with (read from the checkpoint's ``extra``: ``sae_cfg.
@@ -50,11 +54,17 @@ interventions.json::
       (per-level rows: level, raw_level, share, ndcg@K, delta_ndcg@K, overlap@k,
        off_target_change; promotion rows add success and mean_rank)
 
+probe_ceiling.json (NaN written as null)::
+
+    config, seed, recsae_version, git_commit      # the metrics config and seed it was made with
+    items: [C_items floats], users: [C_users floats]   # recsae.metrics.probes.probe_ceiling
+
 Metrics config keys, their defaults and meaning: ``config/schema.yaml``, key ``metrics``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -77,7 +87,7 @@ from recsae.metrics.alignment import (
 from recsae.metrics.fidelity import accuracy_fidelity, embedding_fidelity, score_fidelity
 from recsae.metrics.health import health
 from recsae.metrics.monosemanticity import active_monosemanticity, monosemanticity
-from recsae.metrics.probes import probe_summary
+from recsae.metrics.probes import probe_ceiling, probe_summary
 from recsae.recommenders.base import load_checkpoint
 from recsae.sae.holdout import split_sae_users
 from recsae.sae.model import load_sae
@@ -94,9 +104,12 @@ def evaluate(
     interventions_out: str,
     seed: int,
     device: str,
+    ceiling_path: str | None = None,
 ) -> None:
     """Evaluate the SAE at ``sae_path`` of the recommender at ``model_path`` and write
-    ``metrics_out`` and ``interventions_out`` (``settings``: the config's ``metrics`` block)."""
+    ``metrics_out`` and ``interventions_out`` (``settings``: the config's ``metrics`` block;
+    ``ceiling_path``: that recommender's ``probe_ceiling.json``, made with the same settings and
+    seed)."""
     cfg = resolve_metrics_config(settings)
     device = resolve_device(device)
     model = load_checkpoint(model_path, device)
@@ -104,17 +117,102 @@ def evaluate(
     split = load_split(data_dir, split_dir)
     fraction, holdout_seed = sae_holdout(sae_path, cfg["holdout_fraction"], seed)
     _, heldout = split_sae_users(split.n_users, fraction, holdout_seed)
-    concepts = pd.concat(
+    concepts = _load_concepts(data_dir)
+    ceilings = read_ceilings(ceiling_path, cfg, seed) if ceiling_path else None
+    metrics, interventions = evaluate_loaded(
+        model, sae, split, concepts, heldout, cfg, seed, ceilings
+    )
+    metrics["heldout"].update(holdout_fraction=fraction, holdout_seed=holdout_seed)
+    write_json(metrics_out, _finite({**result_metadata(cfg, seed), **metrics}))
+    write_json(interventions_out, _finite({**result_metadata(cfg, seed), **interventions}))
+
+
+def probe_ceilings(
+    settings: dict,
+    *,
+    model_path: str,
+    data_dir: str,
+    split_dir: str,
+    out: str,
+    seed: int,
+    device: str,
+) -> None:
+    """Write ``out`` (probe_ceiling.json): the cross-validated probe ceiling per item and user
+    concept of the recommender at ``model_path`` (``settings``: the config's ``metrics`` block)."""
+    cfg = resolve_metrics_config(settings)
+    model = load_checkpoint(model_path, resolve_device(device))
+    split = load_split(data_dir, split_dir)
+    labels = entity_labels(split.matrix("train"), _load_concepts(data_dir), cfg)
+    with torch.no_grad():
+        embeddings = {"items": model.item_embeddings(), "users": model.user_embeddings()}
+    ceilings = embedding_ceilings(embeddings, labels, cfg, seed)
+    payload = {part: values.tolist() for part, values in ceilings.items()}
+    write_json(out, _finite({**result_metadata(cfg, seed), **payload}))
+
+
+def read_ceilings(path: str, cfg: dict, seed: int) -> dict[str, np.ndarray]:
+    """{"items": (C_items,), "users": (C_users,)} ceilings of a ``probe_ceiling.json``, which must
+    have been made with the resolved metrics config ``cfg`` and ``seed``."""
+    payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    theirs, ours = payload.get("config", {}), json.loads(json.dumps(cfg))
+    differing = sorted(
+        key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key)
+    )
+    if differing:
+        key = differing[0]
+        problem = f"metrics {key!r} = {theirs.get(key)!r}, this evaluation has {ours.get(key)!r}"
+    elif payload.get("seed") != seed:
+        problem = f"seed {payload.get('seed')}, this evaluation uses seed {seed}"
+    else:
+        return {
+            part: np.array([np.nan if v is None else v for v in payload[part]], dtype=np.float64)
+            for part in ("items", "users")
+        }
+    raise ValueError(
+        f"{path} was made with {problem}; recompute it with `recsae probe-ceiling` and the "
+        "evaluation's settings"
+    )
+
+
+def entity_labels(train, concepts: pd.DataFrame, cfg: dict) -> dict:
+    """{"items": ..., "users": ...} scored concepts (``entity_concepts``) of the long label table
+    ``concepts``, with popularity buckets of items and activity buckets of users counted on the
+    training matrix ``train`` (n_users, n_items)."""
+    return {
+        "items": entity_concepts(
+            concepts, "item", np.asarray(train.sum(0)).ravel(), "popularity", cfg
+        ),
+        "users": entity_concepts(
+            concepts, "user", np.asarray(train.sum(1)).ravel(), "activity", cfg
+        ),
+    }
+
+
+def embedding_ceilings(
+    embeddings: dict[str, torch.Tensor], labels: dict, cfg: dict, seed: int
+) -> dict[str, np.ndarray]:
+    """{"items": (C_items,), "users": (C_users,)} probe ceilings of the embeddings
+    (N_items, d) and (N_users, d) for the concepts of ``entity_labels``."""
+    return {
+        part: probe_ceiling(
+            embeddings[part].detach().cpu().double().numpy(),
+            labels[part].dense(),
+            cfg["probe_folds"],
+            seed,
+        )
+        for part in ("items", "users")
+    }
+
+
+def _load_concepts(data_dir: str) -> pd.DataFrame:
+    """The long label table (entity, id, family, concept) of items and users."""
+    return pd.concat(
         [
             load_concepts(data_dir, "item").assign(entity="item"),
             load_concepts(data_dir, "user").assign(entity="user"),
         ],
         ignore_index=True,
     )
-    metrics, interventions = evaluate_loaded(model, sae, split, concepts, heldout, cfg, seed)
-    metrics["heldout"].update(holdout_fraction=fraction, holdout_seed=holdout_seed)
-    write_json(metrics_out, _finite({**result_metadata(cfg, seed), **metrics}))
-    write_json(interventions_out, _finite({**result_metadata(cfg, seed), **interventions}))
 
 
 def sae_holdout(sae_path, fraction: float | None, seed: int) -> tuple[float, int]:
@@ -137,12 +235,20 @@ def sae_holdout(sae_path, fraction: float | None, seed: int) -> tuple[float, int
 
 @torch.no_grad()
 def evaluate_loaded(
-    model, sae, split: Split, concepts: pd.DataFrame, heldout: np.ndarray, cfg: dict, seed: int
+    model,
+    sae,
+    split: Split,
+    concepts: pd.DataFrame,
+    heldout: np.ndarray,
+    cfg: dict,
+    seed: int,
+    ceilings: dict[str, np.ndarray] | None = None,
 ):
     """(metrics, interventions) dicts for a loaded recommender and SAE.
 
     concepts: long-format labels (entity, id, family, concept); heldout: sorted user ids (empty:
-    all users); cfg: a resolved metrics config (``resolve_metrics_config``).
+    all users); cfg: a resolved metrics config (``resolve_metrics_config``); ceilings: the
+    recommender's probe ceilings (``read_ceilings``), computed here when None.
     """
     users = heldout if len(heldout) else np.arange(split.n_users, dtype=np.int64)
     icfg = cfg["interventions"]
@@ -155,10 +261,10 @@ def evaluate_loaded(
     train = matrices["train"]
 
     item_counts = np.asarray(train.sum(0)).ravel()
-    item_concepts = entity_concepts(concepts, "item", item_counts, "popularity", cfg)
-    user_concepts = entity_concepts(
-        concepts, "user", np.asarray(train.sum(1)).ravel(), "activity", cfg
-    )
+    labels = entity_labels(train, concepts, cfg)
+    item_concepts, user_concepts = labels["items"], labels["users"]
+    if ceilings is None:
+        ceilings = embedding_ceilings({"items": item_emb, "users": user_emb}, labels, cfg, seed)
     item_align, item_auroc, item_precision = _alignment(z_items, item_concepts, cfg)
     align = {"items": item_align, "users": _alignment(z_users, user_concepts, cfg)[0]}
     planted = {
@@ -167,7 +273,7 @@ def evaluate_loaded(
     }
     probes = {
         part: probe_summary(
-            emb.detach().cpu().double().numpy(),
+            ceilings[part],
             z.detach().cpu().double().numpy(),
             concepts.dense(),
             np.asarray(align[part]["per_concept"]["auroc"], dtype=np.float64),
@@ -175,9 +281,9 @@ def evaluate_loaded(
             cfg["probe_folds"],
             seed,
         )
-        for part, emb, z, concepts in (
-            ("items", item_emb, z_items, item_concepts),
-            ("users", user_emb, z_users, user_concepts),
+        for part, z, concepts in (
+            ("items", z_items, item_concepts),
+            ("users", z_users, user_concepts),
         )
     }
     idx = torch.as_tensor(users, device=user_emb.device)
