@@ -4,7 +4,11 @@
 
 Every job writes one benchmark file (`s`: its wall seconds, `cpu_time`: CPU seconds of its
 processes) when it ends, so the file's modification time is the job's end and `mtime - s` its
-start. Prints:
+start. Snakemake samples `cpu_time` (every second for a job's first 30 s, then every 30 s) and
+so misses the end of every job; every `recsae` stage therefore ends its log with the kernel's
+count (`process CPU 12.31 s (...), peak RSS 0.521 GiB`, results/logs/ mirrors
+results/benchmarks/), and this script takes CPU seconds and peak memory from there, falling back
+to the benchmark file for jobs without that line (older runs). Prints:
 
 * the machine this script runs on (CPU model, cores, memory, load average now): run it on the
   machine and soon after the run it describes;
@@ -12,7 +16,8 @@ start. Prints:
   job wall and CPU seconds, mean jobs running at once, and the CPU share of a job-second (CPU
   seconds / wall seconds; 1.0 per thread when every job had its cores, lower when other
   processes on the machine competed for them);
-* per stage (fetch, prepare, split, train/evaluate recommender, train/evaluate SAE, report):
+* per stage (fetch, prepare, split, train/evaluate recommender, probe ceiling (once per
+  recommender), train/evaluate SAE, report):
   jobs, wall and CPU seconds summed, the stage's share of all CPU seconds and the largest
   resident memory of one of its jobs (``max_rss``, GiB);
 * per (dataset, model): the SAE sweep points and their summed train and evaluate seconds.
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -35,14 +41,28 @@ STAGES = {
     ("split",): "split data",
     ("recommender", "train"): "train recommender",
     ("recommender", "evaluate"): "evaluate recommender",
+    ("recommender", "probe_ceiling"): "probe ceiling",
     ("sae", "train"): "train SAE",
     ("sae", "evaluate"): "evaluate SAE",
 }
 
 
-def job_times(bench_dir: Path) -> pd.DataFrame:
+USAGE_LINE = re.compile(r"process CPU ([0-9.]+) s .*peak RSS ([0-9.]+) GiB")
+
+
+def logged_usage(log: Path) -> tuple[float, float] | None:
+    """(CPU seconds, peak RSS GiB) of the last ``process CPU`` line of a job log, or None."""
+    if not log.is_file():
+        return None
+    found = USAGE_LINE.findall(log.read_text(encoding="utf-8", errors="replace"))
+    return (float(found[-1][0]), float(found[-1][1])) if found else None
+
+
+def job_times(bench_dir: Path, log_dir: Path | None = None) -> pd.DataFrame:
     """One row per benchmark file: stage, dataset, model, point, wall and CPU seconds, peak
-    resident memory (GiB), start and end (POSIX seconds)."""
+    resident memory (GiB), where the CPU figure comes from ("log" or "benchmark"), start and end
+    (POSIX seconds). ``log_dir``: the run's logs (default: ``logs`` beside ``bench_dir``)."""
+    log_dir = bench_dir.parent / "logs" if log_dir is None else log_dir
     rows = []
     for path in sorted(bench_dir.rglob("*.tsv")):
         parts = path.relative_to(bench_dir).parts
@@ -59,7 +79,10 @@ def job_times(bench_dir: Path) -> pd.DataFrame:
             point = "/".join(parts[3:-1])
         end = path.stat().st_mtime
         cpu = pd.to_numeric(row["cpu_time"], errors="coerce")
-        rss = pd.to_numeric(row["max_rss"], errors="coerce")
+        rss = pd.to_numeric(row["max_rss"], errors="coerce") / 1024
+        logged = logged_usage(log_dir / Path(*parts).with_suffix(".log"))
+        if logged:
+            cpu, rss = logged
         rows.append(
             {
                 "stage": stage,
@@ -68,7 +91,8 @@ def job_times(bench_dir: Path) -> pd.DataFrame:
                 "point": point,
                 "wall_s": float(row["s"]),
                 "cpu_s": float(cpu),
-                "max_rss_gib": float(rss) / 1024,
+                "max_rss_gib": float(rss),
+                "cpu_from": "log" if logged else "benchmark",
                 "start": end - float(row["s"]),
                 "end": end,
             }
@@ -104,7 +128,9 @@ def summary(times: pd.DataFrame) -> str:
         f"{len(times)} jobs; elapsed {elapsed / 60:.1f} min of wall time "
         f"(first job start to last job end); job wall {wall / 60:.1f} min summed, "
         f"CPU {cpu / 60:.1f} min summed; {wall / elapsed:.2f} jobs running at once on average; "
-        f"CPU share per job-second {cpu / wall:.2f}"
+        f"CPU share per job-second {cpu / wall:.2f}; CPU and memory of "
+        f"{(times['cpu_from'] == 'log').sum()} jobs from their logs, of the rest from the "
+        "sampled benchmark files (a lower bound)"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -140,6 +141,30 @@ def test_demo_report_outputs(demo_run):
     assert len(tables["sweep"]) == len(workflow.sae_dirs(config))
     planted = tables["planted"]
     assert len(planted) == 4 * len(workflow.sae_dirs(config))  # 3 planted families + "all"
+
+
+def test_every_job_log_ends_with_the_jobs_cpu_and_memory(demo_run):
+    """Each job's log carries its kernel-counted CPU seconds, at least what Snakemake's sampled
+    benchmark file saw, and benchmarks/run_time.py takes every job's CPU from the logs."""
+    workdir, _ = demo_run
+    results = workdir / "results"
+    benchmarks = sorted((results / "benchmarks").rglob("*.tsv"))
+    for bench in benchmarks:
+        log = (results / "logs" / bench.relative_to(results / "benchmarks")).with_suffix(".log")
+        found = re.findall(r"process CPU ([0-9.]+) s .*peak RSS ([0-9.]+) GiB", log.read_text())
+        assert found, f"{log} has no process CPU line"
+        sampled = pd.to_numeric(pd.read_csv(bench, sep="\t")["cpu_time"], errors="coerce")[0]
+        assert float(found[-1][0]) >= 0.9 * sampled - 0.2, (log, found[-1], sampled)
+        assert 0.05 < float(found[-1][1]) < 16
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run_time.py"), str(results / "benchmarks")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    n = len(benchmarks)
+    assert f"run: {n} jobs;" in out.stdout
+    assert f"CPU and memory of {n} jobs from their logs" in out.stdout
 
 
 def test_demo_rerun_has_nothing_to_do(demo_run):

@@ -204,6 +204,30 @@ def _run(args) -> None:
 
     with gpu_slot(args.gpus):
         args.func(args)
+    usage = process_usage()
+    if usage:
+        logging.getLogger("recsae").info(f"{args.command}: {usage}")
+
+
+def process_usage() -> str | None:
+    """This process's CPU seconds and peak resident memory by the kernel's accounting (children
+    included), e.g. ``process CPU 12.31 s (user 11.90 s, system 0.41 s), peak RSS 0.521 GiB``;
+    None where the ``resource`` module is missing (Windows). Snakemake's benchmark files sample
+    CPU time and miss the end of every job; ``benchmarks/run_time.py`` reads this line from the
+    job logs instead."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    user, system = own.ru_utime + children.ru_utime, own.ru_stime + children.ru_stime
+    rss_unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
+    peak = max(own.ru_maxrss, children.ru_maxrss) * rss_unit / 2**30
+    return (
+        f"process CPU {user + system:.2f} s (user {user:.2f} s, system {system:.2f} s), "
+        f"peak RSS {peak:.3f} GiB"
+    )
 
 
 if __name__ == "__main__":
