@@ -6,9 +6,10 @@ Every job writes one benchmark file (`s`: its wall seconds, `cpu_time`: CPU seco
 processes) when it ends, so the file's modification time is the job's end and `mtime - s` its
 start. Snakemake samples `cpu_time` (every second for a job's first 30 s, then every 30 s) and
 so misses the end of every job; every `recsae` stage therefore ends its log with the kernel's
-count (`process CPU 12.31 s (...), peak RSS 0.521 GiB`, results/logs/ mirrors
-results/benchmarks/), and this script takes CPU seconds and peak memory from there, falling back
-to the benchmark file for jobs without that line (older runs). Prints:
+count up to that point (`process CPU 12.31 s (...), peak RSS 0.521 GiB`, results/logs/ mirrors
+results/benchmarks/; it misses only the interpreter's shutdown, under a second). This script
+takes the larger of the two CPU figures and the log's peak memory, and the benchmark file alone
+for jobs without that line (older runs). Prints:
 
 * the machine this script runs on (CPU model, cores, memory, load average now): run it on the
   machine and soon after the run it describes;
@@ -81,8 +82,8 @@ def job_times(bench_dir: Path, log_dir: Path | None = None) -> pd.DataFrame:
         cpu = pd.to_numeric(row["cpu_time"], errors="coerce")
         rss = pd.to_numeric(row["max_rss"], errors="coerce") / 1024
         logged = logged_usage(log_dir / Path(*parts).with_suffix(".log"))
-        if logged:
-            cpu, rss = logged
+        if logged:  # both are lower bounds: the log line misses the interpreter's shutdown
+            cpu, rss = max(logged[0], cpu if pd.notna(cpu) else 0.0), logged[1]
         rows.append(
             {
                 "stage": stage,
@@ -128,9 +129,9 @@ def summary(times: pd.DataFrame) -> str:
         f"{len(times)} jobs; elapsed {elapsed / 60:.1f} min of wall time "
         f"(first job start to last job end); job wall {wall / 60:.1f} min summed, "
         f"CPU {cpu / 60:.1f} min summed; {wall / elapsed:.2f} jobs running at once on average; "
-        f"CPU share per job-second {cpu / wall:.2f}; CPU and memory of "
-        f"{(times['cpu_from'] == 'log').sum()} jobs from their logs, of the rest from the "
-        "sampled benchmark files (a lower bound)"
+        f"CPU share per job-second {cpu / wall:.2f}; {(times['cpu_from'] == 'log').sum()} jobs "
+        "with a process CPU line in their log, the rest from the sampled benchmark files alone "
+        "(a lower bound)"
     )
 
 

@@ -144,8 +144,9 @@ def test_demo_report_outputs(demo_run):
 
 
 def test_every_job_log_ends_with_the_jobs_cpu_and_memory(demo_run):
-    """Each job's log carries its kernel-counted CPU seconds, at least what Snakemake's sampled
-    benchmark file saw, and benchmarks/run_time.py takes every job's CPU from the logs."""
+    """Each job's log carries its kernel-counted CPU seconds, which agree with Snakemake's
+    sampled benchmark file up to the interpreter's shutdown after the line (the sample misses a
+    job's end, the line the shutdown), and benchmarks/run_time.py uses every job's line."""
     workdir, _ = demo_run
     results = workdir / "results"
     benchmarks = sorted((results / "benchmarks").rglob("*.tsv"))
@@ -153,8 +154,10 @@ def test_every_job_log_ends_with_the_jobs_cpu_and_memory(demo_run):
         log = (results / "logs" / bench.relative_to(results / "benchmarks")).with_suffix(".log")
         found = re.findall(r"process CPU ([0-9.]+) s .*peak RSS ([0-9.]+) GiB", log.read_text())
         assert found, f"{log} has no process CPU line"
-        sampled = pd.to_numeric(pd.read_csv(bench, sep="\t")["cpu_time"], errors="coerce")[0]
-        assert float(found[-1][0]) >= 0.9 * sampled - 0.2, (log, found[-1], sampled)
+        row = pd.read_csv(bench, sep="\t").iloc[0]
+        logged, sampled = float(found[-1][0]), pd.to_numeric(row["cpu_time"], errors="coerce")
+        # the interpreter's shutdown after the line took up to 1.4 s here
+        assert sampled - 3.0 <= logged <= 2 * float(row["s"]) + 1.0, (log, found[-1], sampled)
         assert 0.05 < float(found[-1][1]) < 16
     out = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run_time.py"), str(results / "benchmarks")],
@@ -164,7 +167,7 @@ def test_every_job_log_ends_with_the_jobs_cpu_and_memory(demo_run):
     )
     n = len(benchmarks)
     assert f"run: {n} jobs;" in out.stdout
-    assert f"CPU and memory of {n} jobs from their logs" in out.stdout
+    assert f"{n} jobs with a process CPU line in their log" in out.stdout
 
 
 def test_demo_rerun_has_nothing_to_do(demo_run):

@@ -210,11 +210,11 @@ def _run(args) -> None:
 
 
 def process_usage() -> str | None:
-    """This process's CPU seconds and peak resident memory by the kernel's accounting (children
-    included), e.g. ``process CPU 12.31 s (user 11.90 s, system 0.41 s), peak RSS 0.521 GiB``;
-    None where the ``resource`` module is missing (Windows). Snakemake's benchmark files sample
-    CPU time and miss the end of every job; ``benchmarks/run_time.py`` reads this line from the
-    job logs instead."""
+    """This process's CPU seconds and peak resident memory so far by the kernel's accounting
+    (children included), e.g. ``process CPU 12.31 s (user 11.90 s, system 0.41 s), peak RSS
+    0.521 GiB``; None where the ``resource`` module is missing (Windows). Snakemake's benchmark
+    files sample CPU time and miss the end of every job; ``benchmarks/run_time.py`` reads this
+    line from the job logs as well."""
     try:
         import resource
     except ImportError:
