@@ -1,13 +1,15 @@
 """Table by table, how far a rerun of a workflow moved its numbers, beside the seed spread.
 
     python benchmarks/compare_runs.py REFERENCE/results/tables RERUN/results/tables [--top 3]
+        [--by dataset model]
 
 For every CSV table both folders hold (rows matched by their text columns and the sweep or seed
 columns named in KEYS), prints per numeric column the largest absolute difference and, where the
 reference table has the column's seed standard deviation (``<column>_std``: tables averaged over
 SAE seeds), the largest difference in units of that standard deviation, with the rows where it is
-largest. Wall-clock columns are skipped. Use it to check that a rerun under another machine,
-kernel setting or thread count stays within the spread README states.
+largest. With ``--by``, the same per group of rows (e.g. per dataset and recommender) in tables
+that have those columns. Wall-clock columns are skipped. Use it to check that a rerun under
+another machine, kernel setting or thread count stays within the spread README states.
 """
 
 from __future__ import annotations
@@ -72,11 +74,27 @@ def compare(reference: pd.DataFrame, rerun: pd.DataFrame, top: int) -> list[str]
     return lines
 
 
+def compare_groups(
+    reference: pd.DataFrame, rerun: pd.DataFrame, by: list[str], top: int
+) -> list[tuple[str, list[str]]]:
+    """``compare`` per group of rows with equal values in the columns ``by`` (groups of either
+    run), as (group name joined by "/", lines)."""
+    groups = pd.concat([reference[by], rerun[by]]).drop_duplicates().sort_values(by)
+    result = []
+    for values in groups.itertuples(index=False):
+        in_reference = (reference[by] == list(values)).all(axis=1)
+        in_rerun = (rerun[by] == list(values)).all(axis=1)
+        name = "/".join(str(v) for v in values)
+        result.append((name, compare(reference[in_reference], rerun[in_rerun], top)))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reference", type=Path, help="results/tables of the reference run")
     parser.add_argument("rerun", type=Path, help="results/tables of the rerun")
     parser.add_argument("--top", type=int, default=3, help="rows shown per column")
+    parser.add_argument("--by", nargs="+", default=[], help="columns to compare per group of")
     args = parser.parse_args()
     for path in sorted(args.reference.glob("*.csv")):
         other = args.rerun / path.name
@@ -84,7 +102,14 @@ def main() -> None:
             print(f"{path.name}: not in {args.rerun}")
             continue
         print(path.name)
-        print("\n".join(compare(pd.read_csv(path), pd.read_csv(other), args.top)))
+        reference, rerun = pd.read_csv(path), pd.read_csv(other)
+        by = [c for c in args.by if c in reference.columns and c in rerun.columns]
+        if not by:
+            print("\n".join(compare(reference, rerun, args.top)))
+            continue
+        for group, lines in compare_groups(reference, rerun, by, args.top):
+            print(f" {group}")
+            print("\n".join(lines))
 
 
 if __name__ == "__main__":
