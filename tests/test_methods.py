@@ -131,6 +131,27 @@ def test_fit_baseline_uses_training_users_and_items():
     assert history[0]["n_inputs"] == len(train) + N_ITEMS and len(heldout) > 0
 
 
+def test_fit_baseline_is_seeded_by_the_points_sae_seed():
+    """A sweep's SAE seeds (sae_cfg seed) give different random bases and k-means fits, seeded
+    as fit_method with that seed; without one the config seed (argument) seeds the fit."""
+    rec, split = TinyDot(N_USERS, N_ITEMS, {}), tiny_split()
+    train, _ = split_sae_users(N_USERS, 0.25, 0)
+    x = torch.cat([rec.user.detach()[train], rec.item.detach()])
+    for method in ("random", "kmeans"):
+        cfg = {"method": method, "holdout_fraction": 0.25}
+        fits = {s: fit_baseline(rec, split, {**cfg, "seed": s}, seed=0)[0] for s in (1, 2)}
+        unseeded = fit_baseline(rec, split, {**cfg, "seed": None}, seed=2)[0]
+        resolved = resolve_sae_config({**cfg, "seed": 1}, DIM)
+        expected = fit_method(resolved, x, 1).encode(x)
+        torch.testing.assert_close(fits[1].encode(x), expected, rtol=0, atol=0)
+        assert not torch.equal(fits[1].encode(x), fits[2].encode(x))
+        train2, _ = split_sae_users(N_USERS, 0.25, 2)
+        x2 = torch.cat([rec.user.detach()[train2], rec.item.detach()])
+        torch.testing.assert_close(
+            unseeded.encode(x2), fit_method(resolved, x2, 2).encode(x2), rtol=0, atol=0
+        )
+
+
 def test_a_method_point_is_written_like_an_sae_point(tmp_path):
     rec, files = write_tiny_run(tmp_path)
     out_dir = tmp_path / "method"

@@ -258,6 +258,12 @@ def setup_point(
     return PointSetup(cfg, train_users, heldout_users)
 
 
+def training_seed(cfg: dict, seed: int) -> int:
+    """The seed of a point's initialisation and batches (an SAE) or of its fit (a baseline): the
+    point's own ``seed`` (the sweep's SAE seed) when set, else the config's ``seed``."""
+    return seed if cfg["seed"] is None else cfg["seed"]
+
+
 def train_sae(
     recommender: Recommender,
     split: Split,
@@ -287,7 +293,7 @@ def train_sae(
     if setup is None:
         setup = setup_point(sae_cfg, input_dim, recommender.scorer_kind, split.n_users, seed)
     cfg, train_users, heldout_users = setup.cfg, setup.train_users, setup.heldout_users
-    train_seed = seed if cfg["seed"] is None else cfg["seed"]
+    train_seed = training_seed(cfg, seed)
     config = SAEConfig.from_sae_cfg(cfg, input_dim)
     sae = SparseAutoencoder(config, generator=torch_generator(train_seed, "sae_init")).to(device)
     train_inputs = torch.cat([user_emb[torch.as_tensor(train_users, device=device)], item_emb])
@@ -384,9 +390,10 @@ def fit_baseline(
     setup: PointSetup | None = None,
 ) -> tuple[ConceptMethod, list[dict]]:
     """Fit the non-SAE method ``sae_cfg["method"]`` on the embeddings an SAE of the same config
-    trains on (its training users, then all items). Returns the method (eval mode, on ``device``)
-    and a one-record history: inputs fitted on, L0 of users and items, seconds. ``setup``: the
-    point as the caller resolved it (``setup_point``); None resolves it here."""
+    trains on (its training users, then all items), seeded like an SAE (``training_seed``: the
+    point's SAE seed, the holdout from the config's ``seed``). Returns the method (eval mode, on
+    ``device``) and a one-record history: inputs fitted on, L0 of users and items, seconds.
+    ``setup``: the point as the caller resolved it (``setup_point``); None resolves it here."""
     device = torch.device(device)
     user_emb = recommender.to(device).user_embeddings().detach().float().cpu()
     item_emb = recommender.item_embeddings().detach().float().cpu()
@@ -395,7 +402,7 @@ def fit_baseline(
     cfg, train_users = setup.cfg, setup.train_users
     start = time.perf_counter()
     x = torch.cat([user_emb[torch.as_tensor(train_users)], item_emb])
-    model = fit_method(cfg, x, seed)
+    model = fit_method(cfg, x, training_seed(cfg, seed))
     seconds = time.perf_counter() - start
     z_users, z_items = model.encode(user_emb[torch.as_tensor(train_users)]), model.encode(item_emb)
     record = {
