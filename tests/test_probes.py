@@ -11,6 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from recsae.metrics.probes import (
     auroc,
     ceiling_share,
+    pooled_ceiling_share,
     probe_ceiling,
     probe_summary,
     sparse_probe_auroc,
@@ -64,6 +65,16 @@ def test_sparse_probes_by_brute_force():
     assert sparse_probe_auroc(z, y, 2, 4, 0) > sparse_probe_auroc(z, y, 1, 4, 0)
 
 
+def test_pooled_ceiling_share_is_robust_to_near_chance_ceilings():
+    best, ceiling = np.array([0.7, 0.8, 0.9]), np.array([0.51, 0.9, np.nan])
+    assert ceiling_share(best, ceiling)[0] == pytest.approx(20.0)
+    assert pooled_ceiling_share(best, ceiling) == pytest.approx((0.2 + 0.3) / (0.01 + 0.4))
+    assert pooled_ceiling_share(best, np.array([0.4, 0.5, np.nan])) is None
+    assert pooled_ceiling_share(np.array([np.nan, 0.8]), np.array([0.9, 0.9])) == pytest.approx(
+        0.75
+    )
+
+
 def test_ceiling_share_and_summary():
     share = ceiling_share(np.array([0.75, 0.9, 0.6]), np.array([1.0, 0.9, 0.5]))
     np.testing.assert_allclose(share[:2], [0.5, 1.0])
@@ -83,7 +94,9 @@ def test_ceiling_share_and_summary():
     }
     assert out["per_concept"]["ceiling"] == ceiling.tolist()
     assert out["ceiling_mean"] == pytest.approx(np.mean(ceiling))
-    assert 0 < out["ceiling_share_mean"] <= 1.2
+    ok = ceiling > 0.5
+    assert out["ceiling_share"] == pytest.approx((best[ok] - 0.5).sum() / (ceiling[ok] - 0.5).sum())
+    assert "ceiling_share_mean" not in out
     empty = probe_summary(ceiling[:0], z, labels[:, :0], best[:0], ks=(1,), folds=3)
     assert empty["ceiling_mean"] is None and empty["per_concept"]["ceiling"] == []
     with pytest.raises(ValueError, match="one value per concept"):

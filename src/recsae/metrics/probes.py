@@ -13,9 +13,13 @@ when a class has fewer members), the AUROC of the held-out fold's scores, averag
   same balanced logistic regression is fitted on them alone. The 1-sparse probe is the single
   best latent; a logistic regression on one feature is monotone in it, with the sign of the
   class-mean difference, so it is scored as +-z_j directly.
-* share of the ceiling (``ceiling_share``): (AUROC - 0.5) / (ceiling - 0.5), the share of the
-  above-chance AUROC of the linear probe that a method's best latent reaches; NaN for a concept
-  whose ceiling is <= 0.5.
+* share of the ceiling: per concept (``ceiling_share``) (AUROC - 0.5) / (ceiling - 0.5), the share
+  of the linear probe's above-chance AUROC that a method's best latent reaches (NaN where the
+  ceiling is <= 0.5); pooled over concepts (``pooled_ceiling_share``) sum(AUROC - 0.5) /
+  sum(ceiling - 0.5) over the concepts whose ceiling is above 0.5. The pooled ratio is the summary:
+  a mean of per-concept ratios is dominated by concepts whose ceiling is barely above chance (a
+  ceiling of 0.51 turns a best-latent AUROC of 0.70 into a "share" of 20). The best latent is
+  chosen on all entities while the ceiling is cross-validated, so a share can exceed 1.
 """
 
 from __future__ import annotations
@@ -131,6 +135,16 @@ def ceiling_share(best: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
     return out
 
 
+def pooled_ceiling_share(best: np.ndarray, ceiling: np.ndarray) -> float | None:
+    """sum(best - 0.5) / sum(ceiling - 0.5) over the concepts (C,) whose ceiling is above 0.5 and
+    whose best AUROC is known; None when there is no such concept."""
+    best, ceiling = np.asarray(best, dtype=np.float64), np.asarray(ceiling, dtype=np.float64)
+    ok = np.isfinite(best) & np.isfinite(ceiling) & (ceiling > 0.5)
+    if not ok.any():
+        return None
+    return float((best[ok] - 0.5).sum() / (ceiling[ok] - 0.5).sum())
+
+
 def _mean(values: np.ndarray) -> float | None:
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -151,8 +165,9 @@ def probe_summary(
     workflow computes it once per recommender), latents z (N, H), labels (N, C) bool and the best
     single latent's AUROC per concept (C,) (``alignment_summary`` per_concept auroc).
 
-    Keys: ceiling_mean, best_latent_auroc_mean, ceiling_share_mean, sparse_k{k}_mean (means over
-    concepts, NaN skipped; None without concepts) and per_concept lists of the same."""
+    Keys: ceiling_mean, best_latent_auroc_mean, sparse_k{k}_mean (means over concepts, NaN
+    skipped; None without concepts), ceiling_share (``pooled_ceiling_share``) and per_concept
+    lists of the same (per-concept ``ceiling_share``)."""
     ceiling = np.asarray(ceiling, dtype=np.float64)
     if ceiling.shape != (labels.shape[1],):
         raise ValueError(
@@ -160,15 +175,15 @@ def probe_summary(
             f"({labels.shape[1]},)"
         )
     sparse = sparse_probes(z, labels, ks, folds, seed)
-    share = ceiling_share(best_latent_auroc, ceiling)
-    per_concept = {
+    means = {
         "ceiling": ceiling,
         "best_latent_auroc": np.asarray(best_latent_auroc, dtype=np.float64),
-        "ceiling_share": share,
         **{f"sparse_k{k}": values for k, values in sparse.items()},
     }
+    per_concept = {**means, "ceiling_share": ceiling_share(best_latent_auroc, ceiling)}
     return {
-        **{f"{key}_mean": _mean(values) for key, values in per_concept.items()},
+        **{f"{key}_mean": _mean(values) for key, values in means.items()},
+        "ceiling_share": pooled_ceiling_share(best_latent_auroc, ceiling),
         "folds": folds,
         "ks": [int(k) for k in ks],
         "per_concept": {

@@ -311,8 +311,9 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
         "std over seeds (n_seeds). Fidelity on held-out users; concept columns on items: "
         "concept_auroc = the best single latent's AUROC per concept, probe_ceiling = "
         "cross-validated balanced logistic probe on the embedding, ceiling_share = "
-        "(concept_auroc - 0.5) / (ceiling - 0.5), sparse_probe_kK = cross-validated probe on K "
-        "latents; filter_effect = drop of the concept's top-k share when its latent is set to "
+        "sum(concept_auroc - 0.5) / sum(ceiling - 0.5) over concepts, sparse_probe_kK = "
+        "cross-validated probe on K latents; filter_effect = drop of the concept's top-k share "
+        "when its latent is set to "
         f"{cfg['methods_filter_level']:g} x its max, filter_delta_ndcg = its cost.",
         methods,
         with_std(methods),

@@ -27,7 +27,8 @@ metrics.json (NaN written as null)::
         firing neurons with a label), best_auroc_items, best_auroc_users,
         best_precision_items, planted_auroc, planted_precision_r (item concepts; null without
         planted concepts), probe_ceiling_{items,users}, concept_auroc_{items,users} (mean over
-        concepts of the best latent's AUROC), ceiling_share_{items,users},
+        concepts of the best latent's AUROC), ceiling_share_{items,users} (pooled over concepts:
+        sum(concept_auroc - 0.5) / sum(ceiling - 0.5), recsae.metrics.probes),
         sparse_probe_k{k}_{items,users} per k of probe_ks (null without concepts),
         l0_users, l0_items, dead_fraction, dense_fraction,
         mse_users, fvu_users, cos_users, mse_items, fvu_items, cos_items,
@@ -361,7 +362,7 @@ def _summary(m: dict, cfg: dict) -> dict:
         probes = m["probes"][part]
         out[f"probe_ceiling_{part}"] = probes["ceiling_mean"]
         out[f"concept_auroc_{part}"] = probes["best_latent_auroc_mean"]
-        out[f"ceiling_share_{part}"] = probes["ceiling_share_mean"]
+        out[f"ceiling_share_{part}"] = probes["ceiling_share"]
         out.update({f"sparse_probe_k{k}_{part}": probes[f"sparse_k{k}_mean"] for k in probes["ks"]})
     for part in ("users", "items"):
         out.update(
