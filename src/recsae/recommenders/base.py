@@ -30,6 +30,17 @@ SHARED_PARAMS = {
     "init_std": {"type": "number", "exclusiveMinimum": 0},
 }
 
+# The "per_sample" preset of MF and BPR: compiled per-sample SGD at cornac's learning rate. One
+# SGD epoch moves the ranking little, so validation runs every 10 epochs and training stops after
+# 3 validations (30 epochs) without improvement.
+PER_SAMPLE_TRAIN = {
+    "per_sample": True,
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "eval_every": 10,
+    "early_stopping_patience": 3,
+}
+
 
 def register(name: str):
     """Class decorator: make a Recommender subclass available under ``name`` in config."""
@@ -73,6 +84,8 @@ class Recommender(nn.Module, ABC):
       through ``rows``; with ``train.sparse_updates`` only the batch's rows are updated: by
       ``RowAdam`` on the gradients of ``row_gradients`` when the model gives them (MF, BPR), else
       by SparseAdam on autograd's sparse gradients.
+    * ``per_sample_sgd`` (optional, MF and BPR): one SGD step per sample in a compiled loop, for
+      ``train.per_sample``.
     """
 
     name: ClassVar[str] = ""
@@ -143,6 +156,13 @@ class Recommender(nn.Module, ABC):
         per-sample gradients (N, ...)) or (None, gradient) for a 0-d parameter}). Optional: a
         model that does not override it trains through autograd."""
         raise NotImplementedError(f"{self.name} computes no analytic row gradients")
+
+    def per_sample_sgd(self, batch: dict[str, torch.Tensor], lr: float) -> tuple[float, int]:
+        """One SGD step of learning rate ``lr`` per sample of the batch (B,), in order, on the
+        CPU parameters in place (``recsae.recommenders.compiled``): (summed loss, index of the
+        first sample with a non-finite loss, where it stopped before updating, or -1). Optional:
+        only models that override it accept ``train.per_sample``."""
+        raise NotImplementedError(f"{self.name} has no per-sample SGD kernel")
 
     def rows(self, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """table[ids] (B, d); the gradient is sparse when ``sparse_rows`` is set."""

@@ -9,6 +9,9 @@ SUM of the per-sample losses (``loss_reduction: sum``), which is their per-row `
 ``p_u += lr * (e * q_i - reg_paper * p_u)`` summed over the batch's occurrences of each row, with
 e = y - sigmoid(logit); our penalty ``reg * ||p||^2`` has gradient ``2 * reg * p``, so the preset's
 ``reg`` is their 0.01 / 2.
+
+The ``per_sample`` preset trains by one SGD step per sample in a compiled loop (``compiled``), the
+algorithm of cornac's BPR, at lr 0.01.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsae.recommenders.base import SHARED_PARAMS, DotRecommender, register
+from recsae.recommenders.base import PER_SAMPLE_TRAIN, SHARED_PARAMS, DotRecommender, register
 
 
 @register("mf")
@@ -44,7 +47,8 @@ class MF(DotRecommender):
                 "restore_best": False,
                 "early_stopping_patience": 0,
             },
-        }
+        },
+        "per_sample": {"train": PER_SAMPLE_TRAIN},
     }
 
     def __init__(self, n_users: int, n_items: int, params: dict):
@@ -107,3 +111,17 @@ class MF(DotRecommender):
         if isinstance(self.global_bias, nn.Parameter):
             grads["global_bias"] = (None, error.sum())
         return loss, grads
+
+    def per_sample_sgd(self, batch: dict[str, torch.Tensor], lr: float) -> tuple[float, int]:
+        """``compiled.mf_epoch`` on batch users/items/labels (B,)."""
+        from recsae.recommenders.compiled import mf_epoch
+
+        tables = (self.user_emb, self.item_emb, self.user_bias, self.item_bias)
+        return mf_epoch(
+            *(t.detach().numpy() for t in tables),
+            self.global_bias.detach().view(1).numpy(),
+            isinstance(self.global_bias, nn.Parameter),
+            *(batch[key].numpy() for key in ("users", "items", "labels")),
+            lr,
+            float(self.params["reg"]),
+        )

@@ -2,8 +2,10 @@
 
 Negatives are drawn from ``uniform`` (every item alike) or ``popularity`` (probability proportional
 to training popularity ** exponent; exponent 0 is uniform) and are NEVER a training positive of
-their user: all draws happen at once, collisions are found with ``np.searchsorted`` on the sorted
-keys ``user * n_items + item`` of the positives, and only the collisions are drawn again.
+their user: all draws happen at once, collisions are found in a bitmap of the training matrix
+(one bit per user-item pair, up to ``BITMAP_MAX_BITS``, 1 GiB; 442 MiB at ML-20M size) or, for
+larger matrices, by a binary search in each user's sorted row (``compiled``), and only the
+collisions are drawn again.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from recsae.recommenders.compiled import bitmap_contains, row_bitmap, row_contains
+
 SAMPLERS = ("uniform", "popularity")
+BITMAP_MAX_BITS = 2**33
 
 
 class NegativeSampler:
@@ -31,8 +36,10 @@ class NegativeSampler:
         self.n_users, self.n_items = train.shape
         self.kind = kind
         self.max_rounds = max_rounds
-        users = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(train.indptr))
-        self.keys = np.sort(users * self.n_items + train.indices.astype(np.int64))
+        self.indptr = train.indptr.astype(np.int64)
+        self.indices = train.indices.astype(np.int64)
+        fits = self.n_users * self.n_items <= BITMAP_MAX_BITS
+        self.bitmap = row_bitmap(self.indptr, self.indices, self.n_items) if fits else None
         self.popularity = np.bincount(train.indices, minlength=self.n_items).astype(np.float64)
         if kind == "popularity":
             weights = self.popularity**exponent
@@ -46,11 +53,10 @@ class NegativeSampler:
 
     def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Bool (N,): whether (users[n], items[n]) is a training positive."""
-        query = users.astype(np.int64) * self.n_items + items
-        if len(self.keys) == 0:
-            return np.zeros(len(query), dtype=bool)
-        pos = np.minimum(np.searchsorted(self.keys, query), len(self.keys) - 1)
-        return self.keys[pos] == query
+        users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+        if self.bitmap is not None:
+            return bitmap_contains(self.bitmap, self.n_items, users, items)
+        return row_contains(self.indptr, self.indices, users, items)
 
     def draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
         """(size,) int64 items from the sampling distribution, positives not yet removed."""

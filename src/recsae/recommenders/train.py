@@ -80,6 +80,17 @@ def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict
             f"({[n for n in registered_models() if model_class(n).row_tables]}), "
             "optimizer adam and weight_decay 0"
         )
+    if full_train["per_sample"] and (
+        not _has_per_sample(model_name)
+        or full_train["optimizer"] != "sgd"
+        or full_train["weight_decay"]
+        or full_train["sparse_updates"]
+    ):
+        raise KeyError(
+            f"{model_name}: train per_sample needs a model with a per-sample kernel "
+            f"({[n for n in registered_models() if _has_per_sample(n)]}), optimizer sgd, "
+            "weight_decay 0 and sparse_updates false"
+        )
     problem = check_layered("train_settings", full_train)
     if problem:
         raise ValueError(f"{model_name}: train {problem}")
@@ -195,7 +206,23 @@ def make_step(model: Recommender, cfg: dict):
     updates the parameters and returns the detached loss. With ``sparse_updates`` and a model
     that gives ``row_gradients``, the step is analytic and row-wise (``RowAdam``); otherwise
     autograd and ``make_optimizer``'s optimizers. ``loss_reduction: sum`` steps on the summed
-    rather than the mean loss."""
+    rather than the mean loss. With ``per_sample`` the batch is a chunk of samples that the
+    model's compiled kernel steps through one at a time (``per_sample_sgd``; CPU only)."""
+    if cfg["per_sample"]:
+        device = next(model.parameters()).device
+        if device.type != "cpu":
+            raise ValueError(f"{model.name}: train per_sample runs on the CPU, not on {device}")
+
+        def sample_step(batch: dict[str, torch.Tensor], where: str) -> torch.Tensor:
+            total, bad = model.per_sample_sgd(batch, float(cfg["lr"]))
+            if bad >= 0:
+                raise RuntimeError(
+                    f"{model.name}: non-finite loss at {where}, sample {bad} (the parameters "
+                    "keep the state before it)"
+                )
+            return torch.tensor(total / len(batch["users"]))
+
+        return sample_step
     if cfg["sparse_updates"] and type(model).row_gradients is not Recommender.row_gradients:
         optimizer = RowAdam(model, lr=cfg["lr"])
 
@@ -222,6 +249,10 @@ def make_step(model: Recommender, cfg: dict):
         return loss.detach()
 
     return autograd_step
+
+
+def _has_per_sample(name: str) -> bool:
+    return model_class(name).per_sample_sgd is not Recommender.per_sample_sgd
 
 
 def _require_finite(model: Recommender, loss: torch.Tensor, where: str) -> None:
