@@ -9,6 +9,7 @@ user, seed 0). Target on a 2-core CPU: an MF/BPR epoch over 2M samples < 5 s.
     python benchmarks/bench_recommenders.py --ml100k path/to/u.data --anchor    # vs cornac BPR
     python benchmarks/bench_recommenders.py --thread-counts 1 2 --models mf bpr  # 1 vs 2 threads
     python benchmarks/bench_recommenders.py --scale-step    # one MF step at ML-20M table size
+    python benchmarks/bench_recommenders.py --lightgcn [--ml100k path/to/u.data]  # its settings
 
 ``--anchor`` trains MF and BPR (dense Adam, ``sparse_updates`` and the ``per_sample`` preset)
 and, when the ``cornac`` package is installed, cornac's BPR (k=64, 200 iterations) on the same
@@ -184,6 +185,42 @@ def bench_anchor(split: Split, seed: int = 0) -> str:
     return "\n".join(rows)
 
 
+LIGHTGCN_SETTINGS = (
+    ("autograd, batch 8,192 (default)", {}),
+    ("analytic_gradients, batch 8,192", {"analytic_gradients": True}),
+    (
+        "analytic_gradients, batch 32,768, lr 0.02",
+        {"analytic_gradients": True, "batch_size": 32768, "lr": 0.02},
+    ),
+)
+
+
+def bench_lightgcn(large: Split, small: Split | None, epochs: int = 2) -> list[str]:
+    """Markdown rows per LightGCN training setting: seconds per epoch on ``large`` (mean of
+    ``epochs``), and on ``small`` (ML-100K) the epochs to early stopping, seconds per epoch and
+    test NDCG@10 of the restored model."""
+    rows = [
+        "| LightGCN setting | s/epoch, ML-1M size | ML-100K: epochs | s/epoch | NDCG@10 |",
+        "|---|---|---|---|---|",
+    ]
+    for label, train_cfg in LIGHTGCN_SETTINGS:
+        cfg = {**train_cfg, "epochs": epochs, "early_stopping_patience": 0}
+        _, history = train_recommender(large, "lightgcn", {}, cfg, seed=0, log=lambda s: None)
+        per_epoch = float(np.mean([h["seconds"] for h in history]))
+        row = f"| {label} | {per_epoch:.2f} |"
+        if small is None:
+            rows.append(row + " - | - | - |")
+            continue
+        model, history = train_recommender(
+            small, "lightgcn", {}, train_cfg, seed=0, log=lambda s: None
+        )
+        seen, test = small.matrix("train") + small.matrix("valid"), small.matrix("test")
+        ndcg = rank_metrics(model.full_scores, seen, test, [10])["ndcg@10"]
+        small_epoch = float(np.mean([h["seconds"] for h in history]))
+        rows.append(row + f" {len(history)} | {small_epoch:.3f} | {ndcg:.4f} |")
+    return rows
+
+
 def bench_threads(split: Split, name: str, counts: list[int], epochs: int = 2) -> list[str]:
     """Wall and CPU seconds per epoch of ``name`` (defaults) at each torch thread count."""
     lines = []
@@ -249,12 +286,21 @@ def main() -> None:
     parser.add_argument(
         "--scale-step", action="store_true", help="MF step at ML-20M table size, dense vs sparse"
     )
+    parser.add_argument(
+        "--lightgcn",
+        action="store_true",
+        help="LightGCN s/epoch at ML-1M size per training setting (+ ML-100K NDCG with --ml100k)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.scale_step:
         print("\n".join(bench_scale_step()), flush=True)
+        return
+    if args.lightgcn:
+        small = ml100k(args.ml100k, n_valid=1) if args.ml100k else None
+        print("\n".join(bench_lightgcn(synthetic_ml1m(), small)), flush=True)
         return
     if args.thread_counts:
         split = ml100k(args.ml100k) if args.ml100k else synthetic_ml1m()

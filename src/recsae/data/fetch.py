@@ -87,9 +87,7 @@ def fetch_raw(
             log.warning("%s: optional file %s not available, going on without it (%s)",
                         dataset, resource.filename, err)  # fmt: skip
             missing.append(resource.filename)
-    key_files = [
-        key for r in resources if r.filename not in missing for key in r.key_files
-    ]
+    key_files = [key for r in resources if r.filename not in missing for key in r.key_files]
     hashes = verify_manifest(raw_dir, key_files)
     path = raw_dir / MANIFEST
     manifest = read_json(path) if path.is_file() else {}
@@ -309,9 +307,7 @@ def _from_mirror(
                 _check_gzip(raw_dir / key)
             return {"from": str(folder)}
         tried.append(f"{archive} or {folder}/{{{','.join(resource.key_files)}}}")
-    raise MissingRawFileError(
-        f"{dataset}: not in mirror {mirror}; looked for " + "; ".join(tried)
-    )
+    raise MissingRawFileError(f"{dataset}: not in mirror {mirror}; looked for " + "; ".join(tried))
 
 
 def _check_gzip(path: Path) -> None:

@@ -166,8 +166,7 @@ def _locate_table_error(
                 if not _is_number(fields[index], kind):
                     raise MalformedInputError(
                         f"{path}, line {line_no}: field {name!r} is not a valid {kind}: "
-                        f"{fields[index]!r}"
-                        + (f" ({_EXPECTED[kind]})" if fields[index] else "")
+                        f"{fields[index]!r}" + (f" ({_EXPECTED[kind]})" if fields[index] else "")
                     )
 
 

@@ -85,7 +85,8 @@ class Recommender(nn.Module, ABC):
       ``RowAdam`` on the gradients of ``row_gradients`` when the model gives them (MF, BPR), else
       by SparseAdam on autograd's sparse gradients.
     * ``per_sample_sgd`` (optional, MF and BPR): one SGD step per sample in a compiled loop, for
-      ``train.per_sample``.
+      ``train.per_sample``; ``analytic_gradients`` (optional, LightGCN): the batch's gradient
+      without autograd, for ``train.analytic_gradients``.
     """
 
     name: ClassVar[str] = ""
@@ -163,6 +164,13 @@ class Recommender(nn.Module, ABC):
         first sample with a non-finite loss, where it stopped before updating, or -1). Optional:
         only models that override it accept ``train.per_sample``."""
         raise NotImplementedError(f"{self.name} has no per-sample SGD kernel")
+
+    def analytic_gradients(self, batch: dict[str, torch.Tensor]) -> tuple[float, dict, int]:
+        """The batch's SUMMED training loss, the gradient of that sum for every parameter
+        ({name: tensor shaped like the parameter}) and the index of the first sample whose loss
+        is not finite (-1 if none), computed without autograd. Optional: only models that
+        override it accept ``train.analytic_gradients``."""
+        raise NotImplementedError(f"{self.name} computes no analytic gradients")
 
     def rows(self, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """table[ids] (B, d); the gradient is sparse when ``sparse_rows`` is set."""

@@ -149,3 +149,46 @@ def bitmap_contains(
         key = rows[n] * n_cols + cols[n]
         out[n] = (bits[key >> 6] >> np.uint64(key & 63)) & np.uint64(1)
     return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=SAFE_FASTMATH, error_model="numpy")
+def bpr_final_gradient(
+    final: np.ndarray,
+    ego: np.ndarray,
+    users: np.ndarray,
+    pos: np.ndarray,
+    neg: np.ndarray,
+    reg: float,
+    grad_final: np.ndarray,
+    grad_ego: np.ndarray,
+) -> tuple[float, int]:
+    """Summed BPR loss of the triples users, pos, neg (B,) (rows of final, items offset by the
+    number of users) on the final embeddings final (N, d), plus reg * (|e_u|^2 + |e_pos|^2 +
+    |e_neg|^2) on the ego embeddings ego (N, d); its gradient is ADDED to grad_final (N, d) (the
+    BPR part) and grad_ego (N, d) (the penalty). Returns (loss, index of the first non-finite
+    sample or -1; nothing is added for it or after it)."""
+    dim = final.shape[1]
+    total = 0.0
+    for n in range(users.shape[0]):
+        u, i, j = users[n], pos[n], neg[n]
+        x = np.float32(0.0)
+        penalty = np.float32(0.0)
+        for k in range(dim):
+            x += final[u, k] * (final[i, k] - final[j, k])
+            penalty += ego[u, k] ** 2 + ego[i, k] ** 2 + ego[j, k] ** 2
+        tail = math.exp(-abs(x))
+        loss = max(-x, 0.0) + math.log1p(tail) + reg * penalty
+        if not math.isfinite(loss):
+            return total, n
+        total += loss
+        error = np.float32(-(tail if x >= 0 else 1.0) / (1.0 + tail))
+        twice_reg = np.float32(2.0 * reg)
+        for k in range(dim):
+            w = final[u, k]
+            grad_final[u, k] += error * (final[i, k] - final[j, k])
+            grad_final[i, k] += error * w
+            grad_final[j, k] -= error * w
+            grad_ego[u, k] += twice_reg * ego[u, k]
+            grad_ego[i, k] += twice_reg * ego[i, k]
+            grad_ego[j, k] += twice_reg * ego[j, k]
+    return total, -1

@@ -2,9 +2,11 @@
 normalised user-item graph A_hat = D^-1/2 [[0, R], [R^T, 0]] D^-1/2 built from the TRAIN matrix R;
 final embeddings = mean(E0, ..., EK); dot-product scores; BPR loss with L2 on the ego embeddings.
 
-Propagation is a sparse CSR matrix product (memory O(nnz + (n_users + n_items) * dim)). In eval
-mode the final embeddings are cached in buffers, which the checkpoint saves: a loaded model scores
-without the graph.
+Propagation is a sparse CSR matrix product (memory O(nnz + (n_users + n_items) * dim)). With
+``train.analytic_gradients`` a step skips autograd: the BPR gradient on the final embeddings is
+accumulated in a compiled loop and sent back through the same K products (``analytic_gradients``).
+In eval mode the final embeddings are cached in buffers, which the checkpoint saves: a loaded model
+scores without the graph.
 """
 
 from __future__ import annotations
@@ -89,21 +91,25 @@ class LightGCN(DotRecommender):
             self.final_valid.fill_(False)
         return self
 
-    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final (layer-mean) embeddings (n_users, dim), (n_items, dim), differentiable."""
+    def layer_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """(x + A_hat x + ... + A_hat^K x) / (K + 1) for x (n_users + n_items, d),
+        differentiable; A_hat is symmetric, so this is also its own adjoint."""
         if self.graph is None:
             raise RuntimeError(
                 "lightgcn: no graph to propagate over; call prepare(train_matrix) first "
                 "(a loaded checkpoint scores from its cached final embeddings in eval mode)"
             )
-        if self.graph.device != self.user_emb.device:
-            self.graph = self.graph.to(self.user_emb.device)
-        x = torch.cat([self.user_emb, self.item_emb])
+        if self.graph.device != x.device:
+            self.graph = self.graph.to(x.device)
         total = x
         for _ in range(self.n_layers):
             x = _SymmetricSpMM.apply(self.graph, x)
             total = total + x
-        final = total / (self.n_layers + 1)
+        return total / (self.n_layers + 1)
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final (layer-mean) embeddings (n_users, dim), (n_items, dim), differentiable."""
+        final = self.layer_mean(torch.cat([self.user_emb, self.item_emb]))
         return final[: self.n_users], final[self.n_users :]
 
     def _final(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,3 +141,27 @@ class LightGCN(DotRecommender):
             + self.item_emb[neg].square().sum(1)
         ).mean()
         return -F.logsigmoid(diff).mean() + float(self.params["reg"]) * ego
+
+    @torch.no_grad()
+    def analytic_gradients(self, batch: dict[str, torch.Tensor]) -> tuple[float, dict, int]:
+        """``training_loss`` of batch users/pos/neg (B,) summed over the batch, and its gradient
+        without autograd: the BPR gradient G on the final embeddings and the penalty's gradient on
+        the ego rows are accumulated by ``compiled.bpr_final_gradient``, and G goes back to the
+        ego embeddings through ``layer_mean`` (A_hat is symmetric). CPU only."""
+        from recsae.recommenders.compiled import bpr_final_gradient
+
+        ego = torch.cat([self.user_emb, self.item_emb])
+        final = self.layer_mean(ego)
+        grad_final, grad_ego = torch.zeros_like(ego), torch.zeros_like(ego)
+        loss, bad = bpr_final_gradient(
+            final.numpy(),
+            ego.numpy(),
+            batch["users"].numpy(),
+            (batch["pos"] + self.n_users).numpy(),
+            (batch["neg"] + self.n_users).numpy(),
+            float(self.params["reg"]),
+            grad_final.numpy(),
+            grad_ego.numpy(),
+        )
+        grad = grad_ego.add_(self.layer_mean(grad_final))
+        return loss, {"user_emb": grad[: self.n_users], "item_emb": grad[self.n_users :]}, bad

@@ -81,15 +81,25 @@ def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict
             "optimizer adam and weight_decay 0"
         )
     if full_train["per_sample"] and (
-        not _has_per_sample(model_name)
+        not _implements(model_name, "per_sample_sgd")
         or full_train["optimizer"] != "sgd"
         or full_train["weight_decay"]
         or full_train["sparse_updates"]
     ):
         raise KeyError(
             f"{model_name}: train per_sample needs a model with a per-sample kernel "
-            f"({[n for n in registered_models() if _has_per_sample(n)]}), optimizer sgd, "
-            "weight_decay 0 and sparse_updates false"
+            f"({[n for n in registered_models() if _implements(n, 'per_sample_sgd')]}), "
+            "optimizer sgd, weight_decay 0 and sparse_updates false"
+        )
+    if full_train["analytic_gradients"] and (
+        not _implements(model_name, "analytic_gradients")
+        or full_train["sparse_updates"]
+        or full_train["per_sample"]
+    ):
+        raise KeyError(
+            f"{model_name}: train analytic_gradients needs a model that computes them "
+            f"({[n for n in registered_models() if _implements(n, 'analytic_gradients')]}) and "
+            "sparse_updates and per_sample false"
         )
     problem = check_layered("train_settings", full_train)
     if problem:
@@ -207,7 +217,9 @@ def make_step(model: Recommender, cfg: dict):
     that gives ``row_gradients``, the step is analytic and row-wise (``RowAdam``); otherwise
     autograd and ``make_optimizer``'s optimizers. ``loss_reduction: sum`` steps on the summed
     rather than the mean loss. With ``per_sample`` the batch is a chunk of samples that the
-    model's compiled kernel steps through one at a time (``per_sample_sgd``; CPU only)."""
+    model's compiled kernel steps through one at a time (``per_sample_sgd``; CPU only); with
+    ``analytic_gradients`` the model computes the batch's gradient itself and the optimizers of
+    ``make_optimizer`` step on it (CPU only)."""
     if cfg["per_sample"]:
         device = next(model.parameters()).device
         if device.type != "cpu":
@@ -223,6 +235,28 @@ def make_step(model: Recommender, cfg: dict):
             return torch.tensor(total / len(batch["users"]))
 
         return sample_step
+    if cfg["analytic_gradients"]:
+        device = next(model.parameters()).device
+        if device.type != "cpu":
+            raise ValueError(
+                f"{model.name}: train analytic_gradients runs on the CPU, not on {device}"
+            )
+        optimizers = make_optimizer(model, cfg)
+        params = dict(model.named_parameters())
+
+        def analytic_step(batch: dict[str, torch.Tensor], where: str) -> torch.Tensor:
+            n = len(batch["users"])
+            total, grads, bad = model.analytic_gradients(batch)
+            if bad >= 0:
+                raise RuntimeError(f"{model.name}: non-finite loss at {where}, sample {bad}")
+            scale = 1.0 if cfg["loss_reduction"] == "sum" else 1.0 / n
+            for name, grad in grads.items():
+                params[name].grad = grad.mul_(scale)
+            for opt in optimizers:
+                opt.step()
+            return torch.tensor(total / n)
+
+        return analytic_step
     if cfg["sparse_updates"] and type(model).row_gradients is not Recommender.row_gradients:
         optimizer = RowAdam(model, lr=cfg["lr"])
 
@@ -251,8 +285,9 @@ def make_step(model: Recommender, cfg: dict):
     return autograd_step
 
 
-def _has_per_sample(name: str) -> bool:
-    return model_class(name).per_sample_sgd is not Recommender.per_sample_sgd
+def _implements(name: str, method: str) -> bool:
+    """Whether model ``name`` overrides the optional Recommender method ``method``."""
+    return getattr(model_class(name), method) is not getattr(Recommender, method)
 
 
 def _require_finite(model: Recommender, loss: torch.Tensor, where: str) -> None:
