@@ -70,6 +70,30 @@ def mf_epoch(
     return total, -1
 
 
+@numba.njit(inline="always", fastmath=SAFE_FASTMATH, error_model="numpy")
+def _bpr_sample(
+    users: np.ndarray,
+    items: np.ndarray,
+    penalised_users: np.ndarray,
+    penalised_items: np.ndarray,
+    u: int,
+    i: int,
+    j: int,
+    reg: float,
+) -> tuple[float, float, float]:
+    """For one triple: x = users[u].(items[i] - items[j]), exp(-|x|) and the loss
+    -log sigmoid(x) + reg * (|penalised_users[u]|^2 + |penalised_items[i]|^2 +
+    |penalised_items[j]|^2); rows of (n, d) tables."""
+    x = np.float32(0.0)
+    penalty = np.float32(0.0)
+    for k in range(users.shape[1]):
+        x += users[u, k] * (items[i, k] - items[j, k])
+        penalty += penalised_users[u, k] ** 2 + penalised_items[i, k] ** 2
+        penalty += penalised_items[j, k] ** 2
+    tail = math.exp(-abs(x))
+    return x, tail, max(-x, 0.0) + math.log1p(tail) + reg * penalty
+
+
 @numba.njit(cache=True, nogil=True, fastmath=SAFE_FASTMATH, error_model="numpy")
 def bpr_epoch(
     user_emb: np.ndarray,
@@ -86,13 +110,7 @@ def bpr_epoch(
     total = 0.0
     for n in range(users.shape[0]):
         u, i, j = users[n], pos[n], neg[n]
-        x = np.float32(0.0)
-        penalty = np.float32(0.0)
-        for k in range(dim):
-            x += user_emb[u, k] * (item_emb[i, k] - item_emb[j, k])
-            penalty += user_emb[u, k] ** 2 + item_emb[i, k] ** 2 + item_emb[j, k] ** 2
-        tail = math.exp(-abs(x))
-        loss = max(-x, 0.0) + math.log1p(tail) + reg * penalty
+        x, tail, loss = _bpr_sample(user_emb, item_emb, user_emb, item_emb, u, i, j, reg)
         if not math.isfinite(loss):
             return total, n
         total += loss
@@ -171,13 +189,7 @@ def bpr_final_gradient(
     total = 0.0
     for n in range(users.shape[0]):
         u, i, j = users[n], pos[n], neg[n]
-        x = np.float32(0.0)
-        penalty = np.float32(0.0)
-        for k in range(dim):
-            x += final[u, k] * (final[i, k] - final[j, k])
-            penalty += ego[u, k] ** 2 + ego[i, k] ** 2 + ego[j, k] ** 2
-        tail = math.exp(-abs(x))
-        loss = max(-x, 0.0) + math.log1p(tail) + reg * penalty
+        x, tail, loss = _bpr_sample(final, final, ego, ego, u, i, j, reg)
         if not math.isfinite(loss):
             return total, n
         total += loss
