@@ -90,6 +90,9 @@ def test_per_sample_needs_a_kernel_plain_sgd_and_the_cpu():
     params, cfg = resolve_config("bpr", {"dim": 4}, {"preset": "per_sample"})
     with pytest.raises(ValueError, match="runs on the CPU, not on meta"):
         make_step(model_class("bpr")(3, 4, params).to("meta"), cfg)
+    params, cfg = resolve_config("lightgcn", {"dim": 4}, {"analytic_gradients": True})
+    with pytest.raises(ValueError, match="analytic_gradients runs on the CPU, not on meta"):
+        make_step(model_class("lightgcn")(3, 4, params).to("meta"), cfg)
 
 
 @pytest.mark.parametrize("name", ["mf", "bpr"])

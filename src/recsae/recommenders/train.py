@@ -221,9 +221,7 @@ def make_step(model: Recommender, cfg: dict):
     ``analytic_gradients`` the model computes the batch's gradient itself and the optimizers of
     ``make_optimizer`` step on it (CPU only)."""
     if cfg["per_sample"]:
-        device = next(model.parameters()).device
-        if device.type != "cpu":
-            raise ValueError(f"{model.name}: train per_sample runs on the CPU, not on {device}")
+        _require_cpu(model, "per_sample")
 
         def sample_step(batch: dict[str, torch.Tensor], where: str) -> torch.Tensor:
             total, bad = model.per_sample_sgd(batch, float(cfg["lr"]))
@@ -236,11 +234,7 @@ def make_step(model: Recommender, cfg: dict):
 
         return sample_step
     if cfg["analytic_gradients"]:
-        device = next(model.parameters()).device
-        if device.type != "cpu":
-            raise ValueError(
-                f"{model.name}: train analytic_gradients runs on the CPU, not on {device}"
-            )
+        _require_cpu(model, "analytic_gradients")
         optimizers = make_optimizer(model, cfg)
         params = dict(model.named_parameters())
 
@@ -283,6 +277,12 @@ def make_step(model: Recommender, cfg: dict):
         return loss.detach()
 
     return autograd_step
+
+
+def _require_cpu(model: Recommender, setting: str) -> None:
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        raise ValueError(f"{model.name}: train {setting} runs on the CPU, not on {device}")
 
 
 def _implements(name: str, method: str) -> bool:
