@@ -52,8 +52,8 @@ def mf_epoch(
         for k in range(dim):
             z += user_emb[u, k] * item_emb[i, k]
             penalty += user_emb[u, k] * user_emb[u, k] + item_emb[i, k] * item_emb[i, k]
-        tail = math.exp(-abs(z))
-        loss = max(z, 0.0) - z * y + math.log1p(tail) + reg * penalty
+        tail = np.exp(-abs(z))
+        loss = max(z, np.float32(0.0)) - z * y + np.log1p(tail) + np.float32(reg) * penalty
         if not math.isfinite(loss):
             return total, n
         total += loss
@@ -90,8 +90,8 @@ def _bpr_sample(
         x += users[u, k] * (items[i, k] - items[j, k])
         penalty += penalised_users[u, k] ** 2 + penalised_items[i, k] ** 2
         penalty += penalised_items[j, k] ** 2
-    tail = math.exp(-abs(x))
-    return x, tail, max(-x, 0.0) + math.log1p(tail) + reg * penalty
+    tail = np.exp(-abs(x))
+    return x, tail, max(-x, np.float32(0.0)) + np.log1p(tail) + np.float32(reg) * penalty
 
 
 @numba.njit(cache=True, nogil=True, fastmath=SAFE_FASTMATH, error_model="numpy")
