@@ -1,16 +1,18 @@
-"""Compiled loops (numba): per-sample SGD for MF and BPR and the negative sampler's checks.
+"""Compiled loops (numba): per-sample SGD for MF and BPR, LightGCN's BPR gradient, and the
+negative sampler's membership checks.
 
 ``mf_epoch`` and ``bpr_epoch`` serve ``train.per_sample: true``. Each sample is one SGD step on
 its own loss, taken in the epoch's shuffled order, exactly as ``optimizer: sgd`` with
 ``batch_size: 1`` would take it through autograd (tested), but at the speed of a compiled loop (the
 algorithm of cornac's BPR). The tables are updated in place through NumPy views of the CPU
 parameters; one thread, so the result depends only on the seed. Gradients of a sample are computed
-from the rows as they were before its update.
+from the rows as they were before its update. ``bpr_final_gradient`` serves LightGCN's
+``train.analytic_gradients``.
 
-Both return (summed loss, index of the first sample whose loss is not finite or -1); they stop
-BEFORE updating with that sample, so a diverging run leaves the last finite state. They are
-compiled with fast-math reassociation (sums split into SIMD lanes), so their last bits depend on the
-host's instruction set, like ``cpu_kernels: native``.
+These three return (summed loss, index of the first sample whose loss is not finite or -1) and
+stop BEFORE using that sample, so a diverging run leaves the last finite state. They are compiled
+with fast-math reassociation (sums split into SIMD lanes), so their last bits depend on the host's
+instruction set, like ``cpu_kernels: native``.
 """
 
 from __future__ import annotations
