@@ -174,35 +174,32 @@ def bitmap_contains(
 @numba.njit(cache=True, nogil=True, fastmath=SAFE_FASTMATH, error_model="numpy")
 def bpr_final_gradient(
     final: np.ndarray,
-    ego: np.ndarray,
     users: np.ndarray,
     pos: np.ndarray,
     neg: np.ndarray,
-    reg: float,
     grad_final: np.ndarray,
-    grad_ego: np.ndarray,
+    counts: np.ndarray,
 ) -> tuple[float, int]:
-    """Summed BPR loss of the triples users, pos, neg (B,) (rows of final, items offset by the
-    number of users) on the final embeddings final (N, d), plus reg * (|e_u|^2 + |e_pos|^2 +
-    |e_neg|^2) on the ego embeddings ego (N, d); its gradient is ADDED to grad_final (N, d) (the
-    BPR part) and grad_ego (N, d) (the penalty). Returns (loss, index of the first non-finite
-    sample or -1; nothing is added for it or after it)."""
+    """Summed BPR loss -log sigmoid(x) of the triples users, pos, neg (B,) (rows of final, items
+    offset by the number of users) on the final embeddings final (N, d); its gradient is ADDED to
+    grad_final (N, d) and each row's occurrences in the triples to counts (N,) (for the L2 penalty,
+    which the caller adds). Returns (loss, index of the first non-finite sample or -1; nothing is
+    added for it or after it)."""
     dim = final.shape[1]
     total = 0.0
     for n in range(users.shape[0]):
         u, i, j = users[n], pos[n], neg[n]
-        x, tail, loss = _bpr_sample(final, final, ego, ego, u, i, j, reg)
+        x, tail, loss = _bpr_sample(final, final, final, final, u, i, j, 0.0)
         if not math.isfinite(loss):
             return total, n
         total += loss
         error = np.float32(-(tail if x >= 0 else 1.0) / (1.0 + tail))
-        twice_reg = np.float32(2.0 * reg)
+        counts[u] += 1.0
+        counts[i] += 1.0
+        counts[j] += 1.0
         for k in range(dim):
             w = final[u, k]
             grad_final[u, k] += error * (final[i, k] - final[j, k])
             grad_final[i, k] += error * w
             grad_final[j, k] -= error * w
-            grad_ego[u, k] += twice_reg * ego[u, k]
-            grad_ego[i, k] += twice_reg * ego[i, k]
-            grad_ego[j, k] += twice_reg * ego[j, k]
     return total, -1

@@ -145,23 +145,25 @@ class LightGCN(DotRecommender):
     @torch.no_grad()
     def analytic_gradients(self, batch: dict[str, torch.Tensor]) -> tuple[float, dict, int]:
         """``training_loss`` of batch users/pos/neg (B,) summed over the batch, and its gradient
-        without autograd: the BPR gradient G on the final embeddings and the penalty's gradient on
-        the ego rows are accumulated by ``compiled.bpr_final_gradient``, and G goes back to the
-        ego embeddings through ``layer_mean`` (A_hat is symmetric). CPU only."""
+        without autograd: ``compiled.bpr_final_gradient`` accumulates the BPR gradient G on the
+        final embeddings and counts each row's occurrences c; G goes back to the ego embeddings E
+        through ``layer_mean`` (A_hat is symmetric) and the penalty reg * sum_r c_r |E_r|^2 adds
+        2 reg c_r E_r. CPU only."""
         from recsae.recommenders.compiled import bpr_final_gradient
 
         ego = torch.cat([self.user_emb, self.item_emb])
         final = self.layer_mean(ego)
-        grad_final, grad_ego = torch.zeros_like(ego), torch.zeros_like(ego)
+        grad_final = torch.zeros_like(ego)
+        counts = torch.zeros(len(ego), dtype=ego.dtype)
         loss, bad = bpr_final_gradient(
             final.numpy(),
-            ego.numpy(),
             batch["users"].numpy(),
             (batch["pos"] + self.n_users).numpy(),
             (batch["neg"] + self.n_users).numpy(),
-            float(self.params["reg"]),
             grad_final.numpy(),
-            grad_ego.numpy(),
+            counts.numpy(),
         )
-        grad = grad_ego.add_(self.layer_mean(grad_final))
+        reg = float(self.params["reg"])
+        loss += reg * float(torch.dot(counts, ego.square().sum(1)))
+        grad = self.layer_mean(grad_final).addcmul_(counts[:, None], ego, value=2 * reg)
         return loss, {"user_emb": grad[: self.n_users], "item_emb": grad[self.n_users :]}, bad
