@@ -46,6 +46,7 @@ def mf_epoch(
     samples users, items (N,) int64 and labels (N,) float32. Loss per sample: BCE of
     z = b + b_u + b_i + p.q plus reg * (|p|^2 + |q|^2 + b_u^2 + b_i^2)."""
     dim = user_emb.shape[1]
+    decay = np.float32(1.0 - 2.0 * lr * reg)
     total = 0.0
     for n in range(users.shape[0]):
         u, i, y = users[n], items[n], labels[n]
@@ -60,7 +61,7 @@ def mf_epoch(
             return total, n
         total += loss
         error = (1.0 if z >= 0 else tail) / (1.0 + tail) - y
-        step, decay = np.float32(lr * error), np.float32(1.0 - 2.0 * lr * reg)
+        step = np.float32(lr * error)
         for k in range(dim):
             p, q = user_emb[u, k], item_emb[i, k]
             user_emb[u, k] = decay * p - step * q
@@ -109,6 +110,7 @@ def bpr_epoch(
     """BPR: tables (n_users, d), (n_items, d); triples users, pos, neg (N,) int64. Loss per
     sample: -log sigmoid(u.(pos - neg)) + reg * (|u|^2 + |pos|^2 + |neg|^2)."""
     dim = user_emb.shape[1]
+    decay = np.float32(1.0 - 2.0 * lr * reg)
     total = 0.0
     for n in range(users.shape[0]):
         u, i, j = users[n], pos[n], neg[n]
@@ -118,7 +120,6 @@ def bpr_epoch(
         total += loss
         # error = -sigmoid(-x): the derivative of the loss with respect to x
         step = np.float32(lr * (tail if x >= 0 else 1.0) / (1.0 + tail))
-        decay = np.float32(1.0 - 2.0 * lr * reg)
         for k in range(dim):
             w, p, q = user_emb[u, k], item_emb[i, k], item_emb[j, k]
             user_emb[u, k] = decay * w + step * (p - q)

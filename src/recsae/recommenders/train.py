@@ -81,24 +81,24 @@ def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict
             "optimizer adam and weight_decay 0"
         )
     if full_train["per_sample"] and (
-        not _implements(model_name, "per_sample_sgd")
+        not _implements(cls, "per_sample_sgd")
         or full_train["optimizer"] != "sgd"
         or full_train["weight_decay"]
         or full_train["sparse_updates"]
     ):
         raise KeyError(
             f"{model_name}: train per_sample needs a model with a per-sample kernel "
-            f"({[n for n in registered_models() if _implements(n, 'per_sample_sgd')]}), "
+            f"({_models_with('per_sample_sgd')}), "
             "optimizer sgd, weight_decay 0 and sparse_updates false"
         )
     if full_train["analytic_gradients"] and (
-        not _implements(model_name, "analytic_gradients")
+        not _implements(cls, "analytic_gradients")
         or full_train["sparse_updates"]
         or full_train["per_sample"]
     ):
         raise KeyError(
             f"{model_name}: train analytic_gradients needs a model that computes them "
-            f"({[n for n in registered_models() if _implements(n, 'analytic_gradients')]}) and "
+            f"({_models_with('analytic_gradients')}) and "
             "sparse_updates and per_sample false"
         )
     problem = check_layered("train_settings", full_train)
@@ -251,7 +251,7 @@ def make_step(model: Recommender, cfg: dict):
             return torch.tensor(total / n)
 
         return analytic_step
-    if cfg["sparse_updates"] and type(model).row_gradients is not Recommender.row_gradients:
+    if cfg["sparse_updates"] and _implements(type(model), "row_gradients"):
         optimizer = RowAdam(model, lr=cfg["lr"])
 
         def row_step(batch: dict[str, torch.Tensor], where: str) -> torch.Tensor:
@@ -285,9 +285,14 @@ def _require_cpu(model: Recommender, setting: str) -> None:
         raise ValueError(f"{model.name}: train {setting} runs on the CPU, not on {device}")
 
 
-def _implements(name: str, method: str) -> bool:
-    """Whether model ``name`` overrides the optional Recommender method ``method``."""
-    return getattr(model_class(name), method) is not getattr(Recommender, method)
+def _implements(cls: type[Recommender], method: str) -> bool:
+    """Whether model class ``cls`` overrides the optional Recommender method ``method``."""
+    return getattr(cls, method) is not getattr(Recommender, method)
+
+
+def _models_with(method: str) -> list[str]:
+    """The registered models that override the optional Recommender method ``method``."""
+    return [n for n in registered_models() if _implements(model_class(n), method)]
 
 
 def _require_finite(model: Recommender, loss: torch.Tensor, where: str) -> None:
