@@ -95,10 +95,12 @@ def test_per_sample_needs_a_kernel_plain_sgd_and_the_cpu():
         make_step(model_class("lightgcn")(3, 4, params).to("meta"), cfg)
 
 
-@pytest.mark.parametrize("name", ["mf", "bpr"])
-def test_per_sample_preset_learns_and_is_deterministic(name):
+@pytest.mark.parametrize(
+    "name, preset", [("mf", "per_sample"), ("bpr", "per_sample"), ("lightgcn", "large_batch")]
+)
+def test_speed_presets_learn_and_are_deterministic(name, preset):
     split = planted_split()
-    train = {"preset": "per_sample", "epochs": 30, "early_stopping_patience": 0}
+    train = {"preset": preset, "epochs": 30, "early_stopping_patience": 0}
     runs = [
         train_recommender(split, name, SMALL[name], train, seed=0, log=lambda s: None)[0]
         for _ in range(2)
@@ -125,6 +127,21 @@ def test_lightgcn_analytic_gradients_equal_autograd():
     for name, param in model.named_parameters():
         assert param.grad.abs().max() > 0
         torch.testing.assert_close(grads[name] / 300, param.grad, atol=1e-8, rtol=1e-4)
+
+
+def test_lightgcn_layer_mean_into_scratch_equals_autograd_path():
+    """The analytic step's propagation (layers written into scratch tensors) gives the same
+    values, bit for bit, as the differentiable one, and leaves its input alone."""
+    split = planted_split()
+    params, _ = resolve_config("lightgcn", {"dim": 8, "n_layers": 3}, {})
+    model = model_class("lightgcn")(split.n_users, split.n_items, params)
+    model.prepare(split.matrix("train"))
+    ego = torch.cat([model.user_emb, model.item_emb]).detach()
+    kept = ego.clone()
+    expected = model.layer_mean(ego.clone().requires_grad_())
+    scratch = (torch.full_like(ego, float("nan")), torch.full_like(ego, float("nan")))
+    assert torch.equal(model.layer_mean(ego, scratch), expected.detach())
+    assert torch.equal(ego, kept)
 
 
 def test_lightgcn_analytic_step_trains_like_autograd():

@@ -73,30 +73,6 @@ def mf_epoch(
     return total, -1
 
 
-@numba.njit(inline="always", fastmath=SAFE_FASTMATH, error_model="numpy")
-def _bpr_sample(
-    users: np.ndarray,
-    items: np.ndarray,
-    penalised_users: np.ndarray,
-    penalised_items: np.ndarray,
-    u: int,
-    i: int,
-    j: int,
-    reg: float,
-) -> tuple[float, float, float]:
-    """For one triple: x = users[u].(items[i] - items[j]), exp(-|x|) and the loss
-    -log sigmoid(x) + reg * (|penalised_users[u]|^2 + |penalised_items[i]|^2 +
-    |penalised_items[j]|^2); rows of (n, d) tables."""
-    x = np.float32(0.0)
-    penalty = np.float32(0.0)
-    for k in range(users.shape[1]):
-        x += users[u, k] * (items[i, k] - items[j, k])
-        penalty += penalised_users[u, k] ** 2 + penalised_items[i, k] ** 2
-        penalty += penalised_items[j, k] ** 2
-    tail = np.exp(-abs(x))
-    return x, tail, max(-x, np.float32(0.0)) + np.log1p(tail) + np.float32(reg) * penalty
-
-
 @numba.njit(cache=True, nogil=True, fastmath=SAFE_FASTMATH, error_model="numpy")
 def bpr_epoch(
     user_emb: np.ndarray,
@@ -114,7 +90,15 @@ def bpr_epoch(
     total = 0.0
     for n in range(users.shape[0]):
         u, i, j = users[n], pos[n], neg[n]
-        x, tail, loss = _bpr_sample(user_emb, item_emb, user_emb, item_emb, u, i, j, reg)
+        x = np.float32(0.0)
+        penalty = np.float32(0.0)
+        for k in range(dim):
+            w, p, q = user_emb[u, k], item_emb[i, k], item_emb[j, k]
+            x += w * (p - q)
+            penalty += w**2 + p**2
+            penalty += q**2
+        tail = np.exp(-abs(x))
+        loss = max(-x, np.float32(0.0)) + np.log1p(tail) + np.float32(reg) * penalty
         if not math.isfinite(loss):
             return total, n
         total += loss
@@ -190,7 +174,12 @@ def bpr_final_gradient(
     total = 0.0
     for n in range(users.shape[0]):
         u, i, j = users[n], pos[n], neg[n]
-        x, tail, loss = _bpr_sample(final, final, final, final, u, i, j, 0.0)
+        fu, fi, fj = final[u], final[i], final[j]
+        x = np.float32(0.0)
+        for k in range(dim):
+            x += fu[k] * (fi[k] - fj[k])
+        tail = np.exp(-abs(x))
+        loss = max(-x, np.float32(0.0)) + np.log1p(tail)
         if not math.isfinite(loss):
             return total, n
         total += loss
@@ -198,9 +187,9 @@ def bpr_final_gradient(
         counts[u] += 1.0
         counts[i] += 1.0
         counts[j] += 1.0
+        gu, gi, gj = grad_final[u], grad_final[i], grad_final[j]
         for k in range(dim):
-            w = final[u, k]
-            grad_final[u, k] += error * (final[i, k] - final[j, k])
-            grad_final[i, k] += error * w
-            grad_final[j, k] -= error * w
+            gu[k] += error * (fi[k] - fj[k])
+            gi[k] += error * fu[k]
+            gj[k] -= error * fu[k]
     return total, -1

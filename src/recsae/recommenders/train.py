@@ -218,8 +218,8 @@ def make_step(model: Recommender, cfg: dict):
     autograd and ``make_optimizer``'s optimizers. ``loss_reduction: sum`` steps on the summed
     rather than the mean loss. With ``per_sample`` the batch is a chunk of samples that the
     model's compiled kernel steps through one at a time (``per_sample_sgd``; CPU only); with
-    ``analytic_gradients`` the model computes the batch's gradient itself and the optimizers of
-    ``make_optimizer`` step on it (CPU only)."""
+    ``analytic_gradients`` the model computes the batch's gradient itself and the fused
+    optimizers of ``make_optimizer`` step on it (CPU only)."""
     if cfg["per_sample"]:
         _require_cpu(model, "per_sample")
 
@@ -235,7 +235,7 @@ def make_step(model: Recommender, cfg: dict):
         return sample_step
     if cfg["analytic_gradients"]:
         _require_cpu(model, "analytic_gradients")
-        optimizers = make_optimizer(model, cfg)
+        optimizers = make_optimizer(model, cfg, fused=True)
         params = dict(model.named_parameters())
 
         def analytic_step(batch: dict[str, torch.Tensor], where: str) -> torch.Tensor:
@@ -300,14 +300,17 @@ def _require_finite(model: Recommender, loss: torch.Tensor, where: str) -> None:
         raise RuntimeError(f"{model.name}: non-finite loss {loss.item()} at {where}")
 
 
-def make_optimizer(model: Recommender, cfg: dict) -> list[torch.optim.Optimizer]:
-    """The optimizers of one training run: one over all parameters, or with ``sparse_updates``
-    SparseAdam over the model's ``row_tables`` (each step touches only the batch's rows, so a
-    step costs O(batch) instead of O(n_users + n_items)) and Adam over the rest."""
+def make_optimizer(
+    model: Recommender, cfg: dict, fused: bool | None = None
+) -> list[torch.optim.Optimizer]:
+    """The optimizers of one training run: one over all parameters (``fused``: torch's
+    single-kernel implementation, the same update), or with ``sparse_updates`` SparseAdam over
+    the model's ``row_tables`` (each step touches only the batch's rows, so a step costs O(batch)
+    instead of O(n_users + n_items)) and Adam over the rest."""
     if not cfg["sparse_updates"]:
         return [
             OPTIMIZERS[cfg["optimizer"]](
-                model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"]
+                model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], fused=fused
             )
         ]
     model.sparse_rows = True
