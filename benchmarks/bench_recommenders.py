@@ -219,13 +219,14 @@ def bench_lightgcn(
             _, history = train_recommender(large, "lightgcn", {}, cfg, seed=0, log=lambda s: None)
             large_seconds[label].append(history[0]["seconds"])
     default = min(large_seconds[LIGHTGCN_SETTINGS[0][0]])
+    if small is not None:
+        seen, test = small.matrix("train") + small.matrix("valid"), small.matrix("test")
     for label, train_cfg in LIGHTGCN_SETTINGS:
         fastest = min(large_seconds[label])
         row = f"| {label} | {fastest:.2f} | {default / fastest:.1f}x |"
         if small is None:
             rows.append(row + " - | - | - | - |")
             continue
-        seen, test = small.matrix("train") + small.matrix("valid"), small.matrix("test")
         n_epochs, seconds, ndcgs = [], [], []
         for seed in seeds:
             model, history = train_recommender(

@@ -175,7 +175,7 @@ def test_lightgcn_analytic_step_trains_like_autograd():
             resolve_config(name, {}, {"analytic_gradients": True})
 
 
-def test_membership_checks_match_a_set():
+def test_membership_checks_match_a_set(monkeypatch):
     """Both checks of the negative sampler (bitmap and per-row binary search) against a set."""
     rng = np.random.default_rng(0)
     matrix = sp.random(50, 70, density=0.2, format="csr", random_state=1)
@@ -190,10 +190,12 @@ def test_membership_checks_match_a_set():
     assert bits.dtype == np.uint64 and len(bits) == (50 * 70 + 63) // 64
     np.testing.assert_array_equal(bitmap_contains(bits, 70, rows, cols), expected)
     sampler = NegativeSampler(matrix)
-    assert sampler.bitmap is not None
+    assert sampler.bitmap is not None and sampler.rows is None
     np.testing.assert_array_equal(sampler.is_positive(rows, cols), expected)
-    sampler.bitmap = None
-    np.testing.assert_array_equal(sampler.is_positive(rows, cols), expected)
+    monkeypatch.setattr(sampling, "BITMAP_MAX_BITS", 50 * 70 - 1)
+    searched = NegativeSampler(matrix)
+    assert searched.bitmap is None and searched.rows is not None
+    np.testing.assert_array_equal(searched.is_positive(rows, cols), expected)
     empty = sp.csr_matrix((3, 4))
     empty_ptr, empty_idx = empty.indptr.astype(np.int64), empty.indices.astype(np.int64)
     assert not row_contains(empty_ptr, empty_idx, np.array([0, 2]), np.array([1, 3])).any()

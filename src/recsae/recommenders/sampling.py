@@ -36,10 +36,12 @@ class NegativeSampler:
         self.n_users, self.n_items = train.shape
         self.kind = kind
         self.max_rounds = max_rounds
-        self.indptr = train.indptr.astype(np.int64)
-        self.indices = train.indices.astype(np.int64)
-        fits = self.n_users * self.n_items <= BITMAP_MAX_BITS
-        self.bitmap = row_bitmap(self.indptr, self.indices, self.n_items) if fits else None
+        indptr, indices = train.indptr.astype(np.int64), train.indices.astype(np.int64)
+        # one membership structure: the bitmap, or the CSR rows where the bitmap would not fit
+        if self.n_users * self.n_items <= BITMAP_MAX_BITS:
+            self.bitmap, self.rows = row_bitmap(indptr, indices, self.n_items), None
+        else:
+            self.bitmap, self.rows = None, (indptr, indices)
         self.popularity = np.bincount(train.indices, minlength=self.n_items).astype(np.float64)
         if kind == "popularity":
             weights = self.popularity**exponent
@@ -54,9 +56,9 @@ class NegativeSampler:
     def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Bool (N,): whether (users[n], items[n]) is a training positive."""
         users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
-        if self.bitmap is not None:
+        if self.rows is None:
             return bitmap_contains(self.bitmap, self.n_items, users, items)
-        return row_contains(self.indptr, self.indices, users, items)
+        return row_contains(*self.rows, users, items)
 
     def draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
         """(size,) int64 items from the sampling distribution, positives not yet removed."""
