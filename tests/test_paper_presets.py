@@ -16,7 +16,7 @@ from recsae.interventions import ConceptEditor
 from recsae.recommenders import model_class
 from recsae.recommenders import train as train_module
 from recsae.recommenders.collapse import is_constant_output
-from recsae.recommenders.sampling import NegativeSampler, pointwise_epoch, train_pairs
+from recsae.recommenders.sampling import train_pairs
 from recsae.recommenders.train import (
     resolve_config,
     train_recommender,
@@ -57,13 +57,14 @@ def test_mf_paper_preset_is_the_authors_numpy_sgd():
 
     full_params, cfg = resolve_config("mf", params, train_cfg)
     assert cfg["optimizer"] == "sgd" and not cfg["resample_negatives"]
+    assert cfg["negative_scheme"] == "per_user"
     seed_everything(seed)
     init = model_class("mf")(split.n_users, split.n_items, full_params)
     P, Q = init.user_emb.detach().double().numpy(), init.item_emb.detach().double().numpy()
     b_u, b_i = np.zeros(split.n_users), np.zeros(split.n_items)
-    sampler = NegativeSampler(split.matrix("train"))
     pos_users, pos_items = train_pairs(split.matrix("train"))
-    samples = pointwise_epoch(pos_users, pos_items, sampler, 1, numpy_rng(seed, "epoch", 1))
+    make_epoch = train_module.epoch_sampler(split, cfg, "pointwise")
+    samples = make_epoch(pos_users, pos_items, numpy_rng(seed, "epoch", 1))
     lr, l2 = 0.05, 0.01
     for epoch in (1, 2):
         if epoch == 2:
@@ -91,15 +92,61 @@ def test_mf_paper_preset_is_the_authors_numpy_sgd():
     assert float(model.global_bias) == 1.0 and "global_bias" not in dict(model.named_parameters())
 
 
+def split_with_heldout(seed=0) -> Split:
+    """8 users x 12 items; each user's interactions spread over train, valid and test."""
+    rng = np.random.default_rng(seed)
+    rows = [(u, i) for u in range(8) for i in rng.choice(12, 3 + u % 4, replace=False)]
+    frame = pd.DataFrame(rows, columns=["user", "item"]).assign(rating=1.0, timestamp=0)
+    part = np.arange(len(frame)) % 3
+    return Split(frame[part == 0], frame[part == 1], frame[part == 2], 8, 12)
+
+
+def test_per_user_negatives_are_the_authors_draw():
+    """Per user: as many negatives as the user's interactions in train + valid + test, all
+    distinct, none an item the user interacted with in any part; positives are the training
+    pairs; the same seed gives the same samples (brute force over users)."""
+    split = split_with_heldout()
+    _, cfg = resolve_config("mf", {}, {"preset": "paper"})
+    pos_users, pos_items = train_pairs(split.matrix("train"))
+    make_epoch = train_module.epoch_sampler(split, cfg, "pointwise")
+    samples = make_epoch(pos_users, pos_items, numpy_rng(0, "epoch", 1))
+    frames = pd.concat([split.train, split.valid, split.test])
+    negatives = pd.DataFrame(samples)[samples["labels"] == 0]
+    positives = pd.DataFrame(samples)[samples["labels"] == 1]
+    for user in range(split.n_users):
+        touched = set(frames[frames["user"] == user]["item"])
+        drawn = negatives[negatives["users"] == user]["items"].tolist()
+        assert len(drawn) == len(touched) and len(set(drawn)) == len(drawn)
+        assert not set(drawn) & touched
+        trained = set(split.train[split.train["user"] == user]["item"])
+        assert sorted(positives[positives["users"] == user]["items"]) == sorted(trained)
+    again = make_epoch(pos_users, pos_items, numpy_rng(0, "epoch", 1))
+    for key in samples:
+        np.testing.assert_array_equal(again[key], samples[key])
+
+
+def test_per_user_negatives_refuse_impossible_counts_and_pairwise_models():
+    frame = pd.DataFrame({"user": [0, 0, 0, 1], "item": [0, 1, 2, 0]}).assign(
+        rating=1.0, timestamp=0
+    )
+    crowded = Split(frame, frame.iloc[:0], frame.iloc[:0], 2, 4)
+    _, cfg = resolve_config("mf", {}, {"preset": "paper"})
+    make_epoch = train_module.epoch_sampler(crowded, cfg, "pointwise")
+    with pytest.raises(ValueError, match=r"user\(s\) \[0\] need more negatives"):
+        make_epoch(*train_pairs(crowded.matrix("train")), numpy_rng(0, "epoch", 1))
+    with pytest.raises(KeyError, match="per_user needs a pointwise"):
+        resolve_config("bpr", {}, {"negative_scheme": "per_user"})
+
+
 def test_negatives_are_drawn_once_unless_resampled(monkeypatch):
     calls = []
-    real = train_module.pointwise_epoch
+    real = train_module.per_user_epoch
 
     def counting(*args):
         calls.append(1)
         return real(*args)
 
-    monkeypatch.setattr(train_module, "pointwise_epoch", counting)
+    monkeypatch.setattr(train_module, "per_user_epoch", counting)
     split = small_split()
     for resample, expected in ((False, 1), (True, 3)):
         calls.clear()
@@ -167,7 +214,7 @@ def test_collapse_falls_back_to_the_documented_lr(monkeypatch):
 
 def test_sae_presets_sit_under_the_layer_that_names_them():
     cfg = apply_presets([SAE_DEFAULTS, {"epochs": 300}, {"preset": "paper", "beta": 5}], "dot")
-    assert cfg["epochs"] == 18 and cfg["beta"] == 5 and cfg["input_scaling"] == "minmax"
+    assert cfg["epochs"] == 18 and cfg["beta"] == 5 and cfg["input_scaling"] == "minmax_batch"
     cfg = apply_presets([SAE_DEFAULTS, {"preset": "paper"}, {"epochs": 3}], "pairwise")
     assert cfg["epochs"] == 3 and cfg["pred_pairs"] == "positives" and not cfg["pre_bias"]
     with pytest.raises(ValueError, match="family"):
@@ -207,11 +254,58 @@ def test_ncf_paper_sae_loss_by_hand():
     torch.testing.assert_close(terms["loss"], 2 * emb + 10 * pred + 0.07 * (kl(zu) + kl(zv)))
 
 
-def test_mf_paper_sae_loss_in_the_minmax_space_by_hand():
-    """Per-column min-max fitted on the training embeddings, then per-row standardisation, tied
-    ReLU SAE with pre-bias; both losses in the scaled space: 0.1 * L_emb + 1 * L_pred + 0.01 KL."""
+def test_mf_paper_sae_step_is_the_authors_step_in_numpy():
+    """The preset's training step: each batch's user rows and item rows min-max scaled per column
+    within the batch (the authors' training loop), per-row standardisation (population std +
+    1e-6), tied ReLU SAE with pre-bias, 0.1 * L_emb + 1 * L_pred + 0.01 KL in that space; written
+    out in numpy, independently of the package."""
+    rec = TinyDot(4, 4, {"dim": 3})
+    cfg = resolve_sae_config({"preset": "paper", "width": 4}, 3, "dot")
+    assert cfg["input_scaling"] == "minmax_batch"
+    sae = build_sae(SAEConfig.from_sae_cfg(cfg, 3))
+    rng = np.random.default_rng(0)
+    W, b, pre = rng.normal(size=(4, 3)), rng.normal(0, 0.1, 4), rng.normal(0, 0.1, 3)
+    with torch.no_grad():
+        sae.encoder_weight.copy_(torch.from_numpy(W).float())
+        sae.latent_bias.copy_(torch.from_numpy(b).float())
+        sae.pre_bias.copy_(torch.from_numpy(pre).float())
+    U, V = rng.normal(0, 2, (3, 3)), rng.normal(1, 3, (4, 3))
+
+    def batch_minmax(x):
+        low, high = x.min(0), x.max(0)
+        return (x - low) / np.where(high > low, high - low, 1.0)
+
+    def sae_numpy(x):
+        mean, std = x.mean(1, keepdims=True), x.std(1, keepdims=True) + 1e-6
+        z = np.maximum(((x - mean) / std - pre) @ W.T + b, 0)
+        return z, (z @ W + pre) * std + mean
+
+    def kl_numpy(z, rho=0.05):
+        p = np.clip(z.mean(0), 1e-6, 1 - 1e-6)
+        return (rho * np.log(rho / p) + (1 - rho) * np.log((1 - rho) / (1 - p))).sum()
+
+    Us, Vs = batch_minmax(U), batch_minmax(V)
+    (zu, uh), (zv, vh) = sae_numpy(Us), sae_numpy(Vs)
+    expected = (
+        0.1 * (((uh - Us) ** 2).mean() + ((vh - Vs) ** 2).mean())
+        + ((uh @ vh.T - Us @ Vs.T) ** 2).mean()
+        + 0.01 * (kl_numpy(zu) + kl_numpy(zv))
+    )
+    scale = training_scaler(sae, cfg["input_scaling"])
+    Ut, Vt = scale(torch.from_numpy(U).float()), scale(torch.from_numpy(V).float())
+    np.testing.assert_allclose(Ut.numpy(), Us, rtol=1e-5, atol=1e-6)
+    terms, _, _ = sae_loss_terms(sae, rec, Ut, Vt, cfg)
+    np.testing.assert_allclose(terms["loss"].detach().item(), expected, rtol=1e-4)
+
+
+def test_mf_sae_loss_in_the_fitted_minmax_space_by_hand():
+    """``input_scaling: minmax`` (a departure from the authors' code, docs/method.md): per-column
+    min-max fitted once on the training embeddings, then the paper preset's SAE; both losses in
+    the scaled space: 0.1 * L_emb + 1 * L_pred + 0.01 KL."""
     rec = TinyDot(3, 3, {"dim": 2})
-    cfg = resolve_sae_config({"preset": "paper", "width": 3}, 2, "dot")
+    cfg = resolve_sae_config(
+        {"preset": "paper", "width": 3, "input_scaling": "minmax"}, 2, "dot"
+    )
     sae = build_sae(SAEConfig.from_sae_cfg(cfg, 2))
     fit = torch.tensor([[0.0, 2.0], [4.0, -2.0], [1.0, 0.0]])
     sae.fit_input_scaling_(fit)
@@ -277,7 +371,7 @@ def test_minmax_is_the_same_in_training_evaluation_and_interventions(tmp_path):
     scale with them and decode back to the embedding space."""
     rec = TinyDot(12, 9, {"dim": 4, "scale": 3.0}).eval()
     split = small_split(12, 9)
-    cfg = {"preset": "paper", "epochs": 1, "holdout_fraction": 0.25}
+    cfg = {"preset": "paper", "epochs": 1, "holdout_fraction": 0.25, "input_scaling": "minmax"}
     sae, _ = train_sae(rec, split, cfg, "pt", 0, log=None)
     train_users, _ = split_sae_users(12, 0.25, 0)
     fit = torch.cat([rec.user.detach()[train_users], rec.item.detach()])
@@ -302,7 +396,7 @@ def test_minmax_batch_scales_only_in_training():
     """The authors' mismatch: training feeds each batch's own column min-max, the trained module
     encodes raw embeddings."""
     rec = TinyDot(12, 9, {"dim": 4, "scale": 3.0}).eval()
-    cfg = {"preset": "paper", "epochs": 1, "input_scaling": "minmax_batch"}
+    cfg = {"preset": "paper", "epochs": 1}
     sae, _ = train_sae(rec, small_split(12, 9), cfg, "pt", 0, log=None)
     assert not hasattr(sae, "input_min")
     assert training_scaler(sae, "minmax_batch") is column_minmax

@@ -20,6 +20,7 @@ from recsae.sae.train import (
     PairSampler,
     _batches,
     sae_loss_terms,
+    setup_point,
     train_sae,
 )
 from recsae.stages import sae as sae_stage
@@ -296,20 +297,24 @@ def test_same_seed_same_weights(cls):
     assert not torch.equal(a["encoder_weight"], c["encoder_weight"])
 
 
-def test_sae_seed_changes_training_and_keeps_the_holdout():
-    """sae_cfg seed N seeds initialisation and batches; the config seed (argument) still places
-    the holdout; seed N under config seed N equals the unseeded run."""
+def test_sae_seed_draws_the_holdout_initialisation_and_batches():
+    """sae_cfg seed N seeds the user holdout, the initialisation and the batches: seed N under any
+    config seed equals the unseeded run under config seed N, and each seed holds out other users
+    (so the spread over seeds includes the holdout draw)."""
 
     def weights(sae_seed, seed=0):
         rec = TinyDot(N_USERS, N_ITEMS, {})
         cfg = {**FAST, "seed": sae_seed}
         return train_sae(rec, tiny_split(), cfg, "s", seed=seed, log=None)[0].state_dict()
 
-    a, again, other, unseeded = weights(5), weights(5), weights(6), weights(None, seed=5)
+    a, again, other = weights(5), weights(5), weights(6)
     assert all(torch.equal(a[k], again[k]) for k in a)
     assert not torch.equal(a["encoder_weight"], other["encoder_weight"])
+    assert all(torch.equal(a[k], weights(None, seed=5)[k]) for k in a)
     assert all(torch.equal(weights(0)[k], weights(None)[k]) for k in a)
-    assert not torch.equal(a["encoder_weight"], unseeded["encoder_weight"])  # other holdout
+    held = {s: setup_point({"seed": s}, DIM, "dot", N_USERS, 0).heldout_users for s in (1, 2)}
+    np.testing.assert_array_equal(held[1], split_sae_users(N_USERS, 0.2, 1)[1])
+    assert not np.array_equal(held[1], held[2])
 
 
 def write_tiny_split(tmp_path):

@@ -115,3 +115,75 @@ def test_split_without_any_user_to_evaluate_stops(data_dir, tmp_path):
     assert message.startswith("test: the split leaves no user to evaluate: 8 users, 8 of them")
     assert "min_train=100" in message and "split settings" in message
     assert not (tmp_path / "x" / "test.parquet").exists()
+
+
+def raw_ids(data_dir, entity: str) -> dict[int, str]:
+    table = pd.read_parquet(data_dir / f"{entity}s.parquet")
+    return dict(zip(table[entity], table["raw_id"].astype(str), strict=True))
+
+
+def write_test_file(path, rows, header="user_id,item_id"):
+    path.write_text(header + "\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    return path
+
+
+def test_file_protocol_reads_the_test_pairs_and_draws_valid_from_the_rest(data_dir, tmp_path):
+    """Every named pair (raw ids) is test, nothing else is; valid_n more per test user from its
+    other interactions; users without a test row stay in train."""
+    inter = pd.read_parquet(data_dir / "interactions.parquet")
+    users, items = raw_ids(data_dir, "user"), raw_ids(data_dir, "item")
+    chosen = inter.groupby("user").head(2)
+    chosen = chosen[chosen["user"].isin([0, 2, 6])]
+    rows = [(users[u], items[i]) for u, i in zip(chosen["user"], chosen["item"], strict=True)]
+    test_file = write_test_file(tmp_path / "test.csv", rows)
+    settings = {"protocol": "file", "test_file": str(test_file), "valid_n": 2}
+    stats, s = split(data_dir, tmp_path, settings)
+    assert pairs(s.test) == pairs(chosen)
+    assert sorted(s.valid["user"].unique()) == [0, 2, 6]
+    assert (s.valid.groupby("user").size() == 2).all()
+    assert not pairs(s.valid) & pairs(s.test) and not pairs(s.train) & pairs(s.valid)
+    assert pairs(s.train) | pairs(s.valid) | pairs(s.test) == pairs(inter)
+    assert stats["n_eval_users"] == 3
+    _, none = split(data_dir, tmp_path, {**settings, "valid_n": 0}, name="no_valid")
+    assert none.valid.empty and pairs(none.test) == pairs(chosen)
+    _, again = split(data_dir, tmp_path, settings, name="again")
+    pd.testing.assert_frame_equal(again.valid, s.valid)
+
+
+def test_file_protocol_keeps_min_train(data_dir, tmp_path):
+    """User 1 has 3 interactions: 1 test, then at most 3 - 1 - min_train(1) = 1 valid."""
+    inter = pd.read_parquet(data_dir / "interactions.parquet")
+    users, items = raw_ids(data_dir, "user"), raw_ids(data_dir, "item")
+    first = inter[inter["user"] == 1].iloc[0]
+    test_file = write_test_file(tmp_path / "t.csv", [(users[1], items[int(first["item"])])])
+    settings = {"protocol": "file", "test_file": str(test_file), "valid_n": 5}
+    _, s = split(data_dir, tmp_path, settings)
+    assert len(s.valid) == 1 and len(s.train[s.train["user"] == 1]) == 1
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown_user", "line 3: unknown user 'nobody'"),
+        ("unknown_item", "line 2: unknown item 'no-item'"),
+        ("repeat", "line 3: the pair"),
+        ("never", "line 2: user"),
+        ("header", "line 1: the header must be user_id,item_id"),
+    ],
+)
+def test_file_protocol_refuses_bad_rows_naming_the_line(data_dir, tmp_path, case, message):
+    inter = pd.read_parquet(data_dir / "interactions.parquet")
+    users, items = raw_ids(data_dir, "user"), raw_ids(data_dir, "item")
+    good = (users[0], items[int(inter[inter["user"] == 0]["item"].iloc[0])])
+    unseen = sorted(set(items) - set(inter[inter["user"] == 0]["item"]))[0]
+    rows, header = {
+        "unknown_user": ([good, ("nobody", good[1])], "user_id,item_id"),
+        "unknown_item": ([(good[0], "no-item")], "user_id,item_id"),
+        "repeat": ([good, good], "user_id,item_id"),
+        "never": ([(users[0], items[unseen])], "user_id,item_id"),
+        "header": ([good], "user,item"),
+    }[case]
+    test_file = write_test_file(tmp_path / "bad.csv", rows, header)
+    with pytest.raises(DataError, match=message) as err:
+        split(data_dir, tmp_path, {"protocol": "file", "test_file": str(test_file)})
+    assert str(test_file) in str(err.value) and "\n" not in str(err.value)

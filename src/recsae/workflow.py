@@ -129,6 +129,13 @@ def split_settings(config: dict, dataset: str) -> dict:
     return config["datasets"][dataset]["split"]
 
 
+def split_test_files(config: dict, dataset: str) -> list[str]:
+    """The files a dataset's split reads besides the canonical tables: its ``test_file`` under
+    ``protocol: file``, else none."""
+    settings = split_settings(config, dataset)
+    return [settings["test_file"]] if settings["protocol"] == "file" else []
+
+
 def model_settings(config: dict, model: str) -> dict:
     """The entry of a recommender (``model``: an entry name or ``<name>.seed~N``) without its
     ``seeds``; a seed variant carries its training ``seed``."""
@@ -267,6 +274,13 @@ def _check_stage_settings(config: dict, source: str) -> None:
             raise ConfigError(
                 f"{source}: datasets.{name}.source: {entry['source']!r} is not a dataset module "
                 f"(known: {sources})"
+            )
+        split = entry["split"]
+        if split["protocol"] == "file" and not split["test_file"]:
+            raise ConfigError(f"{source}: datasets.{name}.split: protocol file needs test_file")
+        if split["protocol"] == "file" and not Path(split["test_file"]).is_file():
+            raise ConfigError(
+                f"{source}: datasets.{name}.split.test_file: {split['test_file']!r} is not a file"
             )
     model_dims = {}
     checks = []

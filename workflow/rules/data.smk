@@ -50,6 +50,7 @@ rule split_dataset:
     input:
         stats=f"{paths.data_dir()}/stats.json",
         interactions=f"{paths.data_dir()}/interactions.parquet",
+        test_file=lambda w: wf.split_test_files(config, w.dataset),
     output:
         **{f"{part}_split": f"{paths.split_dir()}/{part}.parquet" for part in paths.SPLIT_PARTS},
         stats=f"{paths.split_dir()}/stats.json",

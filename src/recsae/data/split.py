@@ -5,6 +5,11 @@ Protocols (setting ``protocol``):
   to test, then a random ``valid_n`` (or ``valid_fraction`` of the rest) to valid.
 * ``leave_last_out``: per user, the latest ``test_n`` (or fraction) by timestamp go to test, the
   ones just before them to valid (ties in time broken at random).
+* ``file``: the test pairs are read from ``test_file``, a CSV with the header ``user_id,item_id``
+  in the dataset's raw ids (``read_test_file``), so a run can use exactly the split another
+  implementation used; then a random ``valid_n`` (or ``valid_fraction``) of each test user's
+  remaining interactions go to valid, as far as ``min_train`` allows. Users without a test row
+  stay in train.
 
 A fraction, when set, takes precedence over the count; it is rounded half up, at least 1.
 Small users: a user needs test + valid + ``min_train`` interactions. Otherwise ``small_users``
@@ -42,6 +47,7 @@ class SplitSettings:
     valid_fraction: float | None
     small_users: str
     min_train: int
+    test_file: str | None
 
     @classmethod
     def from_settings(cls, settings: dict | None) -> SplitSettings:
@@ -59,9 +65,14 @@ def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict
     inter = pd.read_parquet(data_dir / "interactions.parquet")
     inter = as_interactions(inter, str(data_dir / "interactions.parquet"))
     inter = inter.sort_values(["user", "item"], kind="stable").reset_index(drop=True)
-    part, eligible = assign_parts(
-        inter["user"].to_numpy(), inter["timestamp"].to_numpy(), cfg, numpy_rng(seed, "split")
-    )
+    rng = numpy_rng(seed, "split")
+    if cfg.protocol == "file":
+        is_test = read_test_file(cfg.test_file, data_dir, inter)
+        part, eligible = assign_parts_from_test(inter["user"].to_numpy(), is_test, cfg, rng)
+    else:
+        part, eligible = assign_parts(
+            inter["user"].to_numpy(), inter["timestamp"].to_numpy(), cfg, rng
+        )
     frames = {
         name: inter[part == code].sort_values(["user", "timestamp", "item"], kind="stable")
         for name, code in zip(SPLIT_PARTS, (_TRAIN, _VALID, _TEST), strict=True)
@@ -121,6 +132,76 @@ def assign_parts(
     part[rank < n_test[users]] = _TEST
     part[~eligible[users]] = _DROP if cfg.small_users == "drop" else _TRAIN
     return part, eligible | (count == 0)
+
+
+def read_test_file(path: str, data_dir: Path, inter: pd.DataFrame) -> np.ndarray:
+    """Bool (n,): which rows of ``inter`` (canonical interactions) are test pairs named in the CSV
+    ``path`` (header ``user_id,item_id``, the raw ids of ``data_dir``'s users and items tables).
+    A missing file or column, an unknown user or item, a repeated pair, or a pair the user never
+    interacted with raises a DataError naming the file and its line."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read the split test file: {err}") from None
+    if list(table.columns) != ["user_id", "item_id"]:
+        raise DataError(
+            f"{path}: line 1: the header must be user_id,item_id, got {','.join(table.columns)}"
+        )
+    line = np.arange(len(table)) + 2
+    ids = {}
+    for entity, column in (("user", "user_id"), ("item", "item_id")):
+        known = pd.read_parquet(data_dir / f"{entity}s.parquet", columns=[entity, "raw_id"])
+        lookup = pd.Series(known[entity].to_numpy(), index=known["raw_id"].astype(str))
+        dense = lookup.reindex(table[column].str.strip()).to_numpy()
+        unknown = np.flatnonzero(pd.isna(dense))
+        if len(unknown):
+            bad = unknown[0]
+            raise DataError(
+                f"{path}: line {line[bad]}: unknown {entity} {table[column].iloc[bad]!r} (not in "
+                f"the prepared dataset's {entity}s)"
+            )
+        ids[entity] = dense.astype(np.int64)
+    n_items = int(max(inter["item"].max(), ids["item"].max())) + 1
+    wanted = ids["user"] * n_items + ids["item"]
+    repeated = pd.Series(wanted).duplicated().to_numpy()
+    if repeated.any():
+        bad = int(np.flatnonzero(repeated)[0])
+        raise DataError(f"{path}: line {line[bad]}: the pair {tuple(table.iloc[bad])} repeats")
+    keys = inter["user"].to_numpy() * n_items + inter["item"].to_numpy()
+    missing = ~np.isin(wanted, keys)
+    if missing.any():
+        bad = int(np.flatnonzero(missing)[0])
+        raise DataError(
+            f"{path}: line {line[bad]}: user {table['user_id'].iloc[bad]!r} never interacted "
+            f"with item {table['item_id'].iloc[bad]!r}"
+        )
+    return np.isin(keys, wanted)
+
+
+def assign_parts_from_test(
+    users: np.ndarray, is_test: np.ndarray, cfg: SplitSettings, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(part, eligible) as ``assign_parts``, for given test rows ``is_test`` (n,) bool: each user
+    with test rows gets ``valid_n`` (or ``valid_fraction``) random valid rows among the rest,
+    fewer where ``min_train`` training rows would not remain; eligible: the user has a test row."""
+    n = len(users)
+    rest = ~is_test
+    order = np.lexsort((rng.random(n), ~rest, users))
+    count = np.bincount(users)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - start[users[order]]
+    n_test = np.bincount(users, weights=is_test, minlength=len(count)).astype(np.int64)
+    n_rest = count - n_test
+    n_valid = np.minimum(
+        _per_user(n_rest, cfg.valid_n, cfg.valid_fraction), np.maximum(n_rest - cfg.min_train, 0)
+    )
+    n_valid[n_test == 0] = 0
+    part = np.full(n, _TRAIN, dtype=np.int8)
+    part[rest & (rank < n_valid[users])] = _VALID
+    part[is_test] = _TEST
+    return part, n_test > 0
 
 
 def _per_user(count: np.ndarray, n: int, fraction: float | None) -> np.ndarray:

@@ -42,7 +42,7 @@ class MF(DotRecommender):
                 "optimizer": "sgd",
                 "loss_reduction": "sum",
                 "batch_size": 256,
-                "negatives": 1,
+                "negative_scheme": "per_user",
                 "resample_negatives": False,
                 "restore_best": False,
                 "early_stopping_patience": 0,

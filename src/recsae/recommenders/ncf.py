@@ -37,7 +37,7 @@ class NCF(Recommender):
                 "epochs": 30,
                 "lr": 0.05,
                 "batch_size": 256,
-                "negatives": 1,
+                "negative_scheme": "per_user",
                 "resample_negatives": False,
                 "restore_best": False,
                 "early_stopping_patience": 0,

@@ -6,6 +6,12 @@ their user: all draws happen at once, collisions are found in a bitmap of the tr
 (one bit per user-item pair, up to ``BITMAP_MAX_BITS``, 1 GiB; 442 MiB at ML-20M size) or, for
 larger matrices, by a binary search in each user's sorted row (``compiled``), and only the
 collisions are drawn again.
+
+Two schemes decide how many negatives an epoch holds (train setting ``negative_scheme``):
+``per_positive`` draws ``negatives`` per training positive, with replacement; ``per_user`` (the
+authors' code) gives each user as many DISTINCT negatives as the user has interactions in the
+whole split, drawn without replacement from the items the user never interacted with in any
+part of it (``per_user_negatives``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import scipy.sparse as sp
 from recsae.recommenders.compiled import bitmap_contains, row_bitmap, row_contains
 
 SAMPLERS = ("uniform", "popularity")
+NEGATIVE_SCHEMES = ("per_positive", "per_user")
 BITMAP_MAX_BITS = 2**33
 
 
@@ -43,6 +50,7 @@ class NegativeSampler:
         else:
             self.bitmap, self.rows = None, (indptr, indices)
         self.popularity = np.bincount(train.indices, minlength=self.n_items).astype(np.float64)
+        self.positives_per_user = np.diff(indptr)
         if kind == "popularity":
             weights = self.popularity**exponent
             if weights.sum() <= 0:
@@ -84,6 +92,38 @@ class NegativeSampler:
         )
 
 
+def per_user_negatives(
+    counts: np.ndarray, sampler: NegativeSampler, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(users, items) int64 arrays (counts.sum(),): ``counts[u]`` distinct items per user u, none
+    of them a positive of ``sampler``'s matrix, drawn without replacement from ``sampler``'s
+    distribution (every draw at once; a collision with a positive or with an earlier draw of the
+    same user is drawn again). Users are in ascending order, each user's items in draw order."""
+    counts = np.asarray(counts, dtype=np.int64)
+    short = np.flatnonzero(counts > sampler.n_items - sampler.positives_per_user)
+    if len(short):
+        raise ValueError(
+            f"negative_scheme per_user: user(s) {short[:10].tolist()} need more negatives than "
+            "the items they never interacted with"
+        )
+    users = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    items = sampler.draw(len(users), rng)
+    todo = np.arange(len(users))
+    for _ in range(sampler.max_rounds):
+        keys = users * sampler.n_items + items
+        _, first = np.unique(keys, return_index=True)
+        repeated = np.ones(len(users), dtype=bool)
+        repeated[first] = False
+        todo = np.flatnonzero(repeated | sampler.is_positive(users, items))
+        if len(todo) == 0:
+            return users, items
+        items[todo] = sampler.draw(len(todo), rng)
+    raise RuntimeError(
+        f"negative_scheme per_user: no distinct negatives after {sampler.max_rounds} rounds for "
+        f"users {np.unique(users[todo])[:10].tolist()}"
+    )
+
+
 def train_pairs(train: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     """(users, items) int64 arrays (nnz,) of the distinct training positives."""
     train = sp.csr_matrix(train)
@@ -104,6 +144,24 @@ def pointwise_epoch(
     neg_users = np.tile(users, ratio)
     all_users = np.concatenate([users, neg_users])
     all_items = np.concatenate([items, sampler.sample(neg_users, rng)])
+    labels = np.concatenate([np.ones(len(users), np.float32), np.zeros(len(neg_users), np.float32)])
+    order = rng.permutation(len(all_users))
+    return {"users": all_users[order], "items": all_items[order], "labels": labels[order]}
+
+
+def per_user_epoch(
+    users: np.ndarray,
+    items: np.ndarray,
+    counts: np.ndarray,
+    sampler: NegativeSampler,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Shuffled samples of one epoch for BCE under ``negative_scheme: per_user``: every training
+    positive (users, items (nnz,), label 1) and ``per_user_negatives(counts, sampler)`` (label 0).
+    Arrays of length nnz + counts.sum()."""
+    neg_users, neg_items = per_user_negatives(counts, sampler, rng)
+    all_users = np.concatenate([users, neg_users])
+    all_items = np.concatenate([items, neg_items])
     labels = np.concatenate([np.ones(len(users), np.float32), np.zeros(len(neg_users), np.float32)])
     order = rng.permutation(len(all_users))
     return {"users": all_users[order], "items": all_items[order], "labels": labels[order]}

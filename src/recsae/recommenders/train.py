@@ -6,8 +6,9 @@ best state by ``early_stopping_metric`` is kept in memory and restored at the en
 false keeps the last epoch); training stops after ``early_stopping_patience`` evaluations without
 improvement (0 = never stop early). ``resample_negatives: false`` draws the negatives once and
 only reshuffles them; ``loss_reduction: sum`` steps on the batch's summed loss (the authors' MF
-update); ``collapse_fallback_lr`` retrains at that learning rate when the output collapses to a
-constant (the authors' NCF at lr 0.05). docs/method.md, "Base recommenders", gives the reasons.
+update); ``negative_scheme: per_user`` draws the authors' negatives (``epoch_sampler``);
+``collapse_fallback_lr`` retrains at that learning rate when the output collapses to a constant
+(the authors' NCF at lr 0.05). docs/method.md, "Base recommenders", gives the reasons.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from recsae.recommenders.row_adam import RowAdam
 from recsae.recommenders.sampling import (
     NegativeSampler,
     pairwise_epoch,
+    per_user_epoch,
     pointwise_epoch,
     reshuffle,
     train_pairs,
@@ -101,6 +103,11 @@ def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict
             f"({_models_with('analytic_gradients')}) and "
             "sparse_updates and per_sample false"
         )
+    if full_train["negative_scheme"] == "per_user" and cls.objective == "pairwise":
+        raise KeyError(
+            f"{model_name}: train negative_scheme per_user needs a pointwise (BCE) model; "
+            f"{model_name} trains {cls.objective}"
+        )
     problem = check_layered("train_settings", full_train)
     if problem:
         raise ValueError(f"{model_name}: train {problem}")
@@ -157,9 +164,8 @@ def train_recommender(
         log(f"{model_name}: nothing to train; valid {_summary(metrics, cfg)}")
         return model.eval(), history
 
-    sampler = NegativeSampler(train, cfg["sampler"], cfg["sampler_exponent"])
     pos_users, pos_items = train_pairs(train)
-    make_epoch = pointwise_epoch if cls.objective == "pointwise" else pairwise_epoch
+    make_epoch = epoch_sampler(split, cfg, cls.objective)
     step = make_step(model, cfg)
     metric = cfg["early_stopping_metric"]
     batch_size, patience = int(cfg["batch_size"]), int(cfg["early_stopping_patience"])
@@ -170,7 +176,7 @@ def train_recommender(
         model.train()
         rng = numpy_rng(seed, "epoch", epoch)
         if cfg["resample_negatives"] or not arrays:
-            arrays = make_epoch(pos_users, pos_items, sampler, int(cfg["negatives"]), rng)
+            arrays = make_epoch(pos_users, pos_items, rng)
         else:
             arrays = reshuffle(arrays, rng)
         data = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
@@ -208,6 +214,23 @@ def train_recommender(
     if best_state is not None and cfg["restore_best"]:
         model.load_state_dict(best_state)
     return model.eval(), history
+
+
+def epoch_sampler(split: Split, cfg: dict, objective: str):
+    """make_epoch(pos_users, pos_items, rng) -> one epoch's sample arrays under the config's
+    ``negative_scheme``: ``per_positive`` draws ``negatives`` per training positive, avoiding the
+    user's training items; ``per_user`` (the authors' code) draws, per user, as many distinct
+    negatives as the user has interactions in train, valid and test together, avoiding all of
+    them, so it reads the held-out parts of the split as the authors' code did."""
+    if cfg["negative_scheme"] == "per_user":
+        everything = split.matrix("train") + split.matrix("valid") + split.matrix("test")
+        sampler = NegativeSampler(everything, cfg["sampler"], cfg["sampler_exponent"])
+        counts = sampler.positives_per_user
+        return lambda users, items, rng: per_user_epoch(users, items, counts, sampler, rng)
+    sampler = NegativeSampler(split.matrix("train"), cfg["sampler"], cfg["sampler_exponent"])
+    epoch = pointwise_epoch if objective == "pointwise" else pairwise_epoch
+    ratio = int(cfg["negatives"])
+    return lambda users, items, rng: epoch(users, items, sampler, ratio, rng)
 
 
 def make_step(model: Recommender, cfg: dict):

@@ -3,7 +3,9 @@
 ``paper`` is the authors' SAE (docs/method.md, "The SAE: paper preset"), one per family:
 
 * ``dot`` (MF and every dot-product model): tied decoder, learned pre-bias and latent bias, ReLU,
-  per-row standardisation, per-column min-max input scaling fitted once, the ML-1M MF weights;
+  per-row standardisation, each training batch's own per-column min-max (``minmax_batch``: the
+  authors' training loop; evaluation feeds the raw embeddings, as their code does), the ML-1M MF
+  weights;
 * ``pairwise`` (NCF): ``Linear(d, h)`` with bias, ReLU, tied decoder without bias (no pre-bias),
   no standardisation and no scaling, the ML-1M NCF weights, soft-target BCE over the batch's
   positive pairs only.
@@ -39,7 +41,7 @@ SAE_PRESETS: dict[str, dict[str, dict]] = {
             **_PAPER_COMMON,
             "standardize": True,
             "pre_bias": True,
-            "input_scaling": "minmax",
+            "input_scaling": "minmax_batch",
             "alpha": 0.1,
             "beta": 1.0,
             "lambda_kl": 0.01,

@@ -252,9 +252,12 @@ def setup_point(
     sae_cfg: dict, input_dim: int, family: str | None, n_users: int, seed: int
 ) -> PointSetup:
     """Resolve ``sae_cfg`` for embeddings of size ``input_dim`` of a recommender ``family`` and
-    hold out users with the config's ``seed`` (a job does this once)."""
+    hold out users with the point's ``training_seed`` (a job does this once): each SAE seed of a
+    point draws its own held-out users, so the spread over seeds includes the holdout draw."""
     cfg = resolve_sae_config(sae_cfg, input_dim, family)
-    train_users, heldout_users = split_sae_users(n_users, cfg["holdout_fraction"], seed)
+    train_users, heldout_users = split_sae_users(
+        n_users, cfg["holdout_fraction"], training_seed(cfg, seed)
+    )
     return PointSetup(cfg, train_users, heldout_users)
 
 
@@ -279,8 +282,8 @@ def train_sae(
     Returns the SAE (eval mode) and the per-epoch history: mean loss terms, L0 of users and items,
     dead fraction (latents never active in the epoch), the BatchTopK threshold where there is one,
     seconds and embeddings per second. A non-finite loss raises a RuntimeError naming ``point_id``.
-    ``seed`` (the config's) places the user holdout; ``sae_cfg["seed"]``, when set, seeds the
-    initialisation and the batches instead of it, so the seeds of one point share held-out users.
+    ``seed`` is the config's; ``sae_cfg["seed"]``, when set, replaces it for the user holdout,
+    the initialisation and the batches (``training_seed``).
     ``setup``: the point as the caller resolved it (``setup_point``); None resolves it here.
     """
     device = torch.device(device)

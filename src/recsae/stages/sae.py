@@ -11,7 +11,13 @@ from recsae.io import result_metadata, write_json
 from recsae.methods import save_method
 from recsae.recommenders.base import load_checkpoint, model_class
 from recsae.sae.model import SparseAutoencoder, save_sae
-from recsae.sae.train import evaluate_sae, fit_baseline, setup_point, train_sae
+from recsae.sae.train import (
+    evaluate_sae,
+    fit_baseline,
+    setup_point,
+    train_sae,
+    training_seed,
+)
 
 
 def train(
@@ -51,7 +57,13 @@ def train(
         **evaluate_sae(sae, recommender, eval_users),
         "train_seconds": seconds,
     }
-    extra = {"point_id": point_id, "seed": seed, "sae_cfg": cfg, "model_path": str(model_path)}
+    extra = {
+        "point_id": point_id,
+        "seed": seed,
+        "holdout_seed": training_seed(cfg, seed),
+        "sae_cfg": cfg,
+        "model_path": str(model_path),
+    }
     save = save_sae if isinstance(sae, SparseAutoencoder) else save_method
     save(sae, out_dir / "sae.pt", extra)
     write_json(

@@ -7,7 +7,8 @@ computes the ceiling itself, with equal numbers).
 
 Populations. Held-out users = ``split_sae_users(n_users, holdout_fraction, seed)`` with the
 fraction and seed the SAE was trained with (read from the checkpoint's ``extra``: ``sae_cfg.
-holdout_fraction`` and ``seed``; a metrics-config ``holdout_fraction`` that disagrees is an error).
+holdout_fraction`` and ``holdout_seed``, the point's SAE seed; a metrics-config
+``holdout_fraction`` that disagrees is an error).
 With no held-out users (fraction 0) all users stand in, and ``heldout.users`` says "all".
 * monosemanticity, item alignment, planted recovery, item probes: all items; user alignment and
   user probes: all users; ``monosemanticity_active``: items with >= ``active_min_interactions``
@@ -217,7 +218,7 @@ def _load_concepts(data_dir: str) -> pd.DataFrame:
 
 
 def sae_holdout(sae_path, fraction: float | None, seed: int) -> tuple[float, int]:
-    """(holdout_fraction, seed) the SAE at ``sae_path`` was trained with (falling back to
+    """(holdout_fraction, holdout seed) the SAE at ``sae_path`` was trained with (falling back to
     ``fraction`` and ``seed`` when the checkpoint does not record them)."""
     payload = torch.load(Path(sae_path), map_location="cpu", weights_only=True)
     extra = payload.get("extra", {}) if isinstance(payload, dict) else {}
@@ -231,7 +232,8 @@ def sae_holdout(sae_path, fraction: float | None, seed: int) -> tuple[float, int
         raise ValueError(
             f"{sae_path} does not record holdout_fraction; set metrics holdout_fraction"
         )
-    return float(stored if stored is not None else fraction), int(extra.get("seed", seed))
+    holdout_seed = extra.get("holdout_seed", extra.get("seed", seed))
+    return float(stored if stored is not None else fraction), int(holdout_seed)
 
 
 @torch.no_grad()
