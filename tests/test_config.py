@@ -86,6 +86,25 @@ def test_reference_to_unknown_dataset_is_named():
         validate_config(config, SCHEMA)
 
 
+def test_split_file_protocol_needs_an_existing_test_file(tmp_path):
+    dataset = next(iter(demo()["datasets"]))
+    for split, message in (
+        ({"protocol": "file"}, rf"datasets\.{dataset}\.split: protocol file needs test_file"),
+        (
+            {"protocol": "file", "test_file": str(tmp_path / "absent.csv")},
+            rf"datasets\.{dataset}\.split\.test_file: .*absent\.csv' is not a file",
+        ),
+    ):
+        config = demo()
+        config["datasets"][dataset]["split"] = split
+        with pytest.raises(ConfigError, match=message):
+            validate_config(config, SCHEMA)
+    config, test_file = demo(), tmp_path / "test.csv"
+    test_file.write_text("user_id,item_id\n")
+    config["datasets"][dataset]["split"] = {"protocol": "file", "test_file": str(test_file)}
+    assert workflow.split_test_files(validate_config(config, SCHEMA), dataset) == [str(test_file)]
+
+
 def test_model_params_are_checked_by_the_model():
     config = demo()
     config["models"]["mf"]["params"]["dimension"] = 8

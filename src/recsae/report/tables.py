@@ -42,7 +42,10 @@ TAU_NOTE = (
     "missing from a list ranked k+1); kendall_tau_b_scores: tau-b of the two SCORE vectors over "
     "that union."
 )
-SEED_NOTE = "Cells: mean ± std (ddof 1) over the n_seeds SAE seeds of each setting."
+SEED_NOTE = (
+    "Cells: mean ± std (ddof 1) over the n_seeds SAE seeds of each setting; each seed draws its "
+    "own held-out users as well as the initialisation and batches."
+)
 INTERVENTION_MD = (
     "dataset",
     "model",
