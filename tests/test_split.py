@@ -187,3 +187,19 @@ def test_file_protocol_refuses_bad_rows_naming_the_line(data_dir, tmp_path, case
     with pytest.raises(DataError, match=message) as err:
         split(data_dir, tmp_path, {"protocol": "file", "test_file": str(test_file)})
     assert str(test_file) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_exported_test_pairs_reproduce_the_split(data_dir, tmp_path):
+    """``recsae export-test-pairs`` writes a split's test pairs in raw ids; protocol file on that
+    file gives the same test set, and with valid_n 0 the same train set."""
+    from recsae.cli import main
+
+    settings = {"protocol": "random_holdout", "test_n": 2, "valid_n": 0}
+    _, first = split(data_dir, tmp_path, settings, seed=4, name="first")
+    out = tmp_path / "pairs.csv"
+    args = ["export-test-pairs", "--data-dir", str(data_dir), "--out", str(out)]
+    assert main([*args, "--split-dir", str(tmp_path / "first")]) == 0
+    assert out.read_text().splitlines()[0] == "user_id,item_id"
+    again_settings = {"protocol": "file", "test_file": str(out), "valid_n": 0}
+    _, again = split(data_dir, tmp_path, again_settings, name="again")
+    assert pairs(again.test) == pairs(first.test) and pairs(again.train) == pairs(first.train)

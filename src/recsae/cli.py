@@ -47,6 +47,13 @@ def _list(args) -> None:
     print("models:", ", ".join(registered_models()))
 
 
+def _export_test_pairs(args) -> None:
+    from recsae.data.split import export_test_pairs
+
+    rows = export_test_pairs(args.data_dir, args.split_dir, args.out)
+    print(f"{args.out}: {rows} test pairs (split protocol file: test_file)")
+
+
 def _stage(module: str, function: str):
     """The stage function ``recsae.stages.<module>.<function>``, imported when it runs."""
 
@@ -158,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", default=None)
     p.set_defaults(func=_validate)
     sub.add_parser("list", help="registered dataset sources and models").set_defaults(func=_list)
+    p = sub.add_parser(
+        "export-test-pairs",
+        help="a split's test pairs as a test_file (user_id,item_id in raw ids) for protocol file",
+    )
+    for flag in ("data-dir", "split-dir", "out"):
+        p.add_argument(f"--{flag}", required=True)
+    p.set_defaults(func=_export_test_pairs)
     return parser
 
 

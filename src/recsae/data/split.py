@@ -29,7 +29,7 @@ import pandas as pd
 from recsae.config import fill_defaults
 from recsae.data.tables import INTERACTION_COLUMNS, SPLIT_PARTS, as_interactions, validate_canonical
 from recsae.errors import DataError
-from recsae.io import result_metadata, write_json, write_parquet
+from recsae.io import atomic_write, result_metadata, write_json, write_parquet
 from recsae.seeding import numpy_rng
 
 _TRAIN, _VALID, _TEST, _DROP = 0, 1, 2, -1
@@ -177,6 +177,27 @@ def read_test_file(path: str, data_dir: Path, inter: pd.DataFrame) -> np.ndarray
             f"with item {table['item_id'].iloc[bad]!r}"
         )
     return np.isin(keys, wanted)
+
+
+def export_test_pairs(data_dir: Path, split_dir: Path, out: Path) -> int:
+    """Write the test pairs of a prepared split as a ``protocol: file`` test file (header
+    ``user_id,item_id``, the dataset's raw ids, sorted by user then item); return the row count.
+    The file makes another run, or another implementation, use exactly this split's test set."""
+    data_dir, split_dir = Path(data_dir), Path(split_dir)
+    test = pd.read_parquet(split_dir / "test.parquet", columns=["user", "item"])
+    test = test.drop_duplicates().sort_values(["user", "item"], kind="stable")
+    names = {}
+    for entity in ("user", "item"):
+        table = pd.read_parquet(data_dir / f"{entity}s.parquet", columns=[entity, "raw_id"])
+        names[entity] = pd.Series(table["raw_id"].astype(str).to_numpy(), index=table[entity])
+    frame = pd.DataFrame(
+        {
+            "user_id": names["user"].reindex(test["user"]).to_numpy(),
+            "item_id": names["item"].reindex(test["item"]).to_numpy(),
+        }
+    )
+    atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+    return len(frame)
 
 
 def assign_parts_from_test(
