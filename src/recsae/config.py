@@ -49,9 +49,7 @@ def _is_finite_number(checker, instance) -> bool:
 
 _FiniteValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "number", _is_finite_number
-    ),
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _is_finite_number),
 )
 _Validator = _with_defaults(_FiniteValidator)
 

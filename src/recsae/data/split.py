@@ -19,15 +19,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from recsae.config import fill_defaults
 from recsae.data.tables import INTERACTION_COLUMNS, SPLIT_PARTS, as_interactions, validate_canonical
 from recsae.errors import DataError
-from recsae.io import result_metadata, write_json, write_parquet
+from recsae.io import read_parquet, result_metadata, write_json, write_parquet
 from recsae.seeding import numpy_rng
 
 _TRAIN, _VALID, _TEST, _DROP = 0, 1, 2, -1
+# the fewest users with training interactions, and items, a split may leave: the SAE holds out
+# users, so that one user alone leaves it nothing to train on
+MIN_USERS, MIN_ITEMS = 2, 2
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     stats_in = validate_canonical(data_dir)
     cfg = SplitSettings.from_settings(settings)
-    inter = pd.read_parquet(data_dir / "interactions.parquet")
+    inter = read_parquet(data_dir / "interactions.parquet")
     inter = as_interactions(inter, str(data_dir / "interactions.parquet"))
     inter = inter.sort_values(["user", "item"], kind="stable").reset_index(drop=True)
     part, eligible = assign_parts(
@@ -85,6 +87,13 @@ def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict
             f"test_fraction={cfg.test_fraction}, valid_n={cfg.valid_n}, "
             f"valid_fraction={cfg.valid_fraction}, min_train={cfg.min_train}); lower these "
             "split settings, or set the dataset's kcore.user to at least their sum"
+        )
+    if stats["n_users_train"] < MIN_USERS or stats["n_items"] < MIN_ITEMS:
+        raise DataError(
+            f"{stats_in.get('dataset', data_dir)}: {stats['n_users_train']} user(s) with training "
+            f"interactions and {stats['n_items']} item(s) after filtering and splitting; a "
+            f"recommender and its SAE need at least {MIN_USERS} users and {MIN_ITEMS} items "
+            "(lower the dataset's kcore or min_rating, or the split's test_n / valid_n)"
         )
     for name, frame in frames.items():
         write_parquet(out_dir / f"{name}.parquet", frame[list(INTERACTION_COLUMNS)])
