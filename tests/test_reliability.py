@@ -461,3 +461,59 @@ def test_items_without_a_title_are_named_by_their_raw_id():
     ).rename_axis("item")
     assert item_names(items) == ["B0001", "Lamp (2001)", "item 2"]
     assert item_names(items.drop(columns=["title", "year"])) == ["B0001", "B0002", "item 2"]
+
+
+# --- sweep figures for any result -------------------------------------------------------------
+
+
+def _sweep_rows():
+    import numpy as np
+    import pandas as pd
+
+    rows = [
+        ("beta~0", "relu", 0.0),
+        ("beta~1", "relu", 1.0),
+        ("variant~topk/k~4/beta~1", "topk", 1.0),
+    ]
+    return pd.DataFrame({
+        "dataset": "d", "model": "m", "point": [r[0] for r in rows],
+        "variant": [r[1] for r in rows], "method": "sae", "width": 64,
+        "beta": [r[2] for r in rows], "ms_mean": [0.3, 0.4, 0.5],
+        "coverage_items": [0.1, 0.2, 0.3], "l0_items": [4.0, 5.0, 4.0],
+        "rbo30": [0.5, 0.6, 0.7], "score_recovered": [0.9, 0.8, 0.7],
+        "chosen": [True, False, False],
+    }).assign(_nan=np.nan)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "empty", [("coverage_items",), ("ms_mean", "coverage_items"), ("rbo30",), ("l0_items",),
+              ("width",), ("rbo30", "score_recovered", "ms_mean", "coverage_items")],
+)  # fmt: skip
+def test_sweep_figures_render_with_a_note_for_every_empty_panel(empty, tmp_path):
+    """Issue 26 item 4: no item concept scored and a TopK point: the log-scaled width axis had
+    no data and matplotlib raised; now such a panel holds a note."""
+    from recsae.config import fill_defaults
+    from recsae.report.figures import fidelity_sparsity, ms_coverage
+
+    sweep = _sweep_rows()
+    for column in empty:
+        sweep[column] = sweep["_nan"]
+    cfg = fill_defaults("report")
+    for draw in (ms_coverage, fidelity_sparsity):
+        draw(sweep, cfg, tmp_path / f"{draw.__name__}.png", tmp_path / f"{draw.__name__}.svg")
+        assert (tmp_path / f"{draw.__name__}.png").stat().st_size > 0
+        assert (tmp_path / f"{draw.__name__}.svg").stat().st_size > 0
+
+
+def test_an_empty_panel_holds_a_note_naming_the_setting():
+    from recsae.report.figures import empty_panel, plt
+
+    sweep = _sweep_rows()
+    fig, ax = plt.subplots()
+    assert not empty_panel(ax, sweep, "width", "coverage_items") and not ax.texts
+    sweep["coverage_items"] = sweep["_nan"]
+    assert empty_panel(ax, sweep, "width", "coverage_items")
+    (note,) = ax.texts
+    assert "no item concept could be scored" in note.get_text()
+    assert "metrics.min_concept_count" in note.get_text()
+    plt.close(fig)
