@@ -30,6 +30,34 @@ def _error_lines(out: subprocess.CompletedProcess) -> list[str]:
     return [line for line in out.stderr.splitlines() if " INFO " not in line]
 
 
+# --- a run exits when its last job ends ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_run_exits_when_its_last_job_ends(tmp_path):
+    """profiles/default's one-minute max-jobs-per-timespan window made every run that executed a
+    job wait about 60 s after its last job; the Snakefile now cancels the re-planning timers."""
+    import time
+
+    config = {"datasets": {"d": {"source": "synthetic", "n_users": 40, "n_items": 30,
+                                 "interactions_per_user": 8}},
+              "models": {"m": {"model": "mf"}}}  # fmt: skip
+    configfile = tmp_path / "tiny.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(tmp_path), "--configfile", str(configfile), "--cores", "1",
+           "results/d/split/stats.json"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    done_at = None
+    for line in proc.stderr:
+        if "steps (100%) done" in line:
+            done_at = time.monotonic()
+    proc.wait(timeout=300)
+    exited_at = time.monotonic()
+    assert proc.returncode == 0 and done_at is not None
+    assert exited_at - done_at < 15, f"exit {exited_at - done_at:.0f} s after the last job"
+
+
 # --- non-finite numbers ---------------------------------------------------------------------
 
 # the name a map's placeholder key gets, by the map's own key (``d`` and ``m`` exist in BASE)
