@@ -55,9 +55,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], checksum: bool
         os.replace(tmp_path, path)
     except OSError as err:
         tmp_path.unlink(missing_ok=True)
-        if err.filename in (None, tmp, str(tmp_path)):
-            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
-        raise
+        if err.filename not in (None, tmp, str(tmp_path)):
+            raise
+        if err.errno is None:
+            raise OSError(f"{err} (writing {path})") from err
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
