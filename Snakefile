@@ -27,8 +27,10 @@ if not workflow.overwrite_configfiles:
 
 wf.validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 wf.check_raw_data(config)
-if workflow.is_main_process:  # a damaged checkpoint or table is removed, so that it is rebuilt
-    for line in wf.remove_damaged_results():
+# A checkpoint that no longer matches the checksum written with it is removed with the results
+# beside it, so that this run rebuilds them.
+if workflow.is_main_process:
+    for line in wf.clear_damaged_results():
         print(line, file=sys.stderr)
 
 # Every job starts with the CPU kernels that `cpu_kernels` names (recsae.kernels; docs/method.md).

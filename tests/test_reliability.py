@@ -266,22 +266,27 @@ def test_a_truncated_table_is_named(tiny, tmp_path):
         read_parquet(table)
 
 
-def test_the_workflow_start_removes_damaged_results_so_they_are_rebuilt(tiny, tmp_path):
-    from recsae.io import checksum_path
-    from recsae.workflow import remove_damaged_results
+def test_the_workflow_start_finds_damaged_results(tiny, tmp_path):
+    from recsae.workflow import clear_damaged_results, damaged_results
 
     results = tmp_path / "results"
     (results / "d/m").mkdir(parents=True)
-    intact = _copy(tiny, "model", results / "d/m")
+    _copy(tiny, "model", results / "d/m")
     damaged = _copy(tiny, "sae", results)
+    assert damaged_results(results) == {}
     damaged.write_bytes(damaged.read_bytes()[:-10])
     size = damaged.stat().st_size
-    assert remove_damaged_results(results) == [
-        f"recsae: {damaged} was damaged ({size} bytes where {size + 10} were written); "
-        "removed, this run rebuilds it"
+    assert damaged_results(results) == {
+        str(damaged): f"{size} bytes where {size + 10} were written"
+    }
+    (results / "metrics.json").write_text("{}")
+    (results / "d/m/metrics.json").write_text("{}")
+    assert clear_damaged_results(results) == [
+        f"recsae: {damaged} is damaged ({size} bytes where {size + 10} were written); removed it "
+        "and the results beside it (metrics.json, sae.pt), this run rebuilds them"
     ]
-    assert not damaged.exists() and not checksum_path(damaged).exists()
-    assert intact.exists() and remove_damaged_results(results) == []
+    assert sorted(p.name for p in results.iterdir()) == ["d"]  # subfolders are kept
+    assert len(list((results / "d/m").iterdir())) == 3 and clear_damaged_results(results) == []
 
 
 def test_a_truncated_npy_of_an_embeddings_model_fails_validation(tmp_path):

@@ -4,7 +4,7 @@ JSON.
 Checkpoints and arrays (``model.pt``, ``sae.pt``, ``embeddings.npz``) are written with
 ``checksum=True``: a record ``<file>.sha256`` beside the file holds its SHA-256, size and
 modification time. ``verify_file`` (``load_torch`` calls it) and the workflow's start
-(``recsae.workflow.remove_damaged_results``) compare a file with its record, so a truncated or
+(``recsae.workflow.mark_damaged_results``) compare a file with its record, so a truncated or
 overwritten result is named in one line instead of being loaded, or failing deep inside torch.
 The parquet tables carry no record (a custom dataset's own rule writes them too);
 ``read_parquet`` names one that pyarrow cannot read.

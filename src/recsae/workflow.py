@@ -142,22 +142,39 @@ def stop_replanning_timers() -> None:
             thread.cancel()
 
 
-def remove_damaged_results(results: str | Path = paths.RESULTS) -> list[str]:
-    """Before any job: every result file under ``results`` with a checksum record
-    (``recsae.io.atomic_write(checksum=True)``: checkpoints and embedding arrays) that no
-    longer matches it is removed, with its record, so that this run rebuilds it (and, as its
-    outputs are then newer, what was computed from it). A file whose size and modification time
-    match its record is not hashed. Returns one line per removed file."""
+def damaged_results(results: str | Path = paths.RESULTS) -> dict[str, str]:
+    """{path: what is wrong} of every result file under ``results`` with a checksum record
+    (``recsae.io.atomic_write(checksum=True)``: checkpoints and embedding arrays) that no longer
+    matches it. A file whose size and modification time match its record is not hashed."""
     from recsae.io import CHECKSUM_SUFFIX, damage
 
-    lines = []
+    out = {}
     for record in sorted(Path(results).glob(f"**/*{CHECKSUM_SUFFIX}")):
         path = record.with_name(record.name.removesuffix(CHECKSUM_SUFFIX))
         problem = damage(path, quick=True)
         if problem:
-            path.unlink(missing_ok=True)
-            record.unlink(missing_ok=True)
-            lines.append(f"recsae: {path} was damaged ({problem}); removed, this run rebuilds it")
+            out[str(path)] = problem
+    return out
+
+
+def clear_damaged_results(results: str | Path = paths.RESULTS) -> list[str]:
+    """Before any job: remove every damaged result file (``damaged_results``) with the files
+    beside it, which the same jobs computed from it (a recommender's or an SAE point's folder,
+    its subfolders kept), so that the run rebuilds them: each folder holds a target of ``rule
+    all`` (``metrics.json``), and Snakemake would not rerun a job whose missing output is only an
+    intermediate file. Jobs computed from the rebuilt checkpoint (an SAE of a retrained
+    recommender, the tables) then see a newer input and rerun. One line per damaged file."""
+    lines = []
+    for path, problem in damaged_results(results).items():
+        folder = Path(path).parent
+        removed = sorted(p.name for p in folder.iterdir() if p.is_file())
+        for name in removed:
+            (folder / name).unlink()
+        lines.append(
+            f"recsae: {path} is damaged ({problem}); removed it and the results beside it "
+            f"({', '.join(n for n in removed if not n.endswith('.sha256'))}), this run rebuilds "
+            "them"
+        )
     return lines
 
 
@@ -404,7 +421,8 @@ __all__ = [
     "pair_sae_files",
     "recommender_pairs",
     "recommender_targets",
-    "remove_damaged_results",
+    "clear_damaged_results",
+    "damaged_results",
     "report_settings",
     "report_targets",
     "sae_dirs",
