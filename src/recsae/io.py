@@ -147,13 +147,17 @@ def load_torch(path: str | Path, what: str, map_location="cpu") -> dict:
     import torch
 
     path = verify_file(path)
+    rebuild = "if the workflow wrote it, delete it and rerun snakemake to rebuild it"
+    if not zipfile.is_zipfile(path):
+        raise DamagedFileError(
+            f"{path} is not a readable {what} (not a torch archive, or cut short); {rebuild}"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DamagedFileError(
-            f"{path} is not a readable {what} ({first[:160]}); if the workflow wrote it, delete "
-            "it and rerun snakemake to rebuild it"
+            f"{path} is not a readable {what} ({first[:160]}); {rebuild}"
         ) from err
     if not isinstance(payload, dict):
         raise DamagedFileError(f"{path} is not a {what} (it holds {type(payload).__name__})")

@@ -333,7 +333,8 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
     if payload.get("format") == METHOD_FORMAT:
         return method_from_payload(payload, device)
     if payload.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} is not an SAE checkpoint (format {payload.get('format')!r})")
+        kind = "a recommender's model.pt" if "n_users" in payload else "no SAE format"
+        raise UserError(f"{path} is not an SAE checkpoint ({kind})")
     sae = SparseAutoencoder(SAEConfig.from_dict(payload["config"]))
     sae.load_state_dict(payload["state_dict"])
     return sae.to(device).eval()
