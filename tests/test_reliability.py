@@ -372,13 +372,16 @@ def test_ctrl_c_is_one_line(monkeypatch, capsys):
 
 
 def test_ctrl_c_in_a_real_job_leaves_one_line(tiny, tmp_path):
+    import os
     import signal
-    import time
 
     settings = '{"expansion": 2, "epochs": 100000}'
     proc = subprocess.Popen([sys.executable, "-m", "recsae.cli", *_train_sae_args(tiny, None,
-                             settings)], stderr=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(8)
+                             settings)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    for line in proc.stdout:  # training has started: the first epoch's line
+        if "epoch 1/" in line:
+            break
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
