@@ -6,6 +6,7 @@ Plain `snakemake` runs config/config.yaml (the full reproduction) with profiles/
 """
 
 import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -26,6 +27,11 @@ if not workflow.overwrite_configfiles:
 
 wf.validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 wf.check_raw_data(config)
+# A checkpoint that no longer matches the checksum written with it is removed with the results
+# beside it, so that this run rebuilds them.
+if workflow.is_main_process:
+    for line in wf.clear_damaged_results():
+        print(line, file=sys.stderr)
 
 # Every job starts with the CPU kernels that `cpu_kernels` names (recsae.kernels; docs/method.md).
 os.environ.update(kernel_environment(config["cpu_kernels"]))
@@ -43,6 +49,15 @@ wildcard_constraints:
 rule all:
     input:
         wf.all_targets(config),
+
+
+# The run exits when its last job ends, not a `max-jobs-per-timespan` window later.
+onsuccess:
+    wf.stop_replanning_timers()
+
+
+onerror:
+    wf.stop_replanning_timers()
 
 
 include: "workflow/rules/common.smk"

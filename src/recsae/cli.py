@@ -6,9 +6,9 @@ Settings arrive as JSON strings (the rule serialises its part of the validated c
 flags become the stage function's keyword arguments.
 ``--gpus N`` runs the stage on N free GPUs of the slot pool (see ``recsae.gpu_slots``); with 0 the
 stage sees no GPU and runs on the CPU. A user error (bad config or data, a checksum mismatch, a
-network failure, a missing file) prints one line, ``recsae <command>: error: <message>``, and
-exits 2; ``recsae --debug ...`` shows the traceback instead. Other exceptions are bugs and keep
-their traceback.
+network failure, a missing file, a damaged result file, a bad flag) prints one line,
+``recsae <command>: error: <message>``, and exits 2; ``recsae --debug ...`` shows the traceback
+instead. Other exceptions are bugs and keep their traceback. Ctrl-C prints one line and exits 130.
 """
 
 from __future__ import annotations
@@ -16,7 +16,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
+from pathlib import Path
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+# path flags a stage reads (the others name what it writes)
+INPUT_FLAGS = ("raw-dir", "data-dir", "split-dir", "model-path", "sae-path", "results-dir")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``recsae train-sae: error: argument
+    --threads: ...``) and exit 2, like every other user error of the command."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _json(text: str) -> dict:
@@ -27,6 +41,37 @@ def _json(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text[:200]!r}")
     return value
+
+
+def _device(text: str) -> str:
+    if not DEVICE_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not auto, cpu, cuda or cuda:N")
+    return text
+
+
+def _count(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    return parse
+
+
+def _check_inputs(args) -> None:
+    """Every input path flag of the stage names an existing file or folder."""
+    from recsae.errors import UserError
+
+    for flag in INPUT_FLAGS:
+        value = getattr(args, flag.replace("-", "_"), None)
+        if flag in args.input_flags and value is not None and not Path(value).exists():
+            raise UserError(f"--{flag} {value}: no such file or directory")
 
 
 def _validate(args) -> None:
@@ -60,6 +105,7 @@ def _stage(module: str, function: str):
     def run(args) -> None:
         import importlib
 
+        _check_inputs(args)
         stage = getattr(importlib.import_module(f"recsae.stages.{module}"), function)
         stage(args.settings, **{name: getattr(args, name) for name in args.stage_args})
 
@@ -67,27 +113,29 @@ def _stage(module: str, function: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recsae", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="recsae", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of a user error too"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def stage(name, target, help_text, flags, uses=("seed", "device")):
+    def stage(name, target, help_text, flags, uses=("seed", "device"), outputs=()):
         """A subcommand running stage ``target`` (module, function) with the required path
-        ``flags`` and the shared options it ``uses`` as keyword arguments."""
+        ``flags`` and the shared options it ``uses`` as keyword arguments; the ``INPUT_FLAGS``
+        among ``flags``, except its ``outputs``, must exist."""
         p = sub.add_parser(name, help=help_text)
         for flag in flags:
             p.add_argument(f"--{flag}", required=True)
         p.add_argument("--settings", type=_json, default={}, help="JSON object of settings")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-        p.add_argument("--gpus", type=int, default=0, help="GPUs to take from the slot pool")
+        p.add_argument("--seed", type=_count(0), default=0)
+        p.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda[:N]")
+        p.add_argument("--gpus", type=_count(0), default=0, help="GPUs to take from the slot pool")
         p.add_argument(
-            "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+            "--threads", type=_count(1), default=None, help="torch CPU threads (default: torch's)"
         )
         names = [flag.replace("-", "_") for flag in flags] + list(uses)
-        p.set_defaults(func=_stage(*target), stage_args=names)
+        inputs = [flag for flag in flags if flag in INPUT_FLAGS and flag not in outputs]
+        p.set_defaults(func=_stage(*target), stage_args=names, input_flags=inputs)
         return p
 
     p = stage(
@@ -96,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "download, verify and extract a dataset's raw files",
         ["dataset", "raw-dir"],
         uses=("mirror", "download"),
+        outputs=("raw-dir",),
     )
     p.add_argument("--mirror", default=None)
     p.add_argument("--download", type=_json, default=None, help="JSON object of network settings")
@@ -194,10 +243,19 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as err:
         if args.debug:
             raise
-        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        print(f"recsae {args.command}: error: {message}", file=sys.stderr)
+        print(f"recsae {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"recsae {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     return 0
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
 def _run(args) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from pathlib import Path
 
 import jsonschema
@@ -39,7 +40,40 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
+def _is_finite_number(checker, instance) -> bool:
+    """JSON's number type without NaN and the infinities (YAML's ``.nan``, ``.inf``): no setting
+    has a meaning for them, and every comparison with NaN passes a ``minimum``."""
+    number = jsonschema.Draft202012Validator.TYPE_CHECKER.is_type(instance, "number")
+    return number and not (isinstance(instance, float) and not math.isfinite(instance))
+
+
+_FiniteValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _is_finite_number),
+)
+_Validator = _with_defaults(_FiniteValidator)
+
+
+def _non_finite(error: jsonschema.ValidationError) -> bool:
+    return isinstance(error.instance, float) and not math.isfinite(error.instance)
+
+
+def _precise(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """``error``, or where an ``anyOf`` failed on a non-finite number inside it, that number's
+    error (so that the message names its key)."""
+    for sub in error.context or []:
+        found = _precise(sub)
+        if _non_finite(found):
+            return found
+    return error
+
+
+def error_message(error: jsonschema.ValidationError) -> str:
+    """The message of a validation error; a non-finite number says so (instead of ``nan is not
+    of type 'number'`` or ``is not valid under any of the given schemas``)."""
+    if _non_finite(error):
+        return f"{error.instance!r} is not a finite number"
+    return error.message
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
@@ -75,12 +109,14 @@ def check_layered(name: str, settings: dict) -> str | None:
     """The first problem of fully layered ``settings`` against ``$defs.<name>`` (a key and its
     message, e.g. ``'k': -1 is less than the minimum of 1``), or None."""
     error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(section_schema(f"$defs.{name}")).iter_errors(settings)
+        _FiniteValidator(section_schema(f"$defs.{name}")).iter_errors(settings)
     )
+    if error is not None:
+        error = _precise(error)
     if error is None:
         return None
     key = key_path(error)
-    return f"{key!r}: {error.message}" if error.absolute_path else error.message
+    return f"{key!r}: {error_message(error)}" if error.absolute_path else error_message(error)
 
 
 def fill_defaults(section: str, value: dict | None = None) -> dict:
@@ -88,12 +124,13 @@ def fill_defaults(section: str, value: dict | None = None) -> dict:
     in, validated; a bad key or value raises ConfigError naming it (``metrics.rbo_p: ...``)."""
     instance = copy.deepcopy(value) if value is not None else {}
     validator = _Validator(section_schema(section))
-    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    errors = [_precise(e) for e in validator.iter_errors(instance)]
+    errors.sort(key=lambda e: list(e.absolute_path))
     if errors:
         where = section.removeprefix("$defs.")
         raise ConfigError(
             "; ".join(
-                f"{where}{'.' + key_path(e) if e.absolute_path else ''}: {e.message}"
+                f"{where}{'.' + key_path(e) if e.absolute_path else ''}: {error_message(e)}"
                 for e in errors
             )
         )
@@ -128,9 +165,10 @@ def validate_schema(
     names it uses exist; raise ConfigError naming every bad key. ``recsae.workflow.
     validate_config`` adds the checks that need the package's modules."""
     schema = load_schema(schema_path)
-    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = [_precise(e) for e in _Validator(schema).iter_errors(config)]
+    errors.sort(key=lambda e: [str(part) for part in e.absolute_path])
     if errors:
-        lines = [f"  - {key_path(e)}: {e.message}" for e in errors]
+        lines = [f"  - {key_path(e)}: {error_message(e)}" for e in errors]
         raise ConfigError(f"{source} does not match {schema_path}:\n" + "\n".join(lines))
     _check_references(config, source)
     return config

@@ -15,11 +15,12 @@ A point's path lists only the keys its own grid or explicit point sets (the swep
 ``recsae.sae.config.SAE_DEFAULTS``, then other keys alphabetically), e.g.
 ``variant~topk/width~64/k~8/beta~1``. Every other key comes from ``defaults``, so
 ``point_from_path(path, defaults)`` rebuilds the point, and adding a grid never renames the points
-of another. A point that sets nothing is ``default``. ``seeded_points`` repeats every point once per
-seed of ``sae.seeds`` (the SAE's ``seed`` key; path segment ``seed~N``). Values are written by
-``format_value``: floats by their shortest round-trip repr without a trailing ``.0`` (``1.0 -> 1``,
-``0.01``, ``1e-05``), bools ``true``/``false``, null ``none``, lists comma-joined (a one-element
-list keeps a trailing comma).
+of another. A point that sets nothing is ``default``: a config without ``sae.sweep`` trains that
+one point; an empty ``sweep``, ``grid``, ``grids`` or ``points`` is refused. ``seeded_points``
+repeats every point once per seed of ``sae.seeds`` (the SAE's ``seed`` key; path segment
+``seed~N``). Values are written by ``format_value``: floats by their shortest round-trip repr
+without a trailing ``.0`` (``1.0 -> 1``, ``0.01``, ``1e-05``), bools ``true``/``false``, null
+``none``, lists comma-joined (a one-element list keeps a trailing comma).
 """
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ def merge_point(overrides: dict, defaults: dict, where: str = "sweep") -> dict:
 def _grid_overrides(grid: dict, where: str) -> list[dict]:
     if not isinstance(grid, dict):
         raise ValueError(f"{where}: a grid is a mapping key -> list of values, got {grid!r}")
+    if not grid:
+        raise ValueError(f"{where} is empty: give it {{key: [values]}} or leave it out")
     keys = list(grid)
     values = []
     for key in keys:
@@ -181,6 +184,9 @@ def sweep_points(sweep_cfg: dict | None, defaults: dict) -> dict[str, dict]:
     unknown = sorted(set(sweep_cfg) - {"grid", "grids", "points"})
     if unknown:
         raise ValueError(f"unknown sweep key(s) {unknown}; expected grid, grids, points")
+    empty = [key for key in ("grids", "points") if key in sweep_cfg and not sweep_cfg[key]]
+    if empty:
+        raise ValueError(f"sae.sweep.{empty[0]} is empty: give it points or leave it out")
     overrides: list[tuple[str, dict]] = []
     for where, grid in _named_grids(sweep_cfg):
         overrides += [(where, o) for o in _grid_overrides(grid, where)]

@@ -11,6 +11,7 @@ apply to each. ``sae.seeds`` repeats every SAE sweep point once per seed (``recs
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 from recsae import paths
@@ -21,6 +22,10 @@ from recsae.config import (
     resolve_metrics_config,
     validate_schema,
 )
+from recsae.data.split import MIN_ITEMS, MIN_USERS
+from recsae.errors import UserError
+from recsae.io import read_json
+from recsae.memory import check_fits, recommender_bytes, sae_bytes
 from recsae.sae.config import SAE_DEFAULTS, resolve_sae_config
 from recsae.sae.presets import apply_presets
 from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, seeded_points, sweep_points
@@ -123,6 +128,54 @@ def check_raw_data(config: dict) -> None:
 
     for dataset in fetchable_datasets(config):
         check_raw_unchanged(Path(paths.raw_dir(dataset)))
+
+
+def stop_replanning_timers() -> None:
+    """Cancel Snakemake's pending re-planning timers, so that a run exits when its last job ends.
+
+    With ``max-jobs-per-timespan`` (profiles/default: 1000/1m, which keeps the scheduler's CPU
+    low) every scheduling pass starts a ``threading.Timer`` that wakes the scheduler one timespan
+    later; the interpreter waits for the last one before it exits, a minute after the run. The
+    Snakefile's ``onsuccess`` and ``onerror`` call this once the scheduler has stopped."""
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
+
+
+def damaged_results(results: str | Path = paths.RESULTS) -> dict[str, str]:
+    """{path: what is wrong} of every result file under ``results`` with a checksum record
+    (``recsae.io.atomic_write(checksum=True)``: checkpoints and embedding arrays) that no longer
+    matches it. A file whose size and modification time match its record is not hashed."""
+    from recsae.io import CHECKSUM_SUFFIX, damage
+
+    out = {}
+    for record in sorted(Path(results).glob(f"**/*{CHECKSUM_SUFFIX}")):
+        path = record.with_name(record.name.removesuffix(CHECKSUM_SUFFIX))
+        problem = damage(path, quick=True)
+        if problem:
+            out[str(path)] = problem
+    return out
+
+
+def clear_damaged_results(results: str | Path = paths.RESULTS) -> list[str]:
+    """Before any job: remove every damaged result file (``damaged_results``) with the files
+    beside it, which the same jobs computed from it (a recommender's or an SAE point's folder,
+    its subfolders kept), so that the run rebuilds them: each folder holds a target of ``rule
+    all`` (``metrics.json``), and Snakemake would not rerun a job whose missing output is only an
+    intermediate file. Jobs computed from the rebuilt checkpoint (an SAE of a retrained
+    recommender, the tables) then see a newer input and rerun. One line per damaged file."""
+    lines = []
+    for path, problem in damaged_results(results).items():
+        folder = Path(path).parent
+        removed = sorted(p.name for p in folder.iterdir() if p.is_file())
+        for name in removed:
+            (folder / name).unlink()
+        lines.append(
+            f"recsae: {path} is damaged ({problem}); removed it and the results beside it "
+            f"({', '.join(n for n in removed if not n.endswith('.sha256'))}), this run rebuilds "
+            "them"
+        )
+    return lines
 
 
 def split_settings(config: dict, dataset: str) -> dict:
@@ -248,9 +301,37 @@ def validate_config(
     """Validate ``config`` in place (``recsae.config.validate_schema``, filling defaults) and run
     the package's checks on it; raise ConfigError naming the bad key. The Snakefile calls this
     before any job is scheduled."""
+    sweep = config.get("sae", {}).get("sweep") if isinstance(config.get("sae"), dict) else None
+    if sweep is not None and not sweep:
+        raise ConfigError(
+            f"{source}: sae.sweep is empty: give it grid, grids or points, or leave it out to "
+            "train one point with sae.defaults"
+        )
     validate_schema(config, schema_path, source)
     _check_stage_settings(config, source)
     return config
+
+
+def known_sizes(config: dict, dataset: str) -> tuple[int, int] | None:
+    """(n_users, n_items) of a dataset where they are known before any job: its prepared
+    stats.json from an earlier run, or a synthetic dataset's config; else None."""
+    stats_path = Path(paths.data_dir(dataset)) / "stats.json"
+    if stats_path.is_file():
+        try:
+            stats = read_json(stats_path)
+            return int(stats["n_users"]), int(stats["n_items"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    entry = config["datasets"][dataset]
+    if entry["source"] == "synthetic":
+        from recsae.data.synthetic import SyntheticSettings
+
+        defaults = SyntheticSettings()
+        return (
+            int(entry.get("n_users", defaults.n_users)),
+            int(entry.get("n_items", defaults.n_items)),
+        )
+    return None
 
 
 def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
@@ -291,24 +372,48 @@ def _check_stage_settings(config: dict, source: str) -> None:
             model_dims[name] = model_class(entry["model"]).embedding_dim(params)
 
         checks.append((f"models.{name}", check_model))
+    for dataset, model in recommender_pairs(config):
+
+        def check_model_memory(dataset=dataset, model=model):
+            dim, sizes = model_dims.get(split_model_seed(model)[0]), known_sizes(config, dataset)
+            if sizes and (sizes[0] < MIN_USERS or sizes[1] < MIN_ITEMS):
+                raise ValueError(
+                    f"datasets.{dataset} has {sizes[0]} user(s) and {sizes[1]} item(s); a "
+                    f"recommender and its SAE need at least {MIN_USERS} users and {MIN_ITEMS} "
+                    "items (raise n_users / n_items)"
+                )
+            if dim and sizes:
+                check_fits(
+                    recommender_bytes(*sizes, dim),
+                    f"{model} on {sizes[0]} users and {sizes[1]} items",
+                    f"models.{split_model_seed(model)[0]}.params.dim",
+                )
+
+        checks.append((f"dataset {dataset}, model {model}", check_model_memory))
     checks.append(("metrics", lambda: resolve_metrics_config(config["metrics"])))
     for dataset, model in sae_pairs(config):
 
         def check_points(dataset=dataset, model=model):
+            points = sae_points(config, dataset, model)
             dim = model_dims.get(split_model_seed(model)[0])
             if dim is None:
                 return  # embedding size unknown until the model is built: the job checks
-            for path, point in sae_points(config, dataset, model).items():
+            for path, point in points.items():
                 try:
-                    resolve_sae_config(point, dim, model_family(config, model))
+                    cfg = resolve_sae_config(point, dim, model_family(config, model))
                 except ValueError as err:
                     raise ValueError(f"sweep point {path}: {err}") from err
+                check_fits(
+                    sae_bytes(dim, cfg["width"], cfg["batch_size"], cfg["tied"]),
+                    f"sweep point {path} (width {cfg['width']})",
+                    "the point's expansion (or width) or batch_size",
+                )
 
         checks.append((f"sae (dataset {dataset}, model {model})", check_points))
     for where, check in checks:
         try:
             check()
-        except (KeyError, ValueError, TypeError) as err:
+        except (KeyError, ValueError, TypeError, UserError) as err:
             message = err.args[0] if err.args else str(err)
             raise ConfigError(f"{source}: {where}: {message}") from err
 
@@ -330,6 +435,8 @@ __all__ = [
     "pair_sae_files",
     "recommender_pairs",
     "recommender_targets",
+    "clear_damaged_results",
+    "damaged_results",
     "report_settings",
     "report_targets",
     "sae_dirs",
@@ -339,5 +446,6 @@ __all__ = [
     "sae_targets",
     "split_model_seed",
     "split_settings",
+    "stop_replanning_timers",
     "validate_config",
 ]

@@ -29,10 +29,13 @@ import pandas as pd
 from recsae.config import fill_defaults
 from recsae.data.tables import INTERACTION_COLUMNS, SPLIT_PARTS, as_interactions, validate_canonical
 from recsae.errors import DataError
-from recsae.io import atomic_write, result_metadata, write_json, write_parquet
+from recsae.io import atomic_write, read_parquet, result_metadata, write_json, write_parquet
 from recsae.seeding import numpy_rng
 
 _TRAIN, _VALID, _TEST, _DROP = 0, 1, 2, -1
+# the fewest users with training interactions, and items, a split may leave: the SAE holds out
+# users, so that one user alone leaves it nothing to train on
+MIN_USERS, MIN_ITEMS = 2, 2
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     stats_in = validate_canonical(data_dir)
     cfg = SplitSettings.from_settings(settings)
-    inter = pd.read_parquet(data_dir / "interactions.parquet")
+    inter = read_parquet(data_dir / "interactions.parquet")
     inter = as_interactions(inter, str(data_dir / "interactions.parquet"))
     inter = inter.sort_values(["user", "item"], kind="stable").reset_index(drop=True)
     rng = numpy_rng(seed, "split")
@@ -96,6 +99,13 @@ def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict
             f"test_fraction={cfg.test_fraction}, valid_n={cfg.valid_n}, "
             f"valid_fraction={cfg.valid_fraction}, min_train={cfg.min_train}); lower these "
             "split settings, or set the dataset's kcore.user to at least their sum"
+        )
+    if stats["n_users_train"] < MIN_USERS or stats["n_items"] < MIN_ITEMS:
+        raise DataError(
+            f"{stats_in.get('dataset', data_dir)}: {stats['n_users_train']} user(s) with training "
+            f"interactions and {stats['n_items']} item(s) after filtering and splitting; a "
+            f"recommender and its SAE need at least {MIN_USERS} users and {MIN_ITEMS} items "
+            "(lower the dataset's kcore or min_rating, or the split's test_n / valid_n)"
         )
     for name, frame in frames.items():
         write_parquet(out_dir / f"{name}.parquet", frame[list(INTERACTION_COLUMNS)])
@@ -151,7 +161,7 @@ def read_test_file(path: str, data_dir: Path, inter: pd.DataFrame) -> np.ndarray
     line = np.arange(len(table)) + 2
     ids = {}
     for entity, column in (("user", "user_id"), ("item", "item_id")):
-        known = pd.read_parquet(data_dir / f"{entity}s.parquet", columns=[entity, "raw_id"])
+        known = read_parquet(data_dir / f"{entity}s.parquet")
         lookup = pd.Series(known[entity].to_numpy(), index=known["raw_id"].astype(str))
         dense = lookup.reindex(table[column].str.strip()).to_numpy()
         unknown = np.flatnonzero(pd.isna(dense))
@@ -184,11 +194,11 @@ def export_test_pairs(data_dir: Path, split_dir: Path, out: Path) -> int:
     ``user_id,item_id``, the dataset's raw ids, sorted by user then item); return the row count.
     The file makes another run, or another implementation, use exactly this split's test set."""
     data_dir, split_dir = Path(data_dir), Path(split_dir)
-    test = pd.read_parquet(split_dir / "test.parquet", columns=["user", "item"])
+    test = read_parquet(split_dir / "test.parquet")[["user", "item"]]
     test = test.drop_duplicates().sort_values(["user", "item"], kind="stable")
     names = {}
     for entity in ("user", "item"):
-        table = pd.read_parquet(data_dir / f"{entity}s.parquet", columns=[entity, "raw_id"])
+        table = read_parquet(data_dir / f"{entity}s.parquet")
         names[entity] = pd.Series(table["raw_id"].astype(str).to_numpy(), index=table[entity])
     frame = pd.DataFrame(
         {

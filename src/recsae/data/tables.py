@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsae.errors import DataError
-from recsae.io import read_json
+from recsae.io import read_json, read_parquet
 
 INTERACTION_COLUMNS = {"user": "int64", "item": "int64", "rating": "float32", "timestamp": "int64"}
 CONCEPT_COLUMNS = ["entity", "id", "family", "concept"]
@@ -76,14 +76,14 @@ def load_split(data_dir: str | Path, split_dir: str | Path) -> Split:
     parts = {}
     for part in SPLIT_PARTS:
         path = split_dir / f"{part}.parquet"
-        parts[part] = as_interactions(pd.read_parquet(path), str(path))
+        parts[part] = as_interactions(read_parquet(path), str(path))
     return Split(n_users=int(stats["n_users"]), n_items=int(stats["n_items"]), **parts)
 
 
 def load_concepts(data_dir: str | Path, entity: str = "item") -> pd.DataFrame:
     """Concept labels of one entity kind: columns id, family, concept."""
     path = Path(data_dir) / "concepts.parquet"
-    frame = pd.read_parquet(path)
+    frame = read_parquet(path)
     check_columns(frame, CONCEPT_COLUMNS, str(path))
     return frame.loc[frame["entity"] == entity, ["id", "family", "concept"]].reset_index(drop=True)
 
@@ -113,7 +113,7 @@ def validate_canonical(data_dir: str | Path) -> dict:
         if not isinstance(stats.get(key), int):
             raise CanonicalTableError(f"{data_dir / 'stats.json'}: {key!r} missing or not an int")
     path = data_dir / "interactions.parquet"
-    inter = pd.read_parquet(path)
+    inter = read_parquet(path)
     check_columns(inter, INTERACTION_COLUMNS, str(path))
     for column in ("user", "item", "timestamp"):
         if not pd.api.types.is_integer_dtype(inter[column]):
@@ -138,7 +138,7 @@ def validate_canonical(data_dir: str | Path) -> dict:
         raise CanonicalTableError(f"{path}: duplicate (user, item) pair at row {row}")
     for entity, key in (("item", "n_items"), ("user", "n_users")):
         table_path = data_dir / f"{entity}s.parquet"
-        table = pd.read_parquet(table_path)
+        table = read_parquet(table_path)
         check_columns(table, [entity, "raw_id"], str(table_path))
         ids = np.sort(table[entity].to_numpy())
         if len(ids) != stats[key] or not np.array_equal(ids, np.arange(stats[key])):
@@ -147,7 +147,7 @@ def validate_canonical(data_dir: str | Path) -> dict:
                 f"({key}={stats[key]} in stats.json), found {len(ids)} rows"
             )
     path = data_dir / "concepts.parquet"
-    concepts = pd.read_parquet(path)
+    concepts = read_parquet(path)
     check_columns(concepts, CONCEPT_COLUMNS, str(path))
     bad_entity = sorted(set(concepts["entity"]) - {"item", "user"})
     if bad_entity:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from recsae.io import atomic_write
+from recsae.io import save_torch
 
 CHECKPOINT_FORMAT = "recsae-method-1"
 
@@ -126,7 +126,7 @@ def save_method(model: ConceptMethod, path: str | Path, extra: dict | None = Non
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra or {},
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    save_torch(path, payload)
 
 
 def method_from_payload(payload: dict, device: str | torch.device = "cpu") -> ConceptMethod:

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsae.io import save_torch
+from recsae.errors import UserError
+from recsae.io import load_torch, save_torch
 
 _REGISTRY: dict[str, type[Recommender]] = {}
 
@@ -243,7 +244,7 @@ def save_checkpoint(model: Recommender, path: str | Path, extra: dict | None = N
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Recommender:
     """Rebuild a recommender from ``save_checkpoint`` output, in eval mode, on ``device``."""
-    payload = torch.load(Path(path), map_location=device, weights_only=True)
+    payload = _recommender_payload(path, device)
     cls = model_class(payload["model"])
     model = cls(payload["n_users"], payload["n_items"], payload["params"])
     model.load_state_dict(payload["state_dict"])
@@ -252,4 +253,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rec
 
 def checkpoint_extra(path: str | Path) -> dict:
     """The ``extra`` dict stored by ``save_checkpoint`` (seed, training config, ...)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)["extra"]
+    return _recommender_payload(path)["extra"]
+
+
+def _recommender_payload(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """The checked payload of a ``save_checkpoint`` file; another file raises a UserError."""
+    payload = load_torch(path, "recommender checkpoint", device)
+    missing = {"model", "n_users", "n_items", "params", "state_dict"} - set(payload)
+    if missing:
+        raise UserError(
+            f"{path} is not a recommender checkpoint (no {sorted(missing)}; an SAE's sae.pt?)"
+        )
+    return payload

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recsae.errors import DataError
 from recsae.recommenders.base import DotRecommender, register
 
 _ID_COLUMNS = ("id", "user", "item")
@@ -29,7 +30,11 @@ def read_array(path: str | Path, n_rows: int, key: str) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"embeddings: {key} file {path} does not exist")
     if path.suffix == ".npy":
-        array = np.load(path, allow_pickle=False)
+        npy_shape(path, key)
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise DataError(f"embeddings: {key} file {path} is not a readable .npy: {err}") from err
     elif path.suffix == ".parquet":
         array = _parquet_array(path, key)
     else:
@@ -44,6 +49,27 @@ def read_array(path: str | Path, n_rows: int, key: str) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError(f"embeddings: {key} file {path} holds NaN or inf values")
     return array
+
+
+def npy_shape(path: Path, key: str) -> tuple[int, ...]:
+    """The shape in a .npy file's header, after checking that the file holds all the bytes the
+    header announces (a truncated or damaged file raises DataError naming it)."""
+    size = path.stat().st_size
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(
+            f"embeddings: {key} file {path} is damaged or truncated ({size} bytes; {err}); "
+            "write it again"
+        ) from err
+    expected = getattr(array, "offset", 0) + array.nbytes
+    if size != expected:
+        raise DataError(
+            f"embeddings: {key} file {path} is damaged or truncated ({size} bytes, its header "
+            f"announces {expected}); write it again"
+        )
+    shape = array.shape
+    return tuple(int(n) for n in shape)
 
 
 def _parquet_array(path: Path, key: str) -> np.ndarray:
@@ -98,12 +124,18 @@ class Embeddings(DotRecommender):
 
     @classmethod
     def embedding_dim(cls, params: dict) -> int | None:
-        """``dim``, else the column count of an existing ``user_path`` file (None if absent)."""
+        """``dim``, else the column count of an existing ``user_path`` file (None if absent).
+        Config validation calls this, so every existing .npy file is checked here (``npy_shape``)
+        before any job."""
+        for key in _PATH_PARAMS:
+            other = Path(params[key]) if params.get(key) else None
+            if other is not None and other.suffix == ".npy" and other.is_file():
+                npy_shape(other, key)
         path = Path(params["user_path"]) if params.get("user_path") else None
         if params.get("dim") is not None or path is None or not path.is_file():
             return params.get("dim")
         if path.suffix == ".npy":
-            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            shape = npy_shape(path, "user_path")
         else:
             shape = _parquet_array(path, "user_path").shape
         return int(shape[1]) if len(shape) == 2 else None

@@ -45,6 +45,7 @@ from recsae.data.tables import load_split
 from recsae.io import atomic_write, read_json
 from recsae.metrics.alignment import auroc_matrix, top_precision
 from recsae.report.collect import point_setting
+from recsae.report.labels import item_names
 from recsae.sweep import parse_point_path
 
 PAGE_DIR = Path(__file__).with_name("explorer_page")
@@ -273,14 +274,7 @@ def pair_data(
     user_concepts = entity_concepts(
         user_labels, "user", activity, "activity", {**cfg, "min_concept_count": 1}
     )
-    titles = [
-        str(t) if pd.notna(t) else f"item {i}"
-        for i, t in zip(items.index, items.get("title", pd.Series(index=items.index)), strict=True)
-    ]
-    years = items["year"] if "year" in items else pd.Series(pd.NA, index=items.index)
-    titles = [
-        t if pd.isna(y) or str(y) in t else f"{t} ({y})" for t, y in zip(titles, years, strict=True)
-    ]
+    titles = item_names(items)
     return {
         "dataset": dataset,
         "model": model,

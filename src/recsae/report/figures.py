@@ -37,6 +37,9 @@ AXIS_TITLES = {
     "beta": "β, prediction-loss weight",
 }
 SETTING_SYMBOLS = {"beta": "β", "width": "w", "k": "k", "seed": "seed"}
+EMPTY_PANEL_REASONS = {
+    "coverage_items": "no item concept could be scored\n(metrics.min_concept_count)",
+}
 
 
 def save(fig, png: str | Path, svg: str | Path | None = None, dpi: int = 110) -> None:
@@ -163,6 +166,21 @@ def _scatter_by_variant(ax, frame, x, y, colors, label=True, annotate=False):
                     )
 
 
+def empty_panel(ax, frame: pd.DataFrame, x: str, y: str) -> bool:
+    """Write a note in place of a panel with no point whose x and y are both finite (e.g. no
+    concept scored, so no coverage), and return True; False when there is something to plot."""
+    finite = np.isfinite(_numeric(frame, x).to_numpy(float)) & np.isfinite(
+        _numeric(frame, y).to_numpy(float)
+    )
+    if finite.any():
+        return False
+    reason = EMPTY_PANEL_REASONS.get(y, "no finite value in the results")
+    ax.text(0.5, 0.5, f"{axis_title(y)}:\n{reason}", ha="center", va="center",
+            transform=ax.transAxes, fontsize=8, color="#555", wrap=True)  # fmt: skip
+    ax.set(xticks=[], yticks=[], xlabel=axis_title(x), ylabel=axis_title(y))
+    return True
+
+
 def _pareto_line(ax, frame, fidelity, sparsity):
     mask = collect.pareto_mask(frame, fidelity, sparsity)
     front = frame[mask].assign(_x=_numeric(frame, sparsity), _y=_numeric(frame, fidelity))
@@ -209,6 +227,9 @@ def fidelity_sparsity(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
         frame = sweep[(sweep.dataset == dataset) & (sweep.model == model)]
         for col, fidelity in enumerate(fidelities):
             ax = axes[row, col]
+            if empty_panel(ax, frame, sparsity, fidelity):
+                ax.set_title(f"{dataset} / {model}")
+                continue
             _pareto_line(ax, frame, fidelity, sparsity)
             _scatter_by_variant(ax, frame, sparsity, fidelity, colors, annotate=True)
             ax.set(
@@ -255,6 +276,9 @@ def ms_coverage(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
         line = frame[only_beta].assign(_beta=_numeric(frame, "beta")).sort_values("_beta")
         for col, (x, y) in enumerate(panels):
             ax = axes[row, col]
+            if empty_panel(ax, frame, x, y):
+                ax.set_title(f"{dataset} / {model}")
+                continue
             if x == "beta" and len(line) > 1:
                 ax.plot(
                     _numeric(line, x),

@@ -26,6 +26,7 @@ import torch
 from recsae import paths
 from recsae.io import read_json
 from recsae.report.figures import chosen_point, placeholder, plt, read_sweep, save
+from recsae.report.labels import item_names
 
 TITLE_WIDTH = 42
 CARD_KEYS = ("concept", "family", "auroc", "precision", "base_rate", "label", "label_family")
@@ -64,12 +65,8 @@ def rank_neurons(metrics: dict, latents: np.ndarray, order: str = "auroc") -> li
 
 
 def _label(items: pd.DataFrame, item: int) -> str:
-    row = items.loc[item]
-    title = str(row["title"]) if pd.notna(row.get("title")) else f"item {item}"
-    year = row.get("year")
-    if pd.notna(year) and str(year) not in title:
-        title = f"{title} ({year})"
-    return textwrap.shorten(title, TITLE_WIDTH, placeholder="...")
+    (name,) = item_names(items.loc[[item]])
+    return textwrap.shorten(name, TITLE_WIDTH, placeholder="...")
 
 
 def _family(concepts: pd.DataFrame, family: str | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recsae.errors import DataError
 from recsae.seeding import numpy_rng
 
 
@@ -17,5 +18,10 @@ def split_sae_users(
     n_heldout = int(round(n_users * holdout_fraction))
     if holdout_fraction > 0:
         n_heldout = max(1, n_heldout)
+    if n_users - n_heldout < 1:
+        raise DataError(
+            f"{n_users} user(s): the SAE user holdout (holdout_fraction {holdout_fraction}) "
+            "leaves none to train on; lower sae holdout_fraction or use more users"
+        )
     order = numpy_rng(seed, "sae_user_holdout").permutation(n_users)
     return np.sort(order[n_heldout:]).astype(np.int64), np.sort(order[:n_heldout]).astype(np.int64)

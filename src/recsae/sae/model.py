@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsae.io import save_torch
+from recsae.errors import UserError
+from recsae.io import load_torch, save_torch
 from recsae.sae.config import SAEConfig
 
 STD_EPS = 1e-6
@@ -325,14 +326,15 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
     """Rebuild an SAE written by ``save_sae``, in eval mode, on ``device``; a sweep point of a
     non-SAE method (``recsae.methods.save_method``) comes back as that method's module, which has
     the same ``encode``/``decode``."""
-    payload = torch.load(Path(path), map_location=device, weights_only=True)
+    payload = load_torch(path, "SAE checkpoint", device)
     from recsae.methods import CHECKPOINT_FORMAT as METHOD_FORMAT
     from recsae.methods import method_from_payload
 
     if payload.get("format") == METHOD_FORMAT:
         return method_from_payload(payload, device)
     if payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an SAE checkpoint (format {payload.get('format')!r})")
+        kind = "a recommender's model.pt" if "n_users" in payload else "no SAE format"
+        raise UserError(f"{path} is not an SAE checkpoint ({kind})")
     sae = SparseAutoencoder(SAEConfig.from_dict(payload["config"]))
     sae.load_state_dict(payload["state_dict"])
     return sae.to(device).eval()
@@ -340,4 +342,4 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
 
 def load_sae_extra(path: str | Path) -> dict:
     """The ``extra`` dict stored by ``save_sae`` (training config, point id, seed)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)["extra"]
+    return load_torch(path, "SAE checkpoint").get("extra", {})

@@ -11,7 +11,13 @@ from recsae.config import fill_defaults
 from recsae.data.tables import load_split
 from recsae.device import resolve_device
 from recsae.io import atomic_write, result_metadata, write_json
-from recsae.recommenders.base import checkpoint_extra, load_checkpoint, save_checkpoint
+from recsae.memory import check_fits, recommender_bytes
+from recsae.recommenders.base import (
+    checkpoint_extra,
+    load_checkpoint,
+    model_class,
+    save_checkpoint,
+)
 from recsae.recommenders.mostpop import MostPop
 from recsae.recommenders.train import (
     best_epoch,
@@ -33,6 +39,13 @@ def train(
     out_dir = Path(out_dir)
     split = load_split(data_dir, split_dir)
     full_params, _ = resolve_config(model_name, params, train_cfg)
+    dim = model_class(model_name).embedding_dim(full_params)
+    if dim:
+        check_fits(
+            recommender_bytes(split.n_users, split.n_items, dim),
+            f"{model_name} on {split.n_users} users and {split.n_items} items",
+            "the model's params.dim",
+        )
     lines: list[str] = []
 
     def log(line: str) -> None:
@@ -54,7 +67,7 @@ def train(
         model, out_dir / "model.pt", extra={"seed": seed, "config": config, "best_epoch": epoch}
     )
     arrays = embedding_arrays(model)
-    atomic_write(out_dir / "embeddings.npz", lambda tmp: _save_npz(tmp, arrays))
+    atomic_write(out_dir / "embeddings.npz", lambda tmp: _save_npz(tmp, arrays), checksum=True)
     write_json(
         out_dir / "train_log.json",
         {

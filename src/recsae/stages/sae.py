@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from recsae.config import ConfigError
 from recsae.data.tables import load_split
 from recsae.device import resolve_device
+from recsae.errors import UserError
 from recsae.io import result_metadata, write_json
+from recsae.memory import check_fits, sae_bytes
 from recsae.methods import save_method
 from recsae.recommenders.base import load_checkpoint, model_class
 from recsae.sae.model import SparseAutoencoder, save_sae
@@ -43,8 +46,18 @@ def train(
     input_dim = model_class(recommender.name).embedding_dim(recommender.params)
     if input_dim is None:
         input_dim = recommender.user_embeddings().shape[1]
-    setup = setup_point(sae_cfg, input_dim, recommender.scorer_kind, split.n_users, seed)
+    try:
+        setup = setup_point(sae_cfg, input_dim, recommender.scorer_kind, split.n_users, seed)
+    except UserError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"--settings: {err}") from err
     cfg, train_users, heldout = setup.cfg, setup.train_users, setup.heldout_users
+    check_fits(
+        sae_bytes(input_dim, cfg["width"], cfg["batch_size"], cfg["tied"]),
+        f"SAE {point_id} (width {cfg['width']})",
+        "the point's expansion (or width) or batch_size",
+    )
     start = time.perf_counter()
     if cfg["method"] == "sae":
         sae, history = train_sae(recommender, split, cfg, point_id, seed, device, setup=setup)

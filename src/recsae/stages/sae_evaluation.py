@@ -92,7 +92,7 @@ from recsae.metrics.monosemanticity import active_monosemanticity, monosemantici
 from recsae.metrics.probes import probe_ceiling, probe_summary
 from recsae.recommenders.base import load_checkpoint
 from recsae.sae.holdout import split_sae_users
-from recsae.sae.model import load_sae
+from recsae.sae.model import load_sae, load_sae_extra
 
 
 def evaluate(
@@ -220,8 +220,7 @@ def _load_concepts(data_dir: str) -> pd.DataFrame:
 def sae_holdout(sae_path, fraction: float | None, seed: int) -> tuple[float, int]:
     """(holdout_fraction, holdout seed) the SAE at ``sae_path`` was trained with (falling back to
     ``fraction`` and ``seed`` when the checkpoint does not record them)."""
-    payload = torch.load(Path(sae_path), map_location="cpu", weights_only=True)
-    extra = payload.get("extra", {}) if isinstance(payload, dict) else {}
+    extra = load_sae_extra(sae_path)
     stored = (extra.get("sae_cfg") or {}).get("holdout_fraction")
     if stored is not None and fraction is not None and not math.isclose(stored, fraction):
         raise ValueError(
