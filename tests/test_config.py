@@ -35,7 +35,8 @@ def test_defaults_are_filled_in():
     assert config["seed"] == 0
     assert config["mirror"] is None
     assert (config["device"], config["gpus_per_job"], config["threads_per_job"]) == ("auto", 0, 1)
-    assert config["datasets"]["d"]["split"]["test_n"] == 5
+    assert config["datasets"]["d"]["split"] == {}  # layered: the source's default split between
+    assert workflow.split_settings(config, "d")["test_n"] == 5
     assert config["datasets"]["d"]["kcore"] == {"user": 0, "item": 0}
     assert config["sae"]["overrides"] == {"datasets": {}, "models": {}, "pairs": {}}
     # every job's slice arrives complete, nested blocks included ...

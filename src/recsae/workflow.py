@@ -126,7 +126,12 @@ def check_raw_data(config: dict) -> None:
 
 
 def split_settings(config: dict, dataset: str) -> dict:
-    return config["datasets"][dataset]["split"]
+    """A dataset's full split settings: its ``split`` block over its source's default split
+    over the schema's defaults."""
+    from recsae.data.split import resolve_split_settings
+
+    entry = config["datasets"][dataset]
+    return resolve_split_settings(entry["split"], entry["source"])
 
 
 def model_settings(config: dict, model: str) -> dict:

@@ -5,6 +5,7 @@ Settings: ``category`` (file name stem, e.g. "Books", "Video_Games"; required; l
 own category shared by every item, is left out), ``metadata`` (``optional``, the default: without
 the metadata file the items carry no category/brand concepts, which the log and stats.json say;
 ``required``: its absence stops the run). Implicit feedback: set ``min_rating`` (e.g. 4).
+Default split: leave-last-out by review time.
 * ``amazon2018``: ``<Category>_5.json.gz`` (reviewerID, asin, overall, unixReviewTime) and
   ``meta_<Category>.json.gz`` (asin, title, category, brand, date; some files hold Python dict
   literals instead of JSON, both are read).
@@ -36,6 +37,7 @@ LICENCE = (
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 METADATA_CHOICES = ("optional", "required")
+REVIEW_SPLIT = {"protocol": "leave_last_out", "test_n": 1, "valid_n": 1}
 _META_COLUMNS = ["raw_id", "title", "year", "brand", "categories"]
 
 
@@ -196,6 +198,7 @@ SPEC_2018 = register_dataset(
         homepage="https://nijianmo.github.io/amazon/",
         resources=resources_2018,
         read=read_2018,
+        default_split=REVIEW_SPLIT,
     )
 )
 SPEC_2023 = register_dataset(
@@ -206,5 +209,6 @@ SPEC_2023 = register_dataset(
         homepage="https://amazon-reviews-2023.github.io/",
         resources=resources_2023,
         read=read_2023,
+        default_split=REVIEW_SPLIT,
     )
 )

@@ -3,7 +3,8 @@
 The licence requires accepting Yelp's terms, so there is no public download address. Settings:
 ``url`` (your own download link) or ``archive`` (a local yelp_dataset.zip / .tar / .tar.gz, a
 zip that wraps the tar is unpacked too). Alternatively place the two JSON files in the raw dir or
-under ``<mirror>/yelp/``. Concepts: business categories (comma-separated, family "category").
+under ``<mirror>/yelp/``. Concepts: business categories (comma-separated, family
+"category"). Default split: leave-last-out by review time.
 """
 
 from __future__ import annotations
@@ -97,5 +98,6 @@ SPEC = register_dataset(
         resources=resources,
         read=read,
         how_to_get=HOW_TO_GET,
+        default_split={"protocol": "leave_last_out", "test_n": 1, "valid_n": 1},
     )
 )
