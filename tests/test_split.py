@@ -130,7 +130,7 @@ def test_review_sources_default_to_leave_last_out(tmp_path):
     """With no split block, Amazon and Yelp data are split by time: each user's latest
     interaction is the test item, the one before it the validation item."""
     frame = random_interactions(len(PER_USER), 40, PER_USER, seed=3)
-    for source in ("amazon2018", "amazon2023", "yelp"):
+    for source in ("amazon2014", "amazon2018", "amazon2023", "yelp"):
         data = _canonical(tmp_path / source, frame, source)
         stats, s = split(data, tmp_path, settings={}, name=f"{source}-split")
         used = stats["config"]
