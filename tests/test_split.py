@@ -154,6 +154,25 @@ def test_config_keys_override_the_source_default_one_by_one():
     assert resolve_split_settings({"protocol": "random_holdout"}, "yelp")["test_n"] == 1
 
 
+def test_workflow_passes_the_source_default_to_the_split_job():
+    from recsae import workflow
+
+    config = workflow.validate_config(
+        {
+            "datasets": {
+                "gifts": {"source": "amazon2018", "category": "Gift_Cards"},
+                "movies": {"source": "movielens", "variant": "ml-100k"},
+                "fixed": {"source": "amazon2018", "category": "Books", "split": {"test_n": 3}},
+            },
+            "models": {"m": {"model": "mf"}},
+        }
+    )
+    gifts, movies, fixed = (workflow.split_settings(config, d) for d in config["datasets"])
+    assert (gifts["protocol"], gifts["test_n"], gifts["valid_n"]) == ("leave_last_out", 1, 1)
+    assert (movies["protocol"], movies["test_n"]) == ("random_holdout", 5)
+    assert (fixed["protocol"], fixed["test_n"]) == ("leave_last_out", 3)
+
+
 def test_no_user_to_evaluate_names_the_settings_that_would_work(tmp_path):
     two_each = pd.DataFrame({"user": [0, 0, 1, 1, 2], "item": [0, 1, 1, 2, 0],
                              "timestamp": [1, 2, 3, 4, 5]})  # fmt: skip
