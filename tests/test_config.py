@@ -22,7 +22,7 @@ def demo() -> dict:
     return yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "scale.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "scale.yaml", "reviews.yaml"])
 def test_shipped_configs_are_valid(name):
     config = load_config(REPO / "config" / name, SCHEMA)
     assert config["experiments"] and config["sae"]["targets"]
