@@ -245,6 +245,68 @@ def amazon2018_files(category: str = "Toys") -> dict[str, bytes]:
     }
 
 
+def amazon2014_files(category: str = "Toys_and_Games") -> dict[str, bytes]:
+    """reviews_<Cat>_5.json.gz and meta_<Cat>.json.gz of Python dict literals (categories a
+    list of paths, salesRank a dict, price a number)."""
+    reviews = [
+        {"reviewerID": "U1", "asin": "T1", "reviewerName": "a", "helpful": [0, 0], "overall": 5.0,
+         "unixReviewTime": 1370304000, "reviewTime": "06 4, 2013"},
+        {"reviewerID": "U1", "asin": "T2", "overall": 4.0, "unixReviewTime": 1370400000},
+        {"reviewerID": "U2", "asin": "T2", "overall": 3.0, "unixReviewTime": 1370500000},
+    ]  # fmt: skip
+    meta = [
+        {"asin": "T1", "title": "Ball", "price": 3.5, "imUrl": "http://x/1.jpg",
+         "salesRank": {"Toys & Games": 100}, "brand": "Acme Inc.",
+         "categories": [["Toys & Games", "Sports"], ["Toys & Games", "Balls"]],
+         "related": {"also_bought": ["T2"]}},
+        {"asin": "T2", "title": "Kite", "price": 20.0, "salesRank": {"Toys & Games": 5000},
+         "brand": "ACME", "categories": [["Toys & Games"]]},
+    ]  # fmt: skip
+    return {
+        f"reviews_{category}_5.json.gz": gzip.compress(json_lines(reviews)),
+        f"meta_{category}.json.gz": gzip.compress("".join(f"{m}\n" for m in meta).encode()),
+    }
+
+
+def amazon2018_product_files(category: str = "Magazines") -> dict[str, bytes]:
+    """A 2018 category whose metadata has what real files have: duplicate lines (P1 with its
+    price only on the second line, P2 twice alike), brand spellings of one publisher, prices as
+    "$..." strings or page debris, ranks as a string or a list, an HTML-debris title, escaped
+    category names and a category path that repeats its root (P6)."""
+    reviews = [
+        {"reviewerID": user, "asin": f"P{item}", "overall": 5.0, "unixReviewTime": 1000 + 10 * n}
+        for n, (user, item) in enumerate(
+            [("U1", 1), ("U1", 2), ("U1", 3), ("U2", 2), ("U2", 4), ("U2", 5), ("U3", 6),
+             ("U3", 1), ("U3", 4)]
+        )
+    ]  # fmt: skip
+    debris = ".a-box-inner{background-color:#fff}#alohaBuyBoxWidget .selected{color:gray}"
+    meta = [
+        {"asin": "P1", "title": "Good Food", "brand": "Meredith Corporation", "price": "",
+         "rank": "12 in Magazines (", "category": ["Magazines", "Cooking, Food &amp; Wine"]},
+        {"asin": "P2", "title": "Home", "brand": "MEREDITH", "price": "$20.00",
+         "rank": ["#1,500 in Magazines (See Top 100)", "3 in Home"],
+         "category": ["Magazines", "Home &amp; Garden"]},
+        {"asin": "P1", "title": "Good Food", "brand": "Meredith Corporation", "price": "$10.00",
+         "rank": "12 in Magazines (", "category": ["Magazines", "Cooking, Food &amp; Wine"]},
+        {"asin": "P3", "title": '<span class="a-size-medium a-color-secondary"',
+         "brand": "Meredith", "price": "$20.00", "rank": [], "category": ["Magazines", "Home"]},
+        {"asin": "P4", "title": "Crafts", "brand": "F&amp;W Publications", "price": "$40.00",
+         "rank": "300 in Magazines (", "category": []},
+        {"asin": "P5", "title": "Quilts", "brand": "F&W Publications, Inc.", "price": "$1,250.00",
+         "rank": "40 in Magazines (", "category": ["Magazines", "Crafts"]},
+        {"asin": "P6", "title": "News", "brand": "Hearst", "price": debris, "rank": [],
+         "category": ["Magazines", "Magazines"]},
+        {"asin": "P7", "title": "Unreviewed", "brand": "Meredith", "price": "$99.00",
+         "rank": "1 in Magazines (", "category": ["Magazines", "Other"]},
+    ]  # fmt: skip
+    meta.insert(3, meta[1])
+    return {
+        f"{category}_5.json.gz": gzip.compress(json_lines(reviews)),
+        f"meta_{category}.json.gz": gzip.compress(json_lines(meta)),
+    }
+
+
 def amazon2023_files(category: str = "All_Beauty") -> dict[str, bytes]:
     """<Cat>.jsonl.gz (timestamps in ms, parent_asin) and meta_<Cat>.jsonl.gz (store)."""
     reviews = [
@@ -255,9 +317,11 @@ def amazon2023_files(category: str = "All_Beauty") -> dict[str, bytes]:
     ]  # fmt: skip
     meta = [
         {"main_category": "All Beauty", "title": "Soap", "categories": ["Beauty", "Skin"],
-         "store": "Suds", "parent_asin": "B1", "details": {}},
+         "store": "Suds", "price": 12.5, "parent_asin": "B1", "details": {}},
         {"main_category": "All Beauty", "title": "Comb", "categories": [], "store": None,
-         "parent_asin": "B2"},
+         "price": 30.0, "parent_asin": "B2"},
+        {"main_category": "All Beauty", "title": "Brush", "categories": [], "store": "Suds",
+         "price": None, "parent_asin": "B3"},
     ]  # fmt: skip
     return {
         f"{category}.jsonl.gz": gzip.compress(json_lines(reviews)),
@@ -266,7 +330,8 @@ def amazon2023_files(category: str = "All_Beauty") -> dict[str, bytes]:
 
 
 def yelp_files() -> dict[str, bytes]:
-    """yelp_academic_dataset_review.json and _business.json (plain JSON lines)."""
+    """yelp_academic_dataset_review.json and _business.json (plain JSON lines; attributes as
+    the 2022 file has them: string values, "None" among them, or a null attributes object)."""
     reviews = [
         {"review_id": "r1", "user_id": "u1", "business_id": "b1", "stars": 4.0, "useful": 0,
          "text": "ok", "date": "2018-07-07 22:09:11"},
@@ -274,9 +339,14 @@ def yelp_files() -> dict[str, bytes]:
          "date": "2012-01-03 15:28:18"},
     ]  # fmt: skip
     business = [
-        {"business_id": "b1", "name": "Pizza Place", "categories": "Pizza, Restaurants"},
-        {"business_id": "b2", "name": "Dentist", "categories": None, "attributes": {"a": "b"}},
-    ]
+        {"business_id": "b1", "name": "Pizza Place", "city": "Tucson", "state": "AZ",
+         "categories": "Pizza, Restaurants",
+         "attributes": {"RestaurantsPriceRange2": "2", "WiFi": "u'no'"}},
+        {"business_id": "b2", "name": "Dentist", "city": "Reno", "state": "NV",
+         "categories": None, "attributes": {"RestaurantsPriceRange2": "None"}},
+        {"business_id": "b3", "name": "Bar", "city": "", "state": "NV", "categories": "Bars",
+         "attributes": None},
+    ]  # fmt: skip
     return {
         "yelp_academic_dataset_review.json": json_lines(reviews),
         "yelp_academic_dataset_business.json": json_lines(business),

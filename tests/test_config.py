@@ -22,7 +22,7 @@ def demo() -> dict:
     return yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "scale.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "scale.yaml", "reviews.yaml"])
 def test_shipped_configs_are_valid(name):
     config = load_config(REPO / "config" / name, SCHEMA)
     assert config["experiments"] and config["sae"]["targets"]
@@ -35,7 +35,8 @@ def test_defaults_are_filled_in():
     assert config["seed"] == 0
     assert config["mirror"] is None
     assert (config["device"], config["gpus_per_job"], config["threads_per_job"]) == ("auto", 0, 1)
-    assert config["datasets"]["d"]["split"]["test_n"] == 5
+    assert config["datasets"]["d"]["split"] == {}  # layered: the source's default split between
+    assert workflow.split_settings(config, "d")["test_n"] == 5
     assert config["datasets"]["d"]["kcore"] == {"user": 0, "item": 0}
     assert config["sae"]["overrides"] == {"datasets": {}, "models": {}, "pairs": {}}
     # every job's slice arrives complete, nested blocks included ...

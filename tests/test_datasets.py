@@ -5,10 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from data_fixtures import (
+    amazon2014_files,
     amazon2018_files,
+    amazon2018_product_files,
     amazon2023_files,
     lastfm_files,
     ml1m_files,
@@ -44,9 +47,15 @@ def item_concepts(tables, raw_id, family):
 
 
 def test_registry_lists_every_source():
-    assert {"movielens", "lastfm", "amazon2018", "amazon2023", "yelp", "synthetic"} <= set(
-        dataset_names()
-    )
+    assert {
+        "movielens",
+        "lastfm",
+        "amazon2014",
+        "amazon2018",
+        "amazon2023",
+        "yelp",
+        "synthetic",
+    } <= set(dataset_names())
     assert get_dataset("movielens").licence
     with pytest.raises(KeyError, match="unknown dataset source 'nope'"):
         get_dataset("nope")
@@ -123,13 +132,120 @@ def test_amazon2023_ms_timestamps_and_store(tmp_path):
     assert t["interactions"]["timestamp"].tolist() == [1588687728]
     assert item_concepts(t, "B1", "brand") == ["Suds"]
     assert item_concepts(t, "B1", "category") == ["Skin"]
+    # quartile edges of the reviewed prices 12.5 and 30 (B3 has no review): 16.875 first
+    assert item_concepts(t, "B1", "price") == ["$12.50–$16.88"]
+    assert item_concepts(t, "B1", "sales_rank") == []  # the 2023 metadata has no rank
 
 
 def test_yelp_reviews_and_categories(tmp_path):
-    _, t = prepare(tmp_path, yelp_files(), {"source": "yelp"})
+    stats, t = prepare(tmp_path, yelp_files(), {"source": "yelp"})
     assert sorted(t["interactions"]["timestamp"]) == [1325604498, 1531001351]
     assert item_concepts(t, "b1", "category") == ["Pizza", "Restaurants"]
     assert t["items"].set_index("raw_id").loc["b2", "title"] == "Dentist"
+    assert item_concepts(t, "b1", "city") == ["Tucson, AZ"]
+    assert item_concepts(t, "b1", "state") == ["AZ"]
+    assert item_concepts(t, "b1", "price") == ["$$"]
+    assert item_concepts(t, "b2", "city") == ["Reno, NV"]
+    assert item_concepts(t, "b2", "price") == []  # "None" in the file
+    assert (stats["n_businesses_listed"], stats["n_businesses_with_price"]) == (3, 1)
+
+
+def test_yelp_business_without_city_or_attributes(tmp_path):
+    from recsae.data.yelp import BUSINESSES, price_range, read_businesses
+
+    raw = write_files(tmp_path, yelp_files())
+    _, concepts = read_businesses(raw / BUSINESSES)
+    b3 = concepts[concepts["raw_id"] == "b3"]
+    assert sorted(zip(b3["family"], b3["concept"], strict=True)) == [
+        ("category", "Bars"), ("state", "NV")
+    ]  # fmt: skip
+    assert price_range({"attributes": {"RestaurantsPriceRange2": "4"}}) == "$$$$"
+    assert price_range({"attributes": {"RestaurantsPriceRange2": 5}}) is None
+
+
+def test_amazon2014_category_paths_sales_rank_and_price(tmp_path):
+    settings = {"source": "amazon2014", "category": "Toys_and_Games", "price_buckets": 2,
+                "sales_rank_buckets": 2}  # fmt: skip
+    stats, t = prepare(tmp_path, amazon2014_files(), settings)
+    assert stats["n_interactions"] == 3
+    assert item_concepts(t, "T1", "category") == ["Balls", "Sports"]  # both paths, root left out
+    assert item_concepts(t, "T2", "category") == []
+    # one brand in two spellings: the shorter label wins the tie
+    assert item_concepts(t, "T1", "brand") == item_concepts(t, "T2", "brand") == ["ACME"]
+    # two prices, two buckets: the halves of [3.5, 20] split at the median 11.75
+    assert item_concepts(t, "T1", "price") == ["$3.50–$11.75"]
+    assert item_concepts(t, "T2", "price") == ["over $11.75–$20"]
+    assert item_concepts(t, "T1", "sales_rank") == ["sales rank 100–2,550"]
+    assert item_concepts(t, "T2", "sales_rank") == ["sales rank 2,551–5,000"]
+
+
+def test_amazon2018_products_merged_brands_normalised_and_bucketed(tmp_path):
+    settings = {"source": "amazon2018", "category": "Magazines", "sales_rank_buckets": 2}
+    stats, t = prepare(tmp_path, amazon2018_product_files(), settings)
+    on_disk = json.loads((tmp_path / "data" / "stats.json").read_text())
+    assert on_disk["metadata_lines"] == 9 and on_disk["metadata_duplicate_lines"] == 2
+    # P1's price is on its second line only: the merge keeps the first non-empty value
+    assert item_concepts(t, "P1", "price") == ["$10–$20"]
+    brands = {p: item_concepts(t, p, "brand") for p in ("P1", "P2", "P3", "P4", "P5", "P6")}
+    assert brands["P1"] == brands["P2"] == brands["P3"] == ["Meredith"]  # P7 spells it too
+    assert brands["P4"] == brands["P5"] == ["F&W Publications"]
+    assert brands["P6"] == ["Hearst"]
+    assert (stats["brand_spellings"], stats["brands_after_merging_spellings"]) == (6, 3)
+    assert item_concepts(t, "P1", "category") == ["Cooking, Food & Wine"]
+    assert item_concepts(t, "P6", "category") == []  # a path repeating its root
+    assert pd.isna(t["items"].set_index("raw_id").loc["P3", "title"])  # HTML debris
+    assert stats["reviewed_products_with_price"] == 5  # P6's price is page debris
+
+
+def test_price_buckets_are_the_quantiles_of_the_reviewed_prices(tmp_path):
+    """The partition of the reviewed products into price buckets equals pandas' qcut into
+    quartiles (repeated edges dropped); P7, with metadata but no review, plays no part."""
+    stats, t = prepare(
+        tmp_path, amazon2018_product_files(), {"source": "amazon2018", "category": "Magazines"}
+    )
+    prices = pd.Series({"P1": 10.0, "P2": 20.0, "P3": 20.0, "P4": 40.0, "P5": 1250.0})
+    expected = pd.qcut(prices, 4, duplicates="drop")
+    found = pd.Series({p: item_concepts(t, p, "price")[0] for p in prices.index})
+    assert (pd.factorize(found)[0] == pd.factorize(expected)[0]).all()
+    edges = np.unique(np.quantile(prices, [0, 0.25, 0.5, 0.75, 1]))
+    assert edges.tolist() == [10, 20, 40, 1250]
+    assert sorted(found.unique()) == ["$10–$20", "over $20–$40", "over $40–$1,250"]
+    assert item_concepts(t, "P6", "price") == []
+    # ranks in a string, in a list, and absent (P3, P6): quartiles of 12, 1500, 300, 40
+    ranks = pd.Series({"P1": 12, "P2": 1500, "P4": 300, "P5": 40})
+    expected = pd.qcut(ranks, 4)
+    found = pd.Series({p: item_concepts(t, p, "sales_rank")[0] for p in ranks.index})
+    assert (pd.factorize(found)[0] == pd.factorize(expected)[0]).all()
+    assert item_concepts(t, "P3", "sales_rank") == []
+
+
+@pytest.mark.parametrize(
+    ("spellings", "same"),
+    [
+        (["Meredith", "Meredith Corporation", "MEREDITH", "meredith corp."], True),
+        (["Trusted Media Brands, Inc.", "Trusted Media Brands, Inc", "trusted media brands"], True),
+        (["F&amp;W Publications", "F&W Publications", "F & W Publications LLC"], True),
+        (["T.G.I. Friday's", "TGI Fridays"], True),
+        (["Condé Nast", "Conde Nast", "CONDE NAST"], True),
+        (["Conde Nast", "Conde Nast Publications"], False),
+        (["Co", "Corp"], False),  # a name that is only a suffix stays itself
+    ],
+)
+def test_brand_key_merges_spellings_of_one_brand(spellings, same):
+    from recsae.data.amazon import brand_key
+
+    keys = {brand_key(s) for s in spellings}
+    assert (len(keys) == 1) is same
+
+
+def test_review_sources_state_leave_last_out():
+    for name in ("amazon2014", "amazon2018", "amazon2023", "yelp"):
+        assert get_dataset(name).default_split == {
+            "protocol": "leave_last_out",
+            "test_n": 1,
+            "valid_n": 1,
+        }
+    assert get_dataset("movielens").default_split == {}
 
 
 # --- preparation rules ----------------------------------------------------------------------
@@ -264,6 +380,9 @@ def test_reviews_without_metadata_are_counted(tmp_path):
     files = yelp_files() | {"yelp_academic_dataset_review.json": reviews.encode()}
     stats, _ = prepare(tmp_path, files, {"source": "yelp"})
     assert stats["n_interactions_without_metadata"] == 1
-    assert json.loads((tmp_path / "data" / "stats.json").read_text())[
-        "n_interactions_without_metadata"
-    ] == 1
+    assert (
+        json.loads((tmp_path / "data" / "stats.json").read_text())[
+            "n_interactions_without_metadata"
+        ]
+        == 1
+    )

@@ -203,3 +203,78 @@ def test_exported_test_pairs_reproduce_the_split(data_dir, tmp_path):
     again_settings = {"protocol": "file", "test_file": str(out), "valid_n": 0}
     _, again = split(data_dir, tmp_path, again_settings, name="again")
     assert pairs(again.test) == pairs(first.test) and pairs(again.train) == pairs(first.train)
+
+
+def _canonical(folder, frame, source):
+    from recsae.data.prepare import prepare_raw
+    from recsae.data.registry import RawData
+
+    prepare_raw(RawData(interactions=frame.assign(rating=1.0)), {"source": source}, folder,
+                dataset=source)  # fmt: skip
+    return folder
+
+
+def test_review_sources_default_to_leave_last_out(tmp_path):
+    """With no split block, Amazon and Yelp data are split by time: each user's latest
+    interaction is the test item, the one before it the validation item."""
+    frame = random_interactions(len(PER_USER), 40, PER_USER, seed=3)
+    for source in ("amazon2014", "amazon2018", "amazon2023", "yelp"):
+        data = _canonical(tmp_path / source, frame, source)
+        stats, s = split(data, tmp_path, settings={}, name=f"{source}-split")
+        used = stats["config"]
+        assert (used["protocol"], used["test_n"], used["valid_n"]) == ("leave_last_out", 1, 1)
+        canonical = pd.read_parquet(data / "interactions.parquet")
+        ranked = canonical.sort_values("timestamp", ascending=False).groupby("user")
+        latest, second = ranked.nth(0), ranked.nth(1)
+        evaluated = np.flatnonzero(PER_USER >= 3)
+        assert stats["n_eval_users"] == len(evaluated)
+        assert pairs(s.test) == pairs(latest[latest["user"].isin(evaluated)])
+        assert pairs(s.valid) == pairs(second[second["user"].isin(evaluated)])
+
+
+def test_config_keys_override_the_source_default_one_by_one():
+    from recsae.data.split import resolve_split_settings
+
+    full = resolve_split_settings({"test_n": 2}, "amazon2018")
+    assert (full["protocol"], full["test_n"], full["valid_n"]) == ("leave_last_out", 2, 1)
+    assert resolve_split_settings({}, "movielens")["protocol"] == "random_holdout"
+    assert resolve_split_settings({}, "custom")["test_n"] == 5
+    assert resolve_split_settings({"protocol": "random_holdout"}, "yelp")["test_n"] == 1
+
+
+def test_workflow_passes_the_source_default_to_the_split_job():
+    from recsae import workflow
+
+    config = workflow.validate_config(
+        {
+            "datasets": {
+                "gifts": {"source": "amazon2018", "category": "Gift_Cards"},
+                "movies": {"source": "movielens", "variant": "ml-100k"},
+                "fixed": {"source": "amazon2018", "category": "Books", "split": {"test_n": 3}},
+            },
+            "models": {"m": {"model": "mf"}},
+        }
+    )
+    gifts, movies, fixed = (workflow.split_settings(config, d) for d in config["datasets"])
+    assert (gifts["protocol"], gifts["test_n"], gifts["valid_n"]) == ("leave_last_out", 1, 1)
+    assert (movies["protocol"], movies["test_n"]) == ("random_holdout", 5)
+    assert (fixed["protocol"], fixed["test_n"]) == ("leave_last_out", 3)
+
+
+def test_no_user_to_evaluate_names_the_settings_that_would_work(tmp_path):
+    two_each = pd.DataFrame({"user": [0, 0, 1, 1, 2], "item": [0, 1, 1, 2, 0],
+                             "timestamp": [1, 2, 3, 4, 5]})  # fmt: skip
+    data = _canonical(tmp_path / "two", two_each, "yelp")
+    with pytest.raises(DataError) as err:
+        make_split(data, {}, 0, tmp_path / "x")
+    message = str(err.value)
+    assert "split.protocol=leave_last_out, test_n=1" in message
+    assert "test_n: 1, valid_n: 0, min_train: 1} evaluates the 2 users with >= 2" in message
+    assert "valid_n: 1," not in message  # no user has the 3 interactions that would need
+    stats = make_split(data, {"valid_n": 0}, 0, tmp_path / "y")
+    assert stats["n_eval_users"] == 2
+
+    singles = pd.DataFrame({"user": [0, 1], "item": [0, 1], "timestamp": [1, 2]})
+    data = _canonical(tmp_path / "one", singles, "yelp")
+    with pytest.raises(DataError, match="every user has a single interaction"):
+        make_split(data, {}, 0, tmp_path / "z")

@@ -179,7 +179,12 @@ def clear_damaged_results(results: str | Path = paths.RESULTS) -> list[str]:
 
 
 def split_settings(config: dict, dataset: str) -> dict:
-    return config["datasets"][dataset]["split"]
+    """A dataset's full split settings: its ``split`` block over its source's default split
+    over the schema's defaults."""
+    from recsae.data.split import resolve_split_settings
+
+    entry = config["datasets"][dataset]
+    return resolve_split_settings(entry["split"], entry["source"])
 
 
 def split_test_files(config: dict, dataset: str) -> list[str]:
@@ -356,7 +361,7 @@ def _check_stage_settings(config: dict, source: str) -> None:
                 f"{source}: datasets.{name}.source: {entry['source']!r} is not a dataset module "
                 f"(known: {sources})"
             )
-        split = entry["split"]
+        split = split_settings(config, name)
         if split["protocol"] == "file" and not split["test_file"]:
             raise ConfigError(f"{source}: datasets.{name}.split: protocol file needs test_file")
         if split["protocol"] == "file" and not Path(split["test_file"]).is_file():

@@ -91,7 +91,9 @@ class DatasetSpec:
 
     ``resources(settings)`` lists what to fetch for these settings (variant, category, ...);
     ``read(raw_dir, settings, seed)`` parses the fetched files. ``how_to_get`` is shown when a
-    resource has no url and nothing local was found.
+    resource has no url and nothing local was found. ``default_split``: the split settings this
+    source uses where the config's ``split`` block leaves a key unset (review data: leave-last-out
+    by time, one test and one validation item; ``recsae.data.split.resolve_split_settings``).
     """
 
     name: str
@@ -101,6 +103,7 @@ class DatasetSpec:
     resources: Callable[[dict], list[Resource]]
     read: Callable[[Path, dict, int], RawData]
     how_to_get: str = ""
+    default_split: dict = field(default_factory=dict)
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
@@ -134,6 +137,14 @@ def _discover() -> None:
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"recsae.data.{module.name}")
     _DISCOVERED = True
+
+
+def default_split(source: str | None) -> dict:
+    """The split settings source ``source`` states (empty for an unregistered source such as
+    ``custom``)."""
+    _discover()
+    spec = _REGISTRY.get(source) if source else None
+    return dict(spec.default_split) if spec else {}
 
 
 def local_archive(settings: dict) -> Path | None:

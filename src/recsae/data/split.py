@@ -11,6 +11,9 @@ Protocols (setting ``protocol``):
   remaining interactions go to valid, as far as ``min_train`` allows. Users without a test row
   stay in train.
 
+Settings are layered: the schema's defaults (``$defs.split_settings``), then the defaults the
+dataset's source states (``DatasetSpec.default_split``: leave_last_out with one test and one
+validation item for Amazon and Yelp reviews), then the config's ``split`` block.
 A fraction, when set, takes precedence over the count; it is rounded half up, at least 1.
 Small users: a user needs test + valid + ``min_train`` interactions. Otherwise ``small_users``
 decides: ``train_only`` (default) keeps all of them in train (the user is not evaluated), ``drop``
@@ -26,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsae.config import fill_defaults
+from recsae.config import ConfigError, check_layered, layered_defaults
+from recsae.data.registry import default_split
 from recsae.data.tables import INTERACTION_COLUMNS, SPLIT_PARTS, as_interactions, validate_canonical
 from recsae.errors import DataError
 from recsae.io import atomic_write, read_parquet, result_metadata, write_json, write_parquet
@@ -53,10 +57,21 @@ class SplitSettings:
     test_file: str | None
 
     @classmethod
-    def from_settings(cls, settings: dict | None) -> SplitSettings:
-        """The block with the schema's defaults filled in; a bad key or value raises a
-        ConfigError naming it (``split_settings: ... 'tets_n' was unexpected``)."""
-        return cls(**fill_defaults("$defs.split_settings", settings))
+    def from_settings(cls, settings: dict | None, source: str | None = None) -> SplitSettings:
+        """The block over ``source``'s default split and the schema's defaults
+        (``resolve_split_settings``)."""
+        return cls(**resolve_split_settings(settings, source))
+
+
+def resolve_split_settings(settings: dict | None, source: str | None = None) -> dict:
+    """Every split key: the config's ``settings`` over the default split of dataset source
+    ``source`` over the schema's defaults; a bad key or value raises a ConfigError naming it
+    (``split_settings: ... 'tets_n' was unexpected``)."""
+    full = layered_defaults("split_settings") | default_split(source) | dict(settings or {})
+    problem = check_layered("split_settings", full)
+    if problem:
+        raise ConfigError(f"split_settings: {problem}")
+    return full
 
 
 def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict:
@@ -64,7 +79,7 @@ def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict
     test}.parquet`` and ``out_dir/stats.json``; return the stats."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     stats_in = validate_canonical(data_dir)
-    cfg = SplitSettings.from_settings(settings)
+    cfg = SplitSettings.from_settings(settings, stats_in.get("source"))
     inter = read_parquet(data_dir / "interactions.parquet")
     inter = as_interactions(inter, str(data_dir / "interactions.parquet"))
     inter = inter.sort_values(["user", "item"], kind="stable").reset_index(drop=True)
@@ -95,10 +110,10 @@ def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict
         raise DataError(
             f"{stats_in.get('dataset', data_dir)}: the split leaves no user to evaluate: "
             f"{stats['n_users']} users, {stats['n_small_users']} of them with fewer than "
-            f"test + valid + min_train interactions (split.test_n={cfg.test_n}, "
-            f"test_fraction={cfg.test_fraction}, valid_n={cfg.valid_n}, "
-            f"valid_fraction={cfg.valid_fraction}, min_train={cfg.min_train}); lower these "
-            "split settings, or set the dataset's kcore.user to at least their sum"
+            f"test + valid + min_train interactions (split.protocol={cfg.protocol}, "
+            f"test_n={cfg.test_n}, test_fraction={cfg.test_fraction}, valid_n={cfg.valid_n}, "
+            f"valid_fraction={cfg.valid_fraction}, min_train={cfg.min_train}); "
+            + workable_splits(np.bincount(inter["user"].to_numpy()), cfg.protocol)
         )
     if stats["n_users_train"] < MIN_USERS or stats["n_items"] < MIN_ITEMS:
         raise DataError(
@@ -111,6 +126,24 @@ def make_split(data_dir: Path, settings: dict, seed: int, out_dir: Path) -> dict
         write_parquet(out_dir / f"{name}.parquet", frame[list(INTERACTION_COLUMNS)])
     write_json(out_dir / "stats.json", stats)
     return stats
+
+
+def workable_splits(per_user: np.ndarray, protocol: str) -> str:
+    """A hint naming split settings that evaluate some of these users (``per_user``: (n_users,)
+    interaction counts), each with how many users it evaluates, or saying that none can."""
+    candidates = [(1, 3, ""), (0, 2, " (no validation part: no early stopping)")]
+    options = [
+        f"split: {{protocol: {protocol}, test_n: 1, valid_n: {valid_n}, min_train: 1}} "
+        f"evaluates the {n} users with >= {needed} interactions{note}"
+        for valid_n, needed, note in candidates
+        if (n := int((per_user >= needed).sum()))
+    ]
+    if not options:
+        return (
+            "every user has a single interaction, so no split can evaluate one: use a larger "
+            "sample of the data"
+        )
+    return "split settings that would work for this data: " + "; ".join(options)
 
 
 def assign_parts(
