@@ -137,6 +137,7 @@ def train_recommender(
     valid = split.matrix("valid")
     model = cls.build(split.n_users, split.n_items, params).to(device)
     model.prepare(train)
+    model.prepare_history(split.train)
 
     validation = (
         RankingTask(train, valid, cfg["eval_ks"], batch_size=cfg["eval_batch_size"], device=device)
@@ -159,7 +160,9 @@ def train_recommender(
 
     sampler = NegativeSampler(train, cfg["sampler"], cfg["sampler_exponent"])
     pos_users, pos_items = train_pairs(train)
-    make_epoch = pointwise_epoch if cls.objective == "pointwise" else pairwise_epoch
+    make_epoch = {"pointwise": pointwise_epoch, "pairwise": pairwise_epoch}.get(
+        cls.objective, model.epoch_samples
+    )
     step = make_step(model, cfg)
     metric = cfg["early_stopping_metric"]
     batch_size, patience = int(cfg["batch_size"]), int(cfg["early_stopping_patience"])
