@@ -6,6 +6,7 @@ PATH/u.data``; the ML-1M-sized data set is synthetic: 6,040 users x 3,706 items,
 interactions (bench_recommenders.synthetic_ml1m) in a random order per user as their timestamps.
 
     python benchmarks/bench_sasrec.py [--ml100k path/to/u.data] [--epochs 2] [--loss ce bce]
+        [--max-len 50 200] [--threads 1] [--skip-ml1m]
     python benchmarks/bench_sasrec.py --ml100k path/to/u.data --quality [--seeds 0 1 2]
 
 An epoch is one pass over the users with two or more training items (validation excluded).
@@ -72,13 +73,17 @@ def ml1m_sized(seed: int = 0) -> Split:
     return leave_last_out(frame, split.n_users, split.n_items, seed)
 
 
-def bench_epochs(split: Split, loss: str, epochs: int) -> str:
+def bench_epochs(split: Split, loss: str, max_len: int, epochs: int) -> str:
     """Mean training seconds of ``epochs`` epochs (the validation at the end not counted)."""
     cfg = {"epochs": epochs, "eval_every": epochs, "early_stopping_patience": 0}
-    _, history = train_recommender(split, "sasrec", {"loss": loss}, cfg, 0, log=lambda s: None)
+    params = {"loss": loss, "max_len": max_len}
+    _, history = train_recommender(split, "sasrec", params, cfg, 0, log=lambda s: None)
     seconds = float(np.mean([h["seconds"] for h in history]))
     users = history[0]["samples"]
-    return f"sasrec loss={loss:3s} {users:>6,d} users/epoch {seconds:8.2f} s/epoch"
+    return (
+        f"sasrec loss={loss:3s} max_len={max_len:3d} {users:>6,d} users/epoch "
+        f"{seconds:8.2f} s/epoch"
+    )
 
 
 def held_out_metrics(score_fn, split: Split) -> dict:
@@ -123,6 +128,7 @@ def main() -> None:
     parser.add_argument("--ml100k", help="path to ML-100K u.data (optional)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per setting")
     parser.add_argument("--loss", nargs="+", default=["ce", "bce"], choices=["ce", "bce"])
+    parser.add_argument("--max-len", type=int, nargs="+", default=[200], help="windows to time")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--quality", action="store_true", help="accuracy table (needs --ml100k)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -144,7 +150,8 @@ def main() -> None:
     for name, split in datasets.items():
         print(f"{name}: {split.n_users} users x {split.n_items} items, {len(split.train)} train")
         for loss in args.loss:
-            print("  " + bench_epochs(split, loss, args.epochs))
+            for max_len in args.max_len:
+                print("  " + bench_epochs(split, loss, max_len, args.epochs))
 
 
 if __name__ == "__main__":
