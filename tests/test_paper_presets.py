@@ -63,7 +63,7 @@ def test_mf_paper_preset_is_the_authors_numpy_sgd():
     P, Q = init.user_emb.detach().double().numpy(), init.item_emb.detach().double().numpy()
     b_u, b_i = np.zeros(split.n_users), np.zeros(split.n_items)
     pos_users, pos_items = train_pairs(split.matrix("train"))
-    make_epoch = train_module.epoch_sampler(split, cfg, "pointwise")
+    make_epoch = train_module.epoch_sampler(split, cfg, init)
     samples = make_epoch(pos_users, pos_items, numpy_rng(seed, "epoch", 1))
     lr, l2 = 0.05, 0.01
     for epoch in (1, 2):
@@ -106,9 +106,10 @@ def test_per_user_negatives_are_the_authors_draw():
     distinct, none an item the user interacted with in any part; positives are the training
     pairs; the same seed gives the same samples (brute force over users)."""
     split = split_with_heldout()
-    _, cfg = resolve_config("mf", {}, {"preset": "paper"})
+    params, cfg = resolve_config("mf", {}, {"preset": "paper"})
     pos_users, pos_items = train_pairs(split.matrix("train"))
-    make_epoch = train_module.epoch_sampler(split, cfg, "pointwise")
+    mf = model_class("mf")(split.n_users, split.n_items, params)
+    make_epoch = train_module.epoch_sampler(split, cfg, mf)
     samples = make_epoch(pos_users, pos_items, numpy_rng(0, "epoch", 1))
     frames = pd.concat([split.train, split.valid, split.test])
     negatives = pd.DataFrame(samples)[samples["labels"] == 0]
@@ -130,8 +131,8 @@ def test_per_user_negatives_refuse_impossible_counts_and_pairwise_models():
         rating=1.0, timestamp=0
     )
     crowded = Split(frame, frame.iloc[:0], frame.iloc[:0], 2, 4)
-    _, cfg = resolve_config("mf", {}, {"preset": "paper"})
-    make_epoch = train_module.epoch_sampler(crowded, cfg, "pointwise")
+    params, cfg = resolve_config("mf", {}, {"preset": "paper"})
+    make_epoch = train_module.epoch_sampler(crowded, cfg, model_class("mf")(2, 4, params))
     with pytest.raises(ValueError, match=r"user\(s\) \[0\] need more negatives"):
         make_epoch(*train_pairs(crowded.matrix("train")), numpy_rng(0, "epoch", 1))
     with pytest.raises(KeyError, match="per_user needs a pointwise"):

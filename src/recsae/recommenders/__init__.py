@@ -1,6 +1,6 @@
 """Base recommenders. Importing this package registers every model module by name."""
 
-from recsae.recommenders import bpr, embeddings, lightgcn, mf, ncf  # noqa: F401
+from recsae.recommenders import bpr, embeddings, lightgcn, mf, ncf, sasrec  # noqa: F401
 from recsae.recommenders.base import (
     DotRecommender,
     Recommender,

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,9 @@ from torch import nn
 
 from recsae.errors import UserError
 from recsae.io import load_torch, save_torch
+
+if TYPE_CHECKING:
+    from recsae.recommenders.sampling import NegativeSampler
 
 _REGISTRY: dict[str, type[Recommender]] = {}
 
@@ -75,7 +80,8 @@ class Recommender(nn.Module, ABC):
 
     Class attributes a model module sets:
     * ``objective``: which training batches ``training_loss`` takes: "pointwise" (keys users,
-      items, labels), "pairwise" (keys users, pos, neg) or None (nothing to train).
+      items, labels), "pairwise" (keys users, pos, neg), "sequence" (the model's own
+      ``epoch_samples``; SASRec) or None (nothing to train).
     * ``default_params`` / ``default_train``: the model's own defaults, merged under the config's
       values (``default_train`` only where it departs from config/schema.yaml's train_settings);
       ``presets`` maps a preset name (e.g. "paper") to ``{"params": ..., "train": ...}``.
@@ -122,6 +128,24 @@ class Recommender(nn.Module, ABC):
     def prepare(self, train: sp.csr_matrix) -> None:
         """Hook called once with the binary (n_users, n_items) TRAIN matrix before training
         (LightGCN builds its graph here). Default: nothing."""
+
+    def prepare_history(self, interactions: pd.DataFrame) -> None:
+        """Hook called once, after ``prepare``, with the TRAIN interactions (columns user, item,
+        rating, timestamp) before training (SASRec stores each user's time-ordered items here).
+        Default: nothing."""
+
+    def epoch_samples(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        sampler: NegativeSampler,
+        negatives: int,
+        rng: np.random.Generator,
+    ) -> dict[str, np.ndarray]:
+        """The shuffled samples of one epoch of objective "sequence", equal-length arrays with at
+        least the key "users", from the training positives ``users``/``items`` (nnz,), the
+        training set's ``sampler`` and ``train.negatives``. Only such models implement it."""
+        raise NotImplementedError(f"{self.name} has no epoch samples of its own")
 
     @abstractmethod
     def user_embeddings(self) -> torch.Tensor:

@@ -103,7 +103,7 @@ def resolve_config(model_name: str, params: dict, train_cfg: dict) -> tuple[dict
             f"({_models_with('analytic_gradients')}) and "
             "sparse_updates and per_sample false"
         )
-    if full_train["negative_scheme"] == "per_user" and cls.objective == "pairwise":
+    if full_train["negative_scheme"] == "per_user" and cls.objective not in (None, "pointwise"):
         raise KeyError(
             f"{model_name}: train negative_scheme per_user needs a pointwise (BCE) model; "
             f"{model_name} trains {cls.objective}"
@@ -144,6 +144,7 @@ def train_recommender(
     valid = split.matrix("valid")
     model = cls.build(split.n_users, split.n_items, params).to(device)
     model.prepare(train)
+    model.prepare_history(split.train)
 
     validation = (
         RankingTask(train, valid, cfg["eval_ks"], batch_size=cfg["eval_batch_size"], device=device)
@@ -165,7 +166,7 @@ def train_recommender(
         return model.eval(), history
 
     pos_users, pos_items = train_pairs(train)
-    make_epoch = epoch_sampler(split, cfg, cls.objective)
+    make_epoch = epoch_sampler(split, cfg, model)
     step = make_step(model, cfg)
     metric = cfg["early_stopping_metric"]
     batch_size, patience = int(cfg["batch_size"]), int(cfg["early_stopping_patience"])
@@ -216,19 +217,22 @@ def train_recommender(
     return model.eval(), history
 
 
-def epoch_sampler(split: Split, cfg: dict, objective: str):
-    """make_epoch(pos_users, pos_items, rng) -> one epoch's sample arrays under the config's
-    ``negative_scheme``: ``per_positive`` draws ``negatives`` per training positive, avoiding the
-    user's training items; ``per_user`` (the authors' code) draws, per user, as many distinct
-    negatives as the user has interactions in train, valid and test together, avoiding all of
-    them, so it reads the held-out parts of the split as the authors' code did."""
+def epoch_sampler(split: Split, cfg: dict, model: Recommender):
+    """make_epoch(pos_users, pos_items, rng) -> one epoch's sample arrays for ``model``'s
+    objective under the config's ``negative_scheme``: ``per_positive`` draws ``negatives`` per
+    training positive, avoiding the user's training items (a "sequence" model builds its own
+    samples, ``epoch_samples``); ``per_user`` (the authors' code) draws, per user, as many
+    distinct negatives as the user has interactions in train, valid and test together, avoiding
+    all of them, so it reads the held-out parts of the split as the authors' code did."""
     if cfg["negative_scheme"] == "per_user":
         everything = split.matrix("train") + split.matrix("valid") + split.matrix("test")
         sampler = NegativeSampler(everything, cfg["sampler"], cfg["sampler_exponent"])
         counts = sampler.positives_per_user
         return lambda users, items, rng: per_user_epoch(users, items, counts, sampler, rng)
     sampler = NegativeSampler(split.matrix("train"), cfg["sampler"], cfg["sampler_exponent"])
-    epoch = pointwise_epoch if objective == "pointwise" else pairwise_epoch
+    epoch = {"pointwise": pointwise_epoch, "pairwise": pairwise_epoch}.get(
+        model.objective, model.epoch_samples
+    )
     ratio = int(cfg["negatives"])
     return lambda users, items, rng: epoch(users, items, sampler, ratio, rng)
 
