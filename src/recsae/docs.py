@@ -23,10 +23,10 @@ CONFIG_COMMAND = "recsae docs-config --out docs/config-reference.md"
 
 # $defs rendered as their own section (a key that refers to one links to it)
 SECTIONS = {
-    "download_settings": "datasets.<name>.download",
-    "split_settings": "datasets.<name>.split",
-    "train_settings": "models.<name>.train",
-    "sae_settings": "SAE settings (sae.defaults, sae.overrides.*.<name>, sweep points)",
+    "download_settings": "`datasets.<name>.download`",
+    "split_settings": "`datasets.<name>.split`",
+    "train_settings": "`models.<name>.train`",
+    "sae_settings": "SAE settings (`sae.defaults`, `sae.overrides.*.<name>`, sweep points)",
 }
 # $defs rendered inline as a type
 INLINE_TYPES = {
@@ -96,7 +96,12 @@ def _allowed(schema: dict) -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """``text`` on one line for a table cell, with ``|`` and ``<`` escaped outside code spans
+    (MkDocs' tables keep a code span's pipes; ``<mirror>`` is then not read as an HTML tag)."""
+    parts = " ".join(str(text).split()).split("`")
+    escaped = (p.replace("|", "\\|").replace("<", "&lt;") for p in parts[::2])
+    parts[::2] = list(escaped)
+    return "`".join(parts)
 
 
 def _rows(schema: dict, prefix: str, required: set[str]) -> list[list[str]]:
