@@ -96,10 +96,13 @@ def _allowed(schema: dict) -> str:
 
 
 def _cell(text: str) -> str:
-    """``text`` on one line for a table cell, with ``|`` and ``<`` escaped outside code spans
-    (MkDocs' tables keep a code span's pipes; ``<mirror>`` is then not read as an HTML tag)."""
+    """``text`` on one line for a table cell, with ``|``, ``<`` and ``{`` escaped outside code
+    spans (MkDocs' tables keep a code span's pipes; ``<mirror>`` is then not read as an HTML tag
+    nor ``{key: [values]}`` as an attribute list)."""
     parts = " ".join(str(text).split()).split("`")
-    escaped = (p.replace("|", "\\|").replace("<", "&lt;") for p in parts[::2])
+    escaped = (
+        p.replace("|", "\\|").replace("<", "&lt;").replace("{", "&#123;") for p in parts[::2]
+    )
     parts[::2] = list(escaped)
     return "`".join(parts)
 
