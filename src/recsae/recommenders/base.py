@@ -73,6 +73,7 @@ class Recommender(nn.Module, ABC):
     loss compares ``score_pairs`` on sampled pairs.
 
     Class attributes a model module sets:
+
     * ``objective``: which training batches ``training_loss`` takes: "pointwise" (keys users,
       items, labels), "pairwise" (keys users, pos, neg) or None (nothing to train).
     * ``default_params`` / ``default_train``: the model's own defaults, merged under the config's
