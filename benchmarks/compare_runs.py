@@ -9,7 +9,8 @@ reference table has the column's seed standard deviation (``<column>_std``: tabl
 SAE seeds), the largest difference in units of that standard deviation, with the rows where it is
 largest. With ``--by``, the same per group of rows (e.g. per dataset and recommender) in tables
 that have those columns. Wall-clock columns are skipped. Use it to check that a rerun under
-another machine, kernel setting or thread count stays within the spread README states.
+another machine, kernel setting or thread count stays within the spread that
+docs/results/real-data.md states.
 """
 
 from __future__ import annotations

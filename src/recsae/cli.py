@@ -99,6 +99,40 @@ def _export_test_pairs(args) -> None:
     print(f"{args.out}: {rows} test pairs (split protocol file: test_file)")
 
 
+def _write_page(text: str, out: str | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from pathlib import Path
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text, encoding="utf-8")
+    print(f"wrote {out}")
+
+
+def _docs_config(args) -> None:
+    from recsae.config import SCHEMA_PATH, load_schema
+    from recsae.docs import config_reference
+
+    _write_page(config_reference(load_schema(args.schema or SCHEMA_PATH)), args.out)
+
+
+def _docs_results(args) -> None:
+    import shlex
+
+    from recsae.docs import results_page
+
+    words = ["recsae", "docs-results", args.results_dir, "--config", args.config]
+    for flag in ("out", "title", "machine"):
+        if getattr(args, flag):
+            words += [f"--{flag}", getattr(args, flag)]
+    command = shlex.join(words)
+    page = results_page(
+        args.results_dir, args.config, title=args.title, machine=args.machine, command=command
+    )
+    _write_page(page, args.out)
+
+
 def _stage(module: str, function: str):
     """The stage function ``recsae.stages.<module>.<function>``, imported when it runs."""
 
@@ -221,6 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("data-dir", "split-dir", "out"):
         p.add_argument(f"--{flag}", required=True)
     p.set_defaults(func=_export_test_pairs)
+    p = sub.add_parser(
+        "docs-config", help="the configuration reference page, generated from the schema"
+    )
+    p.add_argument("--schema", default=None, help="default: the package's config/schema.yaml")
+    p.add_argument("--out", default=None, help="markdown file to write (default: stdout)")
+    p.set_defaults(func=_docs_config)
+    p = sub.add_parser(
+        "docs-results", help="a results page from a finished run's results/tables/"
+    )
+    p.add_argument("results_dir", help="the run's results folder (holding tables/)")
+    p.add_argument("--config", required=True, help="the config file the run used")
+    p.add_argument("--out", default=None, help="markdown file to write (default: stdout)")
+    p.add_argument("--title", default=None, help="page title (default: 'Results of <config>')")
+    p.add_argument(
+        "--machine", default=None, help="the machine that ran it (default: this machine)"
+    )
+    p.set_defaults(func=_docs_results)
     return parser
 
 

@@ -79,6 +79,7 @@ class Recommender(nn.Module, ABC):
     loss compares ``score_pairs`` on sampled pairs.
 
     Class attributes a model module sets:
+
     * ``objective``: which training batches ``training_loss`` takes: "pointwise" (keys users,
       items, labels), "pairwise" (keys users, pos, neg), "sequence" (the model's own
       ``epoch_samples``; SASRec) or None (nothing to train).
