@@ -43,8 +43,28 @@ _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The schema at ``path``, composed with the package's registries (``compose_schema``)."""
     with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        return compose_schema(yaml.safe_load(handle))
+
+
+def compose_schema(schema: dict) -> dict:
+    """``schema`` with the SAE variant registry filled in: the enum of ``$defs.sae_settings``'s
+    ``variant`` and every variant's own settings, inserted after the key that
+    ``variant_settings_after`` names (in place; returned)."""
+    from recsae.sae.variants import VARIANTS, variant_settings
+
+    sae = schema.get("$defs", {}).get("sae_settings")
+    if sae is None or "variant_settings_after" not in sae:
+        return schema
+    sae["properties"]["variant"]["enum"] = list(VARIANTS)
+    composed = {}
+    for key, spec in sae["properties"].items():
+        composed[key] = spec
+        if key == sae["variant_settings_after"]:
+            composed |= copy.deepcopy(variant_settings())
+    sae["properties"] = composed
+    return schema
 
 
 @functools.cache

@@ -16,11 +16,12 @@ import pandas as pd  # noqa: E402
 
 from recsae.io import atomic_write  # noqa: E402
 from recsae.report import collect  # noqa: E402
+from recsae.sae.variants import VARIANTS  # noqa: E402
 from recsae.sweep import format_value, parse_point_path  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "recsae", "font.size": 9, "axes.titlesize": 9})
 LEGEND_COLUMNS = 5
-VARIANT_MARKERS = {"relu": "o", "topk": "s", "batchtopk": "D", "matryoshka": "^"}
+VARIANT_MARKERS = {name: variant.marker for name, variant in VARIANTS.items()}
 EXPERIMENT_TITLES = {
     "filtering": "filtering (set in heavy users)",
     "nudging": "nudging (add in light users)",

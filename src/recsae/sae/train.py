@@ -179,7 +179,7 @@ def sae_loss_terms(
     """
     out_u, out_v = sae.forward_scaled(u), sae.forward_scaled(v)
     zero = u.new_zeros(())
-    if sae.config.variant == "matryoshka":
+    if sae.config.prefix_sizes is not None:
         emb = losses.matryoshka_embedding_loss(
             sae.decode_prefixes(out_u.z, out_u.stats),
             u,
