@@ -47,6 +47,12 @@ def _list(args) -> None:
     print("models:", ", ".join(registered_models()))
 
 
+def _metrics_reference(args) -> None:
+    from recsae.metrics.registry import reference_markdown
+
+    print(reference_markdown(), end="")
+
+
 def _stage(module: str, function: str):
     """The stage function ``recsae.stages.<module>.<function>``, imported when it runs."""
 
@@ -158,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", default=None)
     p.set_defaults(func=_validate)
     sub.add_parser("list", help="registered dataset sources and models").set_defaults(func=_list)
+    sub.add_parser(
+        "metrics-reference", help="the metrics.json summary reference (markdown), from the metrics"
+    ).set_defaults(func=_metrics_reference)
     return parser
 
 
