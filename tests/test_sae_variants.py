@@ -44,3 +44,16 @@ def test_ranked_variants_are_the_rank_selecting_ones():
     ranked = {n for n in VARIANTS if uses_topk({**SAE_DEFAULTS, "variant": n})}
     assert ranked == {"topk", "batchtopk"}
     assert uses_topk({**SAE_DEFAULTS, "variant": "matryoshka", "matryoshka_base": "batchtopk"})
+
+
+def test_schema_method_enum_equals_the_registry():
+    from recsae.methods import METHODS
+
+    properties = section_schema("$defs.sae_settings")["properties"]
+    assert properties["method"]["enum"] == ["sae", *METHODS]
+    assert [name for name, spec in METHODS.items() if spec.signed] == [
+        "identity",
+        "pca",
+        "ica",
+        "random",
+    ]

@@ -49,14 +49,17 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
 
 
 def compose_schema(schema: dict) -> dict:
-    """``schema`` with the SAE variant registry filled in: the enum of ``$defs.sae_settings``'s
-    ``variant`` and every variant's own settings, inserted after the key that
-    ``variant_settings_after`` names (in place; returned)."""
+    """``schema`` with the registries filled in: the enums of ``$defs.sae_settings``'s
+    ``method`` (sae and ``recsae.methods.METHODS``) and ``variant`` (``recsae.sae.variants``) and
+    every variant's own settings, inserted after the key that ``variant_settings_after`` names
+    (in place; returned)."""
+    from recsae.methods import METHODS
     from recsae.sae.variants import VARIANTS, variant_settings
 
     sae = schema.get("$defs", {}).get("sae_settings")
     if sae is None or "variant_settings_after" not in sae:
         return schema
+    sae["properties"]["method"]["enum"] = ["sae", *METHODS]
     sae["properties"]["variant"]["enum"] = list(VARIANTS)
     composed = {}
     for key, spec in sae["properties"].items():

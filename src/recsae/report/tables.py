@@ -13,6 +13,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from recsae.io import atomic_write
+from recsae.methods import METHODS
 from recsae.metrics.alignment import COVERAGE_ITEMS
 from recsae.metrics.fidelity import KENDALL_TAU, KENDALL_TAU_B_SCORES, SCORE_RECOVERED
 from recsae.metrics.health import DEAD_FRACTION, L0_ITEMS
@@ -316,8 +317,8 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
         out_dir,
         "methods",
         "Concept extractors: SAEs and baselines",
-        "One row per (dataset, model) and setting of each method (sae, or a baseline: identity, "
-        "pca, ica, random, nmf, kmeans; variant topk = each input's k largest latents); mean ± "
+        "One row per (dataset, model) and setting of each method (sae, or a baseline: "
+        f"{', '.join(METHODS)}; variant topk = each input's k largest latents); mean ± "
         "std over seeds (n_seeds). Fidelity on held-out users; concept columns on items: "
         "concept_auroc = the best single latent's AUROC per concept, probe_ceiling = "
         "cross-validated balanced logistic probe on the embedding, ceiling_share = "

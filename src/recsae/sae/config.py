@@ -12,11 +12,11 @@ import math
 from dataclasses import asdict, dataclass
 
 from recsae.config import check_layered, layered_defaults
+from recsae.methods import METHODS
 from recsae.sae.presets import SAE_PRESETS, preset_settings
 from recsae.sae.variants import VARIANTS, variant_settings
 
 # concept extractors of a sweep point: the SAE, or a non-SAE baseline of ``recsae.methods``
-SIGNED_METHODS = ("identity", "pca", "ica", "random")  # 2 * input_dim latents (+/- halves)
 METHOD_VARIANTS = ("relu", "topk")  # baselines: all latents, or each input's k largest
 LOSS_WEIGHTS = ("alpha", "beta", "lambda_kl", "lambda_l1", "aux_k_coef")
 
@@ -34,7 +34,7 @@ def resolve_sae_config(sae_cfg: dict, input_dim: int, family: str | None = None)
     """``SAE_DEFAULTS`` < the named ``preset``'s settings for recommender ``family`` ("dot" or
     "pairwise"; without a family the preset is only a label) < ``sae_cfg``, validated, with
     ``width`` and ``aux_k`` resolved to ints for embeddings of size ``input_dim`` (the signed
-    baselines of ``SIGNED_METHODS`` always have 2 * input_dim latents). Unknown keys and bad
+    baselines (``MethodSpec.signed``) always have 2 * input_dim latents). Unknown keys and bad
     values raise a ValueError naming the key."""
     unknown = sorted(set(sae_cfg) - set(SAE_DEFAULTS))
     if unknown:
@@ -57,7 +57,7 @@ def resolve_sae_config(sae_cfg: dict, input_dim: int, family: str | None = None)
         if cfg["expansion"] is None:
             _fail("expansion", "must be set when width is null")
         cfg["width"] = max(1, int(round(cfg["expansion"] * input_dim)))
-    if cfg["method"] in SIGNED_METHODS:
+    if cfg["method"] in METHODS and METHODS[cfg["method"]].signed:
         cfg["width"] = 2 * input_dim
     if cfg["method"] != "sae" and cfg["variant"] not in METHOD_VARIANTS:
         _fail(
