@@ -188,6 +188,24 @@ def _raw(interactions: pd.DataFrame, meta_path: Path, keys: tuple, settings: dic
     )
 
 
+SETTINGS = {
+    "category": {
+        "description": "amazon2018/amazon2023: the category file name, e.g. Books.",
+        "type": "string",
+        "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]*$",
+    },
+    "category_min_depth": {
+        "description": "amazon: depth of the category path used as concepts.",
+        "type": "integer",
+        "minimum": 0,
+    },
+    "metadata": {
+        "description": "amazon: without the metadata file items carry no category/brand "
+        "concepts (optional, said in the log and stats.json), or the run stops (required).",
+        "enum": ["optional", "required"],
+    },
+}
+
 SPEC_2018 = register_dataset(
     DatasetSpec(
         name="amazon2018",
@@ -196,6 +214,7 @@ SPEC_2018 = register_dataset(
         homepage="https://nijianmo.github.io/amazon/",
         resources=resources_2018,
         read=read_2018,
+        settings=SETTINGS,
     )
 )
 SPEC_2023 = register_dataset(
@@ -206,5 +225,6 @@ SPEC_2023 = register_dataset(
         homepage="https://amazon-reviews-2023.github.io/",
         resources=resources_2023,
         read=read_2023,
+        settings=SETTINGS,
     )
 )

@@ -325,6 +325,24 @@ def _ground_truth(cfg, seed, labels, users, items) -> dict:
     }
 
 
+# the config keys of a synthetic dataset (SyntheticSettings' fields), as schema fragments
+SETTINGS = {
+    "n_users": {"type": "integer", "minimum": 1},
+    "n_items": {"type": "integer", "minimum": 1},
+    "interactions_per_user": {"type": "number", "exclusiveMinimum": 0},
+    "interactions_sigma": {"type": "number", "minimum": 0},
+    "min_interactions_per_user": {"type": "integer", "minimum": 1},
+    "n_clusters": {"type": "integer", "minimum": 1},
+    "n_eras": {"type": "integer", "minimum": 1},
+    "n_popularity_levels": {"type": "integer", "minimum": 1},
+    "cluster_focus": {"type": "number", "minimum": 0, "maximum": 1},
+    "era_focus": {"type": "number", "minimum": 0, "maximum": 1},
+    "preference_alpha": {"type": "number", "exclusiveMinimum": 0},
+    "popularity_skew": {"type": "number", "minimum": 0},
+    "popularity_gamma": {"type": "number", "minimum": 0},
+    "noise": {"type": "number", "minimum": 0, "maximum": 1},
+}
+
 SPEC = register_dataset(
     DatasetSpec(
         name="synthetic",
@@ -333,5 +351,6 @@ SPEC = register_dataset(
         homepage="",
         resources=resources,
         read=read,
+        settings=SETTINGS,
     )
 )

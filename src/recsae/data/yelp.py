@@ -96,6 +96,13 @@ SPEC = register_dataset(
         homepage="https://business.yelp.com/data/resources/open-dataset/",
         resources=resources,
         read=read,
+        settings={
+            "url": {
+                "description": "yelp: a download URL you obtained after accepting Yelp's terms.",
+                "type": "string",
+                "pattern": "^https?://[^/?#]+/",
+            }
+        },
         how_to_get=HOW_TO_GET,
     )
 )

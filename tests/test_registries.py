@@ -1,5 +1,5 @@
-"""The SAE variant registry: the schema's enum and settings, the figure markers and the SAE's
-activation all come from ``recsae.sae.variants.VARIANTS``."""
+"""The registries: SAE variants (schema enum and settings, figure markers, activations), methods
+(schema enum, signed) and dataset sources (their settings composed into the schema)."""
 
 import pytest
 import torch
@@ -57,3 +57,19 @@ def test_schema_method_enum_equals_the_registry():
         "ica",
         "random",
     ]
+
+
+def test_dataset_entry_composes_every_source_settings():
+    from dataclasses import fields
+
+    from recsae.data.registry import dataset_names, get_dataset
+    from recsae.data.synthetic import SyntheticSettings
+
+    entry = section_schema("datasets")["additionalProperties"]["properties"]
+    for name in dataset_names():
+        for key, spec in get_dataset(name).settings.items():
+            assert entry[key] == spec, (name, key)
+    assert set(get_dataset("synthetic").settings) == {f.name for f in fields(SyntheticSettings)}
+    shared = {"source", "archive", "path", "min_rating", "kcore", "download", "split"}
+    declared = set().union(*(get_dataset(n).settings for n in dataset_names()))
+    assert set(entry) == shared | declared
