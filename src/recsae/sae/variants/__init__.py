@@ -7,12 +7,18 @@ report marker); the schema's variant enum and variant settings are composed from
 
 from __future__ import annotations
 
-from recsae.sae.variants import batchtopk, matryoshka, relu, topk
+from recsae.sae.variants import batchtopk, jumprelu, matryoshka, relu, topk
 from recsae.sae.variants.base import SAEVariant
 
 VARIANTS: dict[str, SAEVariant] = {
     variant.name: variant
-    for variant in (relu.VARIANT, topk.VARIANT, batchtopk.VARIANT, matryoshka.VARIANT)
+    for variant in (
+        relu.VARIANT,
+        topk.VARIANT,
+        batchtopk.VARIANT,
+        matryoshka.VARIANT,
+        jumprelu.VARIANT,
+    )
 }
 
 
