@@ -22,7 +22,7 @@ from recsae.report.figures import axis_title
 
 
 def _fake_metrics(cfg: dict) -> dict:
-    """A metrics.json dict with every section the families read (values: distinct floats)."""
+    """A metrics.json dict (plus the interventions) with every section the families read."""
     probe = {"ceiling_mean": 0.9, "best_latent_auroc_mean": 0.8, "ceiling_share": 0.7}
     probe |= {"ks": cfg["probe_ks"], **{f"sparse_k{k}_mean": 0.6 for k in cfg["probe_ks"]}}
     part = {"coverage": 0.5, "labelled_fraction": 0.4, "mean_best_auroc": 0.3}
@@ -45,6 +45,7 @@ def _fake_metrics(cfg: dict) -> dict:
             "scores": scores,
         },
         "accuracy": {"reconstructed": ranks | {"n_users": 5}, "delta": ranks},
+        "interventions": {"summary": {"filtering": {"levels": [{"selectivity": 0.1}]}}},
     }
 
 

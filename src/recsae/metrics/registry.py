@@ -8,7 +8,7 @@ rule, its title for figures); ``reference_markdown()`` writes the metrics.json r
 
 from __future__ import annotations
 
-from recsae.metrics import alignment, fidelity, health, monosemanticity, probes
+from recsae.metrics import alignment, fidelity, health, monosemanticity, probes, selectivity
 from recsae.metrics.spec import Metric, MetricFamily
 
 FAMILIES: tuple[MetricFamily, ...] = (
@@ -20,6 +20,7 @@ FAMILIES: tuple[MetricFamily, ...] = (
     fidelity.EMBEDDING_FAMILY,
     fidelity.SCORE_FAMILY,
     fidelity.ACCURACY_FAMILY,
+    selectivity.FAMILY,
 )
 METRICS: tuple[Metric, ...] = tuple(metric for family in FAMILIES for metric in family.metrics)
 

@@ -307,11 +307,11 @@ def evaluate_loaded(
             model, emb, recon, users, seen, matrices["test"], cfg["ks"], cfg["batch_size"]
         ),
     }
-    metrics = {"summary": registry.summary(metrics, cfg), **metrics}
     interventions = run_interventions(
         editor, matrices, item_concepts, item_auroc, users, icfg, seed, item_precision
     )
-    return metrics, interventions
+    summary = registry.summary({**metrics, "interventions": interventions}, cfg)
+    return {"summary": summary, **metrics}, interventions
 
 
 def _alignment(acts, concepts, cfg) -> tuple[dict, np.ndarray, np.ndarray]:
