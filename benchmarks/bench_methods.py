@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from recsae.methods import FITTERS, fit_method
+from recsae.methods import METHODS, fit_method
 from recsae.sae.config import resolve_sae_config
 
 ML1M_USERS, ML1M_ITEMS = 6_040, 3_706
@@ -43,7 +43,7 @@ def main() -> None:
         f"{'method':10s} {'form':6s} {'latents':>7s} {'fit s':>8s} {'fit cpu s':>10s} "
         f"{'encode+decode s':>16s}"
     )
-    for method in FITTERS:
+    for method in METHODS:
         for variant in ("relu", "topk"):
             cfg = resolve_sae_config({"method": method, "variant": variant, "k": 4}, args.dim)
             start, cpu = time.perf_counter(), time.process_time()

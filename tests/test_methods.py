@@ -9,8 +9,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 from test_sae_training import DIM, N_ITEMS, N_USERS, TinyDot, tiny_split, write_tiny_run
 
-from recsae.methods import FITTERS, fit_method, keep_top_k
-from recsae.sae.config import SIGNED_METHODS, resolve_sae_config
+from recsae.methods import METHODS, fit_method, keep_top_k
+from recsae.sae.config import resolve_sae_config
 from recsae.sae.holdout import split_sae_users
 from recsae.sae.model import load_sae
 from recsae.sae.train import fit_baseline
@@ -30,7 +30,7 @@ def fitted(method, variant="relu", k=3, x=None, width=None):
     return fit_method(cfg, x, seed=0), x
 
 
-@pytest.mark.parametrize("method", SIGNED_METHODS)
+@pytest.mark.parametrize("method", [m for m, spec in METHODS.items() if spec.signed])
 def test_invertible_methods_reconstruct_exactly_at_full_rank(method):
     model, x = fitted(method)
     assert model.width == 2 * D
@@ -41,7 +41,7 @@ def test_invertible_methods_reconstruct_exactly_at_full_rank(method):
     assert int((z > 0).sum(1).max()) <= D
 
 
-@pytest.mark.parametrize("method", list(FITTERS))
+@pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("variant", ["relu", "topk"])
 def test_latents_are_non_negative_and_topk_keeps_k(method, variant):
     model, x = fitted(method, variant, k=3, width=8 if method in ("nmf", "kmeans") else None)

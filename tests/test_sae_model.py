@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from recsae.sae import losses
-from recsae.sae.config import SAE_DEFAULTS, SAEConfig, prefix_sizes, resolve_sae_config
+from recsae.sae.config import SAE_DEFAULTS, SAEConfig, resolve_sae_config
 from recsae.sae.model import build_sae, load_sae, load_sae_extra, save_sae
+from recsae.sae.variants.matryoshka import prefix_sizes
 
 
 def make(input_dim=16, seed=0, **cfg):

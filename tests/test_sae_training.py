@@ -372,3 +372,15 @@ def test_sae_training_stage_writes_checkpoint_and_log(tmp_path):
     x = rec.item.detach()
     z, stats = sae.encode(x, return_stats=True)
     assert sae.decode(z, stats).shape == x.shape
+
+
+def test_jumprelu_l0_penalty_enters_the_loss_and_the_log():
+    rec = TinyDot(N_USERS, N_ITEMS, {})
+    cfg = {**FAST, "variant": "jumprelu", "lambda_l0": 0.05, "jumprelu_bandwidth": 0.5}
+    sae, history = train_sae(rec, tiny_split(), cfg, "jump", seed=0, log=None)
+    for record in history:  # penalty = lambda_l0 * (L0 of users + L0 of items), per step
+        expected = 0.05 * (record["l0_users"] + record["l0_items"])
+        assert record["penalty"] == pytest.approx(expected, rel=1e-5)
+    assert not torch.allclose(sae.activation.log_threshold, torch.full((16,), float(np.log(0.001))))
+    _, relu_history = train_sae(rec, tiny_split(), FAST, "relu", seed=0, log=None)
+    assert "penalty" not in relu_history[0]

@@ -133,6 +133,12 @@ def _docs_results(args) -> None:
     _write_page(page, args.out)
 
 
+def _metrics_reference(args) -> None:
+    from recsae.metrics.registry import reference_markdown
+
+    print(reference_markdown(), end="")
+
+
 def _stage(module: str, function: str):
     """The stage function ``recsae.stages.<module>.<function>``, imported when it runs."""
 
@@ -272,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--machine", default=None, help="the machine that ran it (default: this machine)"
     )
     p.set_defaults(func=_docs_results)
+    sub.add_parser(
+        "metrics-reference", help="the metrics.json summary reference (markdown), from the metrics"
+    ).set_defaults(func=_metrics_reference)
     return parser
 
 

@@ -77,8 +77,36 @@ def error_message(error: jsonschema.ValidationError) -> str:
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The schema at ``path``, composed with the package's registries (``compose_schema``)."""
     with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        return compose_schema(yaml.safe_load(handle))
+
+
+def compose_schema(schema: dict) -> dict:
+    """``schema`` with the registries filled in: the enums of ``$defs.sae_settings``'s
+    ``method`` (sae and ``recsae.methods.METHODS``) and ``variant`` (``recsae.sae.variants``),
+    every variant's own settings, inserted after the key that ``variant_settings_after`` names,
+    and every dataset source's own settings (``recsae.data.registry``) in the dataset entry marked
+    ``dataset_settings`` (in place; returned)."""
+    from recsae.data.registry import dataset_settings
+    from recsae.methods import METHODS
+    from recsae.sae.variants import VARIANTS, variant_settings
+
+    entry = schema.get("properties", {}).get("datasets", {}).get("additionalProperties", {})
+    if entry.get("dataset_settings"):
+        entry["properties"] |= copy.deepcopy(dataset_settings())
+    sae = schema.get("$defs", {}).get("sae_settings")
+    if sae is None or "variant_settings_after" not in sae:
+        return schema
+    sae["properties"]["method"]["enum"] = ["sae", *METHODS]
+    sae["properties"]["variant"]["enum"] = list(VARIANTS)
+    composed = {}
+    for key, spec in sae["properties"].items():
+        composed[key] = spec
+        if key == sae["variant_settings_after"]:
+            composed |= copy.deepcopy(variant_settings())
+    sae["properties"] = composed
+    return schema
 
 
 @functools.cache

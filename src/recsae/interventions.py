@@ -35,8 +35,9 @@ Top-k lists rank all items minus the user's TRAIN items. Every level also report
 the ORIGINAL (no SAE) model: ndcg@K and delta_ndcg@K on the users' TEST items (train + valid
 excluded, ``recsae.metrics.accuracy.RankingTask``, prepared once per audience), overlap@k of the
 edited and original top-k, and off_target_change = mean over users and over all OTHER kept item
-concepts of |share in edited top-k - share in original top-k|. ``share_reconstructed`` is the
-share after encode/decode without an edit, separating the edit's effect from reconstruction error.
+concepts of |share in edited top-k - share in original top-k|; filtering rows add selectivity
+(``recsae.metrics.selectivity``). ``share_reconstructed`` is the share after encode/decode without
+an edit, separating the edit's effect from reconstruction error.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import torch
 from recsae.metrics.accuracy import RankingTask
 from recsae.metrics.agreement import exclusion_mask, overlap_at, topk_lists
 from recsae.metrics.alignment import Concepts, auroc_matrix
+from recsae.metrics.selectivity import selectivity
 from recsae.seeding import numpy_rng
 
 ENTITIES = ("user", "item")
@@ -284,14 +286,17 @@ class _Protocol:
         users: np.ndarray,
         base: tuple,
         concept: int,
+        filtering: bool = False,
     ) -> dict:
-        """Effect (concept share) and cost of one edited score matrix (B, I)."""
+        """Effect (concept share) and cost of one edited score matrix (B, I); a filtering edit
+        also its selectivity."""
         base_lists, base_shares, base_ndcg = base
         lists = self.lists(scores, users)
-        change = (self.shares(lists) - base_shares).abs()
+        edited = self.shares(lists)
+        change = (edited - base_shares).abs()
         others = [c for c in range(change.shape[1]) if c != concept]
         ndcg = self.ndcg(scores, users)
-        return {
+        out = {
             "level": level,
             "raw_level": raw,
             "share": float(self.labels[lists, concept].to(torch.float64).mean()),
@@ -300,6 +305,9 @@ class _Protocol:
             f"overlap@{self.k}": float(overlap_at(lists, base_lists, self.k).mean()),
             "off_target_change": float(change[:, others].mean()) if others else 0.0,
         }
+        if filtering:
+            out["selectivity"] = selectivity(base_shares, edited, concept)
+        return out
 
     def user_edit(self, users: np.ndarray, neuron: int, concept: int, levels, mode: str) -> dict:
         """Filtering (mode "set") or nudging (mode "add") of ``neuron`` in the users' latents."""
@@ -311,7 +319,7 @@ class _Protocol:
         for level in levels:
             scores = self.editor.scores(users, self.editor.edit_users(users, neuron, level, mode))
             raw = self.editor.raw_level(level, neuron, "user")
-            rows.append(self.row(level, raw, scores, users, base, concept))
+            rows.append(self.row(level, raw, scores, users, base, concept, mode == "set"))
         return {
             "users": users.tolist(),
             "mode": mode,

@@ -387,6 +387,34 @@ def _raw(interactions: pd.DataFrame, meta_path: Path, keys: MetaKeys, settings: 
     )
 
 
+SETTINGS = {
+    "category": {
+        "description": "amazon2018/amazon2023: the category file name, e.g. Books.",
+        "type": "string",
+        "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]*$",
+    },
+    "category_min_depth": {
+        "description": "amazon: depth of the category path used as concepts.",
+        "type": "integer",
+        "minimum": 0,
+    },
+    "metadata": {
+        "description": "amazon: without the metadata file items carry no product concepts "
+        "(optional, said in the log and stats.json), or the run stops (required).",
+        "enum": ["optional", "required"],
+    },
+    "price_buckets": {
+        "description": "amazon: price quantile buckets as concepts (default 4; 0: none).",
+        "type": "integer",
+        "minimum": 0,
+    },
+    "sales_rank_buckets": {
+        "description": "amazon: sales-rank quantile buckets as concepts (default 4; 0: none).",
+        "type": "integer",
+        "minimum": 0,
+    },
+}
+
 SPEC_2014 = register_dataset(
     DatasetSpec(
         name="amazon2014",
@@ -396,6 +424,7 @@ SPEC_2014 = register_dataset(
         resources=resources_2014,
         read=read_2014,
         default_split=REVIEW_SPLIT,
+        settings=SETTINGS,
     )
 )
 SPEC_2018 = register_dataset(
@@ -407,6 +436,7 @@ SPEC_2018 = register_dataset(
         resources=resources_2018,
         read=read_2018,
         default_split=REVIEW_SPLIT,
+        settings=SETTINGS,
     )
 )
 SPEC_2023 = register_dataset(
@@ -418,5 +448,6 @@ SPEC_2023 = register_dataset(
         resources=resources_2023,
         read=read_2023,
         default_split=REVIEW_SPLIT,
+        settings=SETTINGS,
     )
 )

@@ -97,5 +97,12 @@ SPEC = register_dataset(
         homepage="https://grouplens.org/datasets/hetrec-2011/",
         resources=resources,
         read=read,
+        settings={
+            "top_tags": {
+                "description": "lastfm: each artist's most used tags kept as concepts.",
+                "type": "integer",
+                "minimum": 1,
+            }
+        },
     )
 )

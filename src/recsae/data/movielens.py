@@ -223,5 +223,12 @@ SPEC = register_dataset(
         homepage="https://grouplens.org/datasets/movielens/",
         resources=resources,
         read=read,
+        settings={
+            "variant": {
+                "description": "movielens: ml-100k | ml-1m | ml-20m | ml-25m | ml-32m | "
+                "ml-latest-small.",
+                "enum": list(VARIANTS),
+            }
+        },
     )
 )

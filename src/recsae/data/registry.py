@@ -2,8 +2,9 @@
 
 A spec says where the raw files come from (``resources``: urls, checksums, key files), what the
 licence asks, and how to read the raw files into a ``RawData`` (raw ids, not yet filtered or
-remapped; ``recsae.data.prepare`` does the rest). Adding a dataset = one module in this package
-that calls ``register_dataset`` + one config entry with ``source: <name>``.
+remapped; ``recsae.data.prepare`` does the rest) and which config keys the source reads
+(``settings``). Adding a dataset = one module in this package that calls ``register_dataset`` +
+one config entry with ``source: <name>``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ class DatasetSpec:
     resource has no url and nothing local was found. ``default_split``: the split settings this
     source uses where the config's ``split`` block leaves a key unset (review data: leave-last-out
     by time, one test and one validation item; ``recsae.data.split.resolve_split_settings``).
+    ``settings``: the config keys of a dataset entry that only this source reads, as a
+    JSON-schema fragment ``{key: {type..., description}}`` (composed into the schema's dataset
+    entry, ``recsae.config.compose_schema``).
     """
 
     name: str
@@ -104,6 +108,7 @@ class DatasetSpec:
     read: Callable[[Path, dict, int], RawData]
     how_to_get: str = ""
     default_split: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
@@ -126,6 +131,19 @@ def get_dataset(name: str) -> DatasetSpec:
     if name not in _REGISTRY:
         raise KeyError(f"unknown dataset source {name!r}; registered: {sorted(_REGISTRY)}")
     return _REGISTRY[name]
+
+
+def dataset_settings() -> dict:
+    """{key: schema} of every registered source's own settings; a key two sources declare must
+    have one schema."""
+    _discover()
+    out: dict = {}
+    for name in sorted(_REGISTRY):
+        for key, spec in _REGISTRY[name].settings.items():
+            if out.get(key, spec) != spec:
+                raise ValueError(f"dataset setting {key!r} is declared differently by {name!r}")
+            out[key] = spec
+    return out
 
 
 def _discover() -> None:

@@ -325,6 +325,71 @@ def _ground_truth(cfg, seed, labels, users, items) -> dict:
     }
 
 
+# the config keys of a synthetic dataset (SyntheticSettings' fields), as schema fragments
+SETTINGS = {
+    "n_users": {"description": "synthetic: users.", "type": "integer", "minimum": 1},
+    "n_items": {"description": "synthetic: items.", "type": "integer", "minimum": 1},
+    "interactions_per_user": {
+        "description": "synthetic: mean interactions per user (log-normal).",
+        "type": "number",
+        "exclusiveMinimum": 0,
+    },
+    "interactions_sigma": {
+        "description": "synthetic: sigma of the log-normal interaction counts.",
+        "type": "number",
+        "minimum": 0,
+    },
+    "min_interactions_per_user": {
+        "description": "synthetic: least interactions per user.",
+        "type": "integer",
+        "minimum": 1,
+    },
+    "n_clusters": {
+        "description": "synthetic: planted item clusters (genre-like).",
+        "type": "integer",
+        "minimum": 1,
+    },
+    "n_eras": {"description": "synthetic: planted eras.", "type": "integer", "minimum": 1},
+    "n_popularity_levels": {
+        "description": "synthetic: planted popularity levels.",
+        "type": "integer",
+        "minimum": 1,
+    },
+    "cluster_focus": {
+        "description": "synthetic: share of a user's preference on their cluster.",
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+    },
+    "era_focus": {
+        "description": "synthetic: share of a user's preference on their era.",
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+    },
+    "preference_alpha": {
+        "description": "synthetic: Dirichlet concentration of the rest of the preference.",
+        "type": "number",
+        "exclusiveMinimum": 0,
+    },
+    "popularity_skew": {
+        "description": "synthetic: log-normal skew of item popularity.",
+        "type": "number",
+        "minimum": 0,
+    },
+    "popularity_gamma": {
+        "description": "synthetic: how strongly mainstream users follow popularity.",
+        "type": "number",
+        "minimum": 0,
+    },
+    "noise": {
+        "description": "synthetic: share of uniformly random interactions.",
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+    },
+}
+
 SPEC = register_dataset(
     DatasetSpec(
         name="synthetic",
@@ -333,5 +398,6 @@ SPEC = register_dataset(
         homepage="",
         resources=resources,
         read=read,
+        settings=SETTINGS,
     )
 )

@@ -135,6 +135,13 @@ SPEC = register_dataset(
         homepage="https://business.yelp.com/data/resources/open-dataset/",
         resources=resources,
         read=read,
+        settings={
+            "url": {
+                "description": "yelp: a download URL you obtained after accepting Yelp's terms.",
+                "type": "string",
+                "pattern": "^https?://[^/?#]+/",
+            }
+        },
         how_to_get=HOW_TO_GET,
         default_split={"protocol": "leave_last_out", "test_n": 1, "valid_n": 1},
     )

@@ -2,7 +2,8 @@
 ``identity``, ``pca``, ``ica``, ``random`` (signed: 2 * d latents, split into positive and
 negative halves), ``nmf`` and ``kmeans`` (``width`` latents). Each is fitted on the SAE-training
 embeddings (training users and all items) and written as a sweep point like an SAE; ``variant:
-topk`` keeps each input's ``k`` largest latents (the L0-matched form). One module per method."""
+topk`` keeps each input's ``k`` largest latents (the L0-matched form). One module per method,
+each declaring one ``MethodSpec``; one line of ``METHODS`` registers it."""
 
 from __future__ import annotations
 
@@ -13,37 +14,53 @@ from recsae.methods.base import (
     CHECKPOINT_FORMAT,
     ConceptMethod,
     MethodOutput,
+    MethodSpec,
     keep_top_k,
-    method_from_payload,
     save_method,
 )
 
-FITTERS = {
-    "identity": identity.fit,
-    "pca": pca.fit,
-    "ica": ica.fit,
-    "random": random_basis.fit,
-    "nmf": nmf.fit,
-    "kmeans": kmeans.fit,
+# the registry: the config's ``method`` values besides ``sae`` (the schema's enum is composed
+# from it, recsae.config.compose_schema)
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        identity.METHOD,
+        pca.METHOD,
+        ica.METHOD,
+        random_basis.METHOD,
+        nmf.METHOD,
+        kmeans.METHOD,
+    )
 }
 
 
 def fit_method(cfg: dict, x: torch.Tensor, seed: int) -> ConceptMethod:
     """The method ``cfg["method"]`` (a resolved sae config) fitted on embeddings x (N, d), in eval
     mode; ``variant: topk`` keeps ``k`` latents per input."""
-    if cfg["method"] not in FITTERS:
+    if cfg["method"] not in METHODS:
         raise ValueError(
-            f"sae config key 'method': {cfg['method']!r} is not one of {list(FITTERS)}"
+            f"sae config key 'method': {cfg['method']!r} is not one of {list(METHODS)}"
         )
     top_k = cfg["k"] if cfg["variant"] == "topk" else None
-    return FITTERS[cfg["method"]](x, cfg["width"], top_k, seed).eval()
+    return METHODS[cfg["method"]].fit(x, cfg["width"], top_k, seed).eval()
+
+
+def method_from_payload(payload: dict, device: str | torch.device = "cpu") -> ConceptMethod:
+    """Rebuild a method from a loaded checkpoint payload (eval mode, on ``device``)."""
+    name = payload.get("method")
+    if name not in METHODS:
+        raise ValueError(f"unknown concept method {name!r} in checkpoint; known: {sorted(METHODS)}")
+    model = METHODS[name].module(**payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()
 
 
 __all__ = [
     "CHECKPOINT_FORMAT",
-    "FITTERS",
+    "METHODS",
     "ConceptMethod",
     "MethodOutput",
+    "MethodSpec",
     "fit_method",
     "keep_top_k",
     "method_from_payload",

@@ -12,6 +12,7 @@ constructor's arguments and loads with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,13 +109,24 @@ class SignedDirections(ConceptMethod):
         return (z[:, :m] - z[:, m:]) @ self.decoder + self.mean
 
 
-METHOD_CLASSES: dict[str, type[ConceptMethod]] = {}
+@dataclass(frozen=True)
+class MethodSpec:
+    """One concept extractor as the registry (``recsae.methods.METHODS``) knows it: ``module``
+    (its ``ConceptMethod`` class; ``module.method`` is the config's ``method`` value) and
+    ``fit(x (N, d), width, top_k, seed)``. ``signed``: a ``SignedDirections`` method, with 2 * d
+    latents whatever the config's width."""
 
+    module: type[ConceptMethod]
+    fit: Callable[[torch.Tensor, int, int | None, int], ConceptMethod]
+    description: str
 
-def register_method(cls: type[ConceptMethod]) -> type[ConceptMethod]:
-    """Class decorator: make ``cls.method`` loadable from checkpoints."""
-    METHOD_CLASSES[cls.method] = cls
-    return cls
+    @property
+    def name(self) -> str:
+        return self.module.method
+
+    @property
+    def signed(self) -> bool:
+        return issubclass(self.module, SignedDirections)
 
 
 def save_method(model: ConceptMethod, path: str | Path, extra: dict | None = None) -> None:
@@ -127,15 +139,3 @@ def save_method(model: ConceptMethod, path: str | Path, extra: dict | None = Non
         "extra": extra or {},
     }
     save_torch(path, payload)
-
-
-def method_from_payload(payload: dict, device: str | torch.device = "cpu") -> ConceptMethod:
-    """Rebuild a method from a loaded checkpoint payload (eval mode, on ``device``)."""
-    name = payload.get("method")
-    if name not in METHOD_CLASSES:
-        raise ValueError(
-            f"unknown concept method {name!r} in checkpoint; known: {sorted(METHOD_CLASSES)}"
-        )
-    model = METHOD_CLASSES[name](**payload["config"])
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval()

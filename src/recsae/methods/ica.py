@@ -11,13 +11,12 @@ import torch
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
 
-from recsae.methods.base import SignedDirections, register_method
+from recsae.methods.base import MethodSpec, SignedDirections
 
 MAX_ITER = 200  # FastICA iterations at most (each is O(N d^2))
 TOL = 1e-4
 
 
-@register_method
 class ICADirections(SignedDirections):
     method = "ica"
 
@@ -39,3 +38,6 @@ def fit(x: torch.Tensor, width: int, top_k: int | None, seed: int) -> ICADirecti
     unmixing = ica.components_ * flip[:, None]  # (d, d): s = (x - mean) @ unmixing.T
     mixing = ica.mixing_ * flip[None, :]  # (d, d): x = s @ mixing.T + mean
     return ICADirections(d, 2 * d, top_k).set_directions(unmixing.T, mixing.T, ica.mean_)
+
+
+METHOD = MethodSpec(ICADirections, fit, "independent components (FastICA), split into +/- halves")

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from recsae.methods.base import SignedDirections, register_method
+from recsae.methods.base import MethodSpec, SignedDirections
 
 
-@register_method
 class IdentityDirections(SignedDirections):
     method = "identity"
 
@@ -18,3 +17,8 @@ def fit(x: torch.Tensor, width: int, top_k: int | None, seed: int) -> IdentityDi
     d = x.shape[1]
     eye = torch.eye(d)
     return IdentityDirections(d, 2 * d, top_k).set_directions(eye, eye)
+
+
+METHOD = MethodSpec(
+    IdentityDirections, fit, "the embedding's raw dimensions, split into +/- halves"
+)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import torch
 from sklearn.cluster import KMeans
 
-from recsae.methods.base import ConceptMethod, keep_top_k, register_method
+from recsae.methods.base import ConceptMethod, MethodSpec, keep_top_k
 
 N_INIT = 3
 
 
-@register_method
 class KMeansMemberships(ConceptMethod):
     """Buffers: centroids (h, d), temperature ()."""
 
@@ -58,3 +57,6 @@ def fit(x: torch.Tensor, width: int, top_k: int | None, seed: int) -> KMeansMemb
     nearest = model.sq_distances(x.detach().cpu().float()).min(dim=1).values
     model.temperature.fill_(float(nearest.mean().clamp_min(1e-12)))
     return model
+
+
+METHOD = MethodSpec(KMeansMemberships, fit, "k-means memberships (width clusters)")

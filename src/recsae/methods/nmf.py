@@ -13,7 +13,7 @@ import torch
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 
-from recsae.methods.base import ConceptMethod, keep_top_k, register_method
+from recsae.methods.base import ConceptMethod, MethodSpec, keep_top_k
 
 FIT_MAX_ITER = 400
 ENCODE_STEPS = 300
@@ -24,7 +24,6 @@ def split_signs(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.relu(x), torch.relu(-x)], dim=1)
 
 
-@register_method
 class NMFParts(ConceptMethod):
     """Buffers: parts (h, 2d), non-negative."""
 
@@ -67,3 +66,8 @@ def fit(x: torch.Tensor, width: int, top_k: int | None, seed: int) -> NMFParts:
     model = NMFParts(x.shape[1], width, top_k)
     model.parts.copy_(torch.as_tensor(nmf.components_, dtype=model.parts.dtype))
     return model
+
+
+METHOD = MethodSpec(
+    NMFParts, fit, "non-negative parts of the split embeddings [relu(x), relu(-x)] (width parts)"
+)

@@ -7,10 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recsae.methods.base import SignedDirections, register_method
+from recsae.methods.base import MethodSpec, SignedDirections
 
 
-@register_method
 class PCADirections(SignedDirections):
     method = "pca"
 
@@ -29,3 +28,8 @@ def fit(x: torch.Tensor, width: int, top_k: int | None, seed: int) -> PCADirecti
     basis *= np.sign(basis[np.arange(len(basis)), pivot])[:, None]
     d = data.shape[1]
     return PCADirections(d, 2 * d, top_k).set_directions(basis.T, basis, mean)
+
+
+METHOD = MethodSpec(
+    PCADirections, fit, "principal directions of the training embeddings, split into +/- halves"
+)

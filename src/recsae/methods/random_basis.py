@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import torch
 
-from recsae.methods.base import SignedDirections, register_method
+from recsae.methods.base import MethodSpec, SignedDirections
 from recsae.seeding import torch_generator
 
 
-@register_method
 class RandomDirections(SignedDirections):
     method = "random"
 
@@ -25,3 +24,10 @@ def fit(x: torch.Tensor, width: int, top_k: int | None, seed: int) -> RandomDire
     q, r = torch.linalg.qr(gaussian)
     q = q * torch.sign(torch.diagonal(r))[None, :]  # the unique Haar-distributed Q
     return RandomDirections(d, 2 * d, top_k).set_directions(q, q.T)
+
+
+METHOD = MethodSpec(
+    RandomDirections,
+    fit,
+    "seeded random orthonormal directions (the chance level), split into +/- halves",
+)

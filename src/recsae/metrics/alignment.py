@@ -48,6 +48,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from recsae.metrics.spec import Metric, MetricFamily
 from recsae.metrics.topk import topk_by_id
 
 PLANTED_PREFIX = "planted_"
@@ -382,3 +383,80 @@ def entity_concepts(
         cfg["min_concept_count"],
         active=counts >= cfg["active_min_interactions"],
     )
+
+
+COVERAGE_ITEMS = Metric(
+    "coverage_items",
+    "items",
+    "max",
+    "share of item concepts some neuron captures (AUROC and precision margin)",
+    "item concepts captured (share)",
+)
+LABELLED_ITEMS = Metric(
+    "labelled_items", "items", "max", "share of neurons firing on items that carry a concept label"
+)
+COVERAGE_USERS = Metric(
+    "coverage_users", "users", "max", "share of user concepts some neuron captures"
+)
+BEST_AUROC_ITEMS = Metric(
+    "best_auroc_items", "items", "max", "mean over firing neurons of their best item-concept AUROC"
+)
+BEST_AUROC_USERS = Metric(
+    "best_auroc_users", "users", "max", "mean over firing neurons of their best user-concept AUROC"
+)
+BEST_PRECISION_ITEMS = Metric(
+    "best_precision_items",
+    "items",
+    "max",
+    "mean over firing neurons of the top-align_top_k precision of their best item concept",
+)
+PLANTED_AUROC = Metric(
+    "planted_auroc", "items", "max", "mean over planted item concepts of the best neuron's AUROC"
+)
+PLANTED_PRECISION_R = Metric(
+    "planted_precision_r",
+    "items",
+    "max",
+    "mean over planted item concepts of the best neuron's precision@R",
+)
+
+
+def _summarize_alignment(m: dict, cfg: dict) -> dict:
+    items, users = m["alignment"]["items"], m["alignment"]["users"]
+    return {
+        COVERAGE_ITEMS.key: items["coverage"],
+        LABELLED_ITEMS.key: items["labelled_fraction"],
+        COVERAGE_USERS.key: users["coverage"],
+        BEST_AUROC_ITEMS.key: items["mean_best_auroc"],
+        BEST_AUROC_USERS.key: users["mean_best_auroc"],
+        BEST_PRECISION_ITEMS.key: items["mean_best_precision"],
+    }
+
+
+def _summarize_planted(m: dict, cfg: dict) -> dict:
+    planted = m["planted"]["items"]
+    return {
+        PLANTED_AUROC.key: planted["auroc_mean"] if planted else None,
+        PLANTED_PRECISION_R.key: planted["precision_at_r_mean"] if planted else None,
+    }
+
+
+ALIGNMENT_FAMILY = MetricFamily(
+    "alignment",
+    "alignment",
+    (
+        COVERAGE_ITEMS,
+        LABELLED_ITEMS,
+        COVERAGE_USERS,
+        BEST_AUROC_ITEMS,
+        BEST_AUROC_USERS,
+        BEST_PRECISION_ITEMS,
+    ),
+    _summarize_alignment,
+)
+PLANTED_FAMILY = MetricFamily(
+    "planted recovery",
+    "planted",
+    (PLANTED_AUROC, PLANTED_PRECISION_R),
+    _summarize_planted,
+)

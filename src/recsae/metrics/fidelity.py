@@ -28,6 +28,7 @@ import torch
 
 from recsae.metrics.accuracy import RankingTask
 from recsae.metrics.agreement import exclusion_mask, ranking_agreement
+from recsae.metrics.spec import Metric, MetricFamily
 
 
 def embedding_fidelity(x: torch.Tensor, x_hat: torch.Tensor) -> dict:
@@ -143,3 +144,103 @@ def full_score_fn(model, user_emb: torch.Tensor, item_emb: torch.Tensor):
         return model.score_matrix(user_emb[batch], item_emb, users=batch, items=items)
 
     return score_fn
+
+
+EMBEDDING_METRICS = {
+    part: (
+        Metric(f"mse_{part}", part, "min", "mean squared error of the reconstructed embeddings"),
+        Metric(f"fvu_{part}", part, "min", "fraction of the embeddings' variance unexplained"),
+        Metric(f"cos_{part}", part, "max", "mean cosine of embedding and reconstruction"),
+    )
+    for part in ("users", "items")
+}
+SCORE_MSE = Metric("score_mse", "users", "min", "MSE of reconstructed vs original logits")
+SCORE_RECOVERED = Metric(
+    "score_recovered",
+    "users",
+    "max",
+    "1 - score_mse / variance of the original logits",
+    "score variance recovered (1 = exact)",
+)
+RBO = Metric(
+    "rbo{agreement_k}",
+    "users",
+    "max",
+    "RBO of the original and reconstructed top-agreement_k lists (truncated, the paper's)",
+    "RBO@{agreement_k} vs original top-{agreement_k}",
+)
+RBO_EXT = Metric("rbo_ext", "users", "max", "extrapolated RBO of the two top-agreement_k lists")
+KENDALL_TAU = Metric(
+    "kendall_tau",
+    "users",
+    "max",
+    "the authors' tau-b of the two top-k lists' ranks over their union",
+    "Kendall τ vs original top-k",
+)
+KENDALL_TAU_B_SCORES = Metric(
+    "kendall_tau_b_scores", "users", "max", "tau-b of the two score vectors over the lists' union"
+)
+OVERLAP = Metric(
+    "overlap@{k}", "users", "max", "shared share of the two top-K lists, per overlap_ks"
+)
+SCORE_METRICS = (
+    SCORE_MSE,
+    SCORE_RECOVERED,
+    RBO,
+    RBO_EXT,
+    KENDALL_TAU,
+    KENDALL_TAU_B_SCORES,
+    OVERLAP,
+)
+ACCURACY_METRICS = tuple(
+    Metric(f"{prefix}{name}", "users", goal, f"{what} on the test split, {how}")
+    for prefix, how in (("", "reconstructed embeddings"), ("delta_", "reconstructed - original"))
+    for name, goal, what in (
+        ("hr@{k}", "max", "hit rate@K"),
+        ("ndcg@{k}", "max", "NDCG@K"),
+        ("mrr@{k}", "max", "MRR@K"),
+        ("recall@{k}", "max", "recall@K"),
+        ("precision@{k}", "max", "precision@K"),
+        ("mpr", "min", "mean percentile rank"),
+    )
+)
+
+
+def _summarize_embeddings(m: dict, cfg: dict) -> dict:
+    out = {}
+    for part, (mse, fvu, cos) in EMBEDDING_METRICS.items():
+        fid = m["fidelity"][part]
+        out.update({mse.key: fid["mse"], fvu.key: fid["fvu"], cos.key: fid["cosine"]})
+    return out
+
+
+def _summarize_scores(m: dict, cfg: dict) -> dict:
+    scores = m["fidelity"]["scores"]
+    return {
+        SCORE_MSE.key: scores["score_mse"],
+        SCORE_RECOVERED.key: scores["score_recovered"],
+        RBO.key.format(agreement_k=cfg["agreement_k"]): scores["rbo"],
+        RBO_EXT.key: scores["rbo_ext"],
+        KENDALL_TAU.key: scores["kendall_tau"],
+        KENDALL_TAU_B_SCORES.key: scores["kendall_tau_b_scores"],
+        **{OVERLAP.key.format(k=k): scores[f"overlap@{k}"] for k in cfg["overlap_ks"]},
+    }
+
+
+def _summarize_accuracy(m: dict, cfg: dict) -> dict:
+    out = {}
+    for key, value in m["accuracy"]["reconstructed"].items():
+        if key in m["accuracy"]["delta"]:
+            out[key] = value
+            out[f"delta_{key}"] = m["accuracy"]["delta"][key]
+    return out
+
+
+EMBEDDING_FAMILY = MetricFamily(
+    "embedding fidelity",
+    "fidelity.users, fidelity.items",
+    tuple(metric for metrics in EMBEDDING_METRICS.values() for metric in metrics),
+    _summarize_embeddings,
+)
+SCORE_FAMILY = MetricFamily("score fidelity", "fidelity.scores", SCORE_METRICS, _summarize_scores)
+ACCURACY_FAMILY = MetricFamily("accuracy", "accuracy", ACCURACY_METRICS, _summarize_accuracy)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from recsae.metrics.spec import Metric, MetricFamily
+
 
 def health(
     user_latents: torch.Tensor, item_latents: torch.Tensor, dense_threshold: float = 0.5
@@ -38,3 +40,29 @@ def health(
         "freq_users": active_u.to(torch.float64).mean(0).tolist(),
         "freq_items": active_i.to(torch.float64).mean(0).tolist(),
     }
+
+
+L0_USERS = Metric(
+    "l0_users",
+    "users",
+    "min",
+    "mean active latents per held-out user",
+    "active latents per user (L0)",
+)
+L0_ITEMS = Metric(
+    "l0_items", "items", "min", "mean active latents per item", "active latents per item (L0)"
+)
+DEAD_FRACTION = Metric(
+    "dead_fraction", "items", "min", "share of latents active on no held-out user and no item"
+)
+DENSE_FRACTION = Metric(
+    "dense_fraction", "items", "min", "share of latents active on more than dense_threshold inputs"
+)
+HEALTH_METRICS = (L0_USERS, L0_ITEMS, DEAD_FRACTION, DENSE_FRACTION)
+
+FAMILY = MetricFamily(
+    "health",
+    "health",
+    HEALTH_METRICS,
+    lambda m, cfg: {metric.key: m["health"][metric.key] for metric in HEALTH_METRICS},
+)

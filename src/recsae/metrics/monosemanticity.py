@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from recsae.metrics.spec import Metric, MetricFamily
 from recsae.metrics.topk import topk_by_id
 
 
@@ -91,3 +92,31 @@ def active_monosemanticity(
         empty = {"top_k": top_k, "ms_mean": None, "ms_alive": None, "n_alive": 0}
         return head | empty | {"per_neuron": [None] * item_latents.shape[1]}
     return head | monosemanticity(item_latents[keep], item_emb[keep], top_k)
+
+
+MS_MEAN = Metric(
+    "ms_mean", "items", "max", "mean MS score over all neurons", "MS (mean over neurons)"
+)
+MS_ALIVE = Metric("ms_alive", "items", "max", "mean MS score over the neurons that fire on an item")
+MS_ACTIVE = Metric(
+    "ms_active",
+    "items",
+    "max",
+    "mean MS score over the items with >= active_min_interactions training interactions",
+)
+
+
+def _summarize(m: dict, cfg: dict) -> dict:
+    return {
+        MS_MEAN.key: m["monosemanticity"]["ms_mean"],
+        MS_ALIVE.key: m["monosemanticity"]["ms_alive"],
+        MS_ACTIVE.key: m["monosemanticity_active"]["ms_mean"],
+    }
+
+
+FAMILY = MetricFamily(
+    "monosemanticity",
+    "monosemanticity, monosemanticity_active",
+    (MS_MEAN, MS_ALIVE, MS_ACTIVE),
+    _summarize,
+)

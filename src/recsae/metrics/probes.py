@@ -32,6 +32,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from recsae.metrics.alignment import average_ranks
+from recsae.metrics.spec import Metric, MetricFamily
 
 MAX_ITER = 1000
 
@@ -191,3 +192,66 @@ def probe_summary(
             for key, values in per_concept.items()
         },
     }
+
+
+PROBE_CEILING = {
+    part: Metric(
+        f"probe_ceiling_{part}",
+        part,
+        None,
+        f"mean over {part[:-1]} concepts of the linear probe's AUROC on the embeddings",
+    )
+    for part in ("items", "users")
+}
+CONCEPT_AUROC = {
+    part: Metric(
+        f"concept_auroc_{part}",
+        part,
+        "max",
+        f"mean over {part[:-1]} concepts of the best latent's AUROC",
+    )
+    for part in ("items", "users")
+}
+CEILING_SHARE = {
+    part: Metric(
+        f"ceiling_share_{part}",
+        part,
+        "max",
+        "sum(best-latent AUROC - 0.5) / sum(ceiling - 0.5) over concepts",
+    )
+    for part in ("items", "users")
+}
+SPARSE_PROBE = {
+    part: Metric(
+        f"sparse_probe_k{{k}}_{part}",
+        part,
+        "max",
+        f"mean over {part[:-1]} concepts of the k-sparse probe's AUROC, per k of probe_ks",
+    )
+    for part in ("items", "users")
+}
+
+
+def _summarize(m: dict, cfg: dict) -> dict:
+    out = {}
+    for part in ("items", "users"):
+        probes = m["probes"][part]
+        out[PROBE_CEILING[part].key] = probes["ceiling_mean"]
+        out[CONCEPT_AUROC[part].key] = probes["best_latent_auroc_mean"]
+        out[CEILING_SHARE[part].key] = probes["ceiling_share"]
+        out.update(
+            {SPARSE_PROBE[part].key.format(k=k): probes[f"sparse_k{k}_mean"] for k in probes["ks"]}
+        )
+    return out
+
+
+FAMILY = MetricFamily(
+    "probes",
+    "probes",
+    tuple(
+        metric[part]
+        for part in ("items", "users")
+        for metric in (PROBE_CEILING, CONCEPT_AUROC, CEILING_SHARE, SPARSE_PROBE)
+    ),
+    _summarize,
+)

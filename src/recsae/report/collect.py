@@ -24,13 +24,13 @@ Every frame is rebuilt from the JSON files each time (nothing is appended), in c
 
 Rules (``report`` block of the config), on settings (a point over its seeds; one seed: the point):
 * best point of a group: the setting with the best MEAN ``best_point_metric`` over its seeds
-  (``best_point_goal`` max or min); ties go to the lower mean ``l0_items``, then the
-  alphabetically first point path. Settings whose metric is missing never win. Only SAE settings
-  (``method`` sae) compete when the (dataset, model) has any: the exact baselines (identity, pca,
-  ...) would always win on fidelity. ``best`` marks the best per (dataset, model, variant),
-  ``chosen`` the best per (dataset, model), the SAE shown in neuron cards and intervention curves.
-  The flags sit on the setting's first row in config order (its first seed), so exactly one SAE
-  carries each.
+  (``best_point_goal`` max or min; null: the direction the metric declares); ties go to the lower
+  mean ``l0_items``, then the alphabetically first point path. Settings whose metric is missing
+  never win. Only SAE settings (``method`` sae) compete when the (dataset, model) has any: the
+  exact baselines (identity, pca, ...) would always win on fidelity. ``best`` marks the best per
+  (dataset, model, variant), ``chosen`` the best per (dataset, model), the SAE shown in neuron
+  cards and intervention curves. The flags sit on the setting's first row in config order (its
+  first seed), so exactly one SAE carries each.
 * Pareto: per (dataset, model), over every method, a setting is Pareto-optimal when no other has
   a lower or equal mean sparsity (``pareto_sparsity``, default l0_items, lower is better) AND a
   higher or equal mean fidelity (``pareto_fidelity``, default rbo30, higher is better), with at
@@ -49,7 +49,14 @@ import numpy as np
 import pandas as pd
 
 from recsae import paths
+from recsae.config import ConfigError
 from recsae.io import read_json
+from recsae.metrics.alignment import COVERAGE_ITEMS
+from recsae.metrics.fidelity import SCORE_RECOVERED
+from recsae.metrics.health import L0_ITEMS
+from recsae.metrics.monosemanticity import MS_MEAN
+from recsae.metrics.probes import CEILING_SHARE, CONCEPT_AUROC, PROBE_CEILING, SPARSE_PROBE
+from recsae.metrics.registry import goal_of
 from recsae.sae.config import uses_topk
 from recsae.sweep import format_value, parse_point_path, strip_seed
 from recsae.workflow import split_model_seed
@@ -160,7 +167,7 @@ def mark_rules(frame: pd.DataFrame, report_cfg: dict) -> pd.DataFrame:
     model) and pareto (per dataset, model), decided on the means over each setting's seeds and
     set on the setting's first row; see the module docstring."""
     frame = frame.copy()
-    metric, goal = report_cfg["best_point_metric"], report_cfg["best_point_goal"]
+    metric, goal = report_cfg["best_point_metric"], best_point_goal(report_cfg)
     fidelity, sparsity = report_cfg["pareto_fidelity"], report_cfg["pareto_sparsity"]
     for flag in RULE_FLAGS:
         frame[flag] = False
@@ -175,7 +182,9 @@ def mark_rules(frame: pd.DataFrame, report_cfg: dict) -> pd.DataFrame:
             known = sorted(c for c in frame.columns if c not in PAIR_KEYS)
             raise ValueError(f"report.{key} {column!r} is not a sweep column; known: {known}")
     setting = _setting_keys(frame)
-    ranked = list(dict.fromkeys(c for c in (metric, fidelity, sparsity, "l0_items") if c in frame))
+    ranked = list(
+        dict.fromkeys(c for c in (metric, fidelity, sparsity, L0_ITEMS.key) if c in frame)
+    )
     means = frame[ranked].apply(pd.to_numeric, errors="coerce").groupby(setting).transform("mean")
     first = frame[~setting.duplicated()].assign(**{c: means[c] for c in ranked})
     candidates = first[sae_or_all(first)]
@@ -256,6 +265,19 @@ def sae_or_all(frame: pd.DataFrame) -> pd.Series:
     return is_sae | ~group_has
 
 
+def best_point_goal(report_cfg: dict) -> str:
+    """max or min: ``best_point_goal`` when set, else the direction ``best_point_metric``'s
+    declaration gives (``recsae.metrics.registry``)."""
+    metric, goal = report_cfg["best_point_metric"], report_cfg.get("best_point_goal")
+    goal = goal or goal_of(metric)
+    if goal is None:
+        raise ConfigError(
+            f"report.best_point_metric {metric!r} declares no direction (recsae metrics-reference);"
+            " set report.best_point_goal to max or min"
+        )
+    return goal
+
+
 def best_mask(frame: pd.DataFrame, by: list[str], metric: str, goal: str = "max") -> pd.Series:
     """True on the best row of each group of ``by`` (see the module docstring for ties)."""
     mask = pd.Series(False, index=frame.index, dtype=bool)
@@ -265,7 +287,7 @@ def best_mask(frame: pd.DataFrame, by: list[str], metric: str, goal: str = "max"
         raise ValueError(f"best_point_goal must be max or min, got {goal!r}")
     value = pd.to_numeric(frame[metric], errors="coerce")
     key = -value if goal == "max" else value
-    l0 = pd.to_numeric(frame["l0_items"], errors="coerce") if "l0_items" in frame else 0.0
+    l0 = pd.to_numeric(frame[L0_ITEMS.key], errors="coerce") if L0_ITEMS.key in frame else 0.0
     ranked = frame.assign(_key=key, _l0=l0)
     ranked = ranked[ranked["_key"].notna()]
     ranked = ranked.sort_values(["_key", "_l0", "point"], kind="stable", na_position="last")
@@ -433,22 +455,18 @@ def methods_frame(
     filtering at ``filter_level``: filter_effect (concept share in the top-k before minus after the
     edit, mean over the intervened concepts) and its cost filter_delta_ndcg@K."""
     rbo = metric_column(sweep, "rbo")
-    sparse = sorted(
-        c
-        for c in sweep.columns
-        if str(c).startswith("sparse_probe_k") and str(c).endswith("_items")
-    )
+    sparse = sorted(c for c in sweep.columns if SPARSE_PROBE["items"].matches(str(c)))
     metrics = [
         c
         for c in (
-            "l0_items",
+            L0_ITEMS.key,
             rbo,
-            "score_recovered",
-            "ms_mean",
-            "coverage_items",
-            "concept_auroc_items",
-            "probe_ceiling_items",
-            "ceiling_share_items",
+            SCORE_RECOVERED.key,
+            MS_MEAN.key,
+            COVERAGE_ITEMS.key,
+            CONCEPT_AUROC["items"].key,
+            PROBE_CEILING["items"].key,
+            CEILING_SHARE["items"].key,
             *sparse,
         )
         if c and c in sweep.columns

@@ -4,7 +4,6 @@ chosen SAE of each pair. Matplotlib with the Agg backend; every figure is writte
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -15,24 +14,23 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from recsae.io import atomic_write  # noqa: E402
+from recsae.metrics.alignment import COVERAGE_ITEMS  # noqa: E402
+from recsae.metrics.fidelity import SCORE_RECOVERED  # noqa: E402
+from recsae.metrics.monosemanticity import MS_MEAN  # noqa: E402
+from recsae.metrics.registry import metric_for  # noqa: E402
 from recsae.report import collect  # noqa: E402
+from recsae.sae.variants import VARIANTS  # noqa: E402
 from recsae.sweep import format_value, parse_point_path  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "recsae", "font.size": 9, "axes.titlesize": 9})
 LEGEND_COLUMNS = 5
-VARIANT_MARKERS = {"relu": "o", "topk": "s", "batchtopk": "D", "matryoshka": "^"}
+VARIANT_MARKERS = {name: variant.marker for name, variant in VARIANTS.items()}
 EXPERIMENT_TITLES = {
     "filtering": "filtering (set in heavy users)",
     "nudging": "nudging (add in light users)",
     "promotion": "promotion (set in target items)",
 }
-AXIS_TITLES = {
-    "l0_items": "active latents per item (L0)",
-    "l0_users": "active latents per user (L0)",
-    "score_recovered": "score variance recovered (1 = exact)",
-    "kendall_tau": "Kendall τ vs original top-k",
-    "ms_mean": "MS (mean over neurons)",
-    "coverage_items": "item concepts captured (share)",
+SETTING_TITLES = {
     "width": "dictionary width (neurons)",
     "beta": "β, prediction-loss weight",
 }
@@ -87,11 +85,12 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def axis_title(column: str) -> str:
-    """A sweep column as an axis title in words (with its unit or scale)."""
-    match = re.fullmatch(r"rbo(\d+)", column)
-    if match:
-        return f"RBO@{match[1]} vs original top-{match[1]}"
-    return AXIS_TITLES.get(column, column)
+    """A sweep column as an axis title in words (with its unit or scale): a metric's declared
+    title (``recsae.metrics.registry``), a setting's, else the column name."""
+    metric = metric_for(column)
+    if metric is not None and metric.title:
+        return metric.label(column)
+    return SETTING_TITLES.get(column, column)
 
 
 def setting_label(setting: str) -> str:
@@ -214,7 +213,7 @@ def fidelity_sparsity(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
     if sweep.empty:
         return placeholder("no SAE sweep points", png, svg)
     sparsity = cfg["pareto_sparsity"]
-    fidelities = list(dict.fromkeys([cfg["pareto_fidelity"], "score_recovered"]))
+    fidelities = list(dict.fromkeys([cfg["pareto_fidelity"], SCORE_RECOVERED.key]))
     pairs, colors = _pairs(sweep), _variant_colors(sweep)
     sweep = setting_means(sweep, [sparsity, *fidelities])
     fig, axes = plt.subplots(
@@ -265,8 +264,9 @@ def ms_coverage(sweep: pd.DataFrame, cfg: dict, png, svg) -> None:
     if sweep.empty:
         return placeholder("no SAE sweep points", png, svg)
     pairs, colors = _pairs(sweep), _variant_colors(sweep)
-    panels = [(x, y) for x in ("width", "beta") for y in ("ms_mean", "coverage_items")]
-    sweep = setting_means(sweep, ["ms_mean", "coverage_items"])
+    measures = [MS_MEAN.key, COVERAGE_ITEMS.key]
+    panels = [(x, y) for x in ("width", "beta") for y in measures]
+    sweep = setting_means(sweep, measures)
     fig, axes = plt.subplots(
         len(pairs), len(panels), squeeze=False, figsize=(3.4 * len(panels), 2.9 * len(pairs))
     )

@@ -13,29 +13,40 @@ import pandas as pd
 from tabulate import tabulate
 
 from recsae.io import atomic_write
+from recsae.methods import METHODS
+from recsae.metrics.alignment import COVERAGE_ITEMS
+from recsae.metrics.fidelity import KENDALL_TAU, KENDALL_TAU_B_SCORES, SCORE_RECOVERED
+from recsae.metrics.health import DEAD_FRACTION, L0_ITEMS
+from recsae.metrics.monosemanticity import MS_ACTIVE, MS_ALIVE, MS_MEAN
 from recsae.paths import SWEEP_TABLE, TABLES
 from recsae.report import collect
 
 FLOAT_FORMAT = ".4g"
 STD_FORMAT = ".2g"
-BETA_METRICS = (
-    "kendall_tau",
-    "kendall_tau_b_scores",
-    "ms_mean",
-    "ms_alive",
-    "ms_active",
-    "coverage_items",
-    "l0_items",
+BETA_METRICS = tuple(
+    metric.key
+    for metric in (
+        KENDALL_TAU,
+        KENDALL_TAU_B_SCORES,
+        MS_MEAN,
+        MS_ALIVE,
+        MS_ACTIVE,
+        COVERAGE_ITEMS,
+        L0_ITEMS,
+    )
 )
-BEST_COLUMNS = (
-    "ms_mean",
-    "ms_active",
-    "coverage_items",
-    "score_recovered",
-    "kendall_tau",
-    "kendall_tau_b_scores",
-    "l0_items",
-    "dead_fraction",
+BEST_COLUMNS = tuple(
+    metric.key
+    for metric in (
+        MS_MEAN,
+        MS_ACTIVE,
+        COVERAGE_ITEMS,
+        SCORE_RECOVERED,
+        KENDALL_TAU,
+        KENDALL_TAU_B_SCORES,
+        L0_ITEMS,
+        DEAD_FRACTION,
+    )
 )
 TAU_NOTE = (
     "kendall_tau: the authors' tau-b of the two top-k lists' RANKS over their union (an item "
@@ -190,7 +201,7 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
     sweep = collect.sweep_frame(results_dir, settings["sae_points"], cfg)
     over = collect.setting_frame(sweep)
     inter = collect.interventions_frame(results_dir, settings["sae_points"])
-    metric, goal = cfg["best_point_metric"], cfg["best_point_goal"]
+    metric, goal = cfg["best_point_metric"], collect.best_point_goal(cfg)
     rbo = collect.metric_column(sweep, "rbo") or cfg["pareto_fidelity"]
     delta_ndcg = collect.metric_column(sweep, "delta_ndcg")
     frames = {"recommenders": recs, SWEEP_TABLE: sweep}
@@ -245,7 +256,7 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
     pareto = over[over["pareto"].astype(bool)] if len(over) else over
     if len(pareto):
         pareto = pareto.sort_values(["dataset", "model", spa], kind="stable")
-    measures = [spa, fid, "score_recovered", "ms_mean", "coverage_items"]
+    measures = [spa, fid, SCORE_RECOVERED.key, MS_MEAN.key, COVERAGE_ITEMS.key]
     pareto = pareto[
         [
             *_columns(pareto, ["dataset", "model", "variant", "point"]),
@@ -309,8 +320,8 @@ def build_tables(results_dir: str | Path, settings: dict, out_dir: str | Path) -
         out_dir,
         "methods",
         "Concept extractors: SAEs and baselines",
-        "One row per (dataset, model) and setting of each method (sae, or a baseline: identity, "
-        "pca, ica, random, nmf, kmeans; variant topk = each input's k largest latents); mean ± "
+        "One row per (dataset, model) and setting of each method (sae, or a baseline: "
+        f"{', '.join(METHODS)}; variant topk = each input's k largest latents); mean ± "
         "std over seeds (n_seeds). Fidelity on held-out users; concept columns on items: "
         "concept_auroc = the best single latent's AUROC per concept, probe_ceiling = "
         "cross-validated balanced logistic probe on the embedding, ceiling_share = "

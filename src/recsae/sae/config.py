@@ -1,8 +1,9 @@
 """The SAE configuration of one sweep point: its layered resolution and the checks that a schema
 cannot express.
 
-Keys, types and defaults live in config/schema.yaml (``$defs.sae_settings``); ``SAE_DEFAULTS``
-reads them, and their order is the canonical order of keys in sweep paths (``recsae.sweep``).
+Keys, types and defaults live in config/schema.yaml (``$defs.sae_settings``), composed with the
+settings of each SAE variant (``recsae.sae.variants``); ``SAE_DEFAULTS`` reads them, and their
+order is the canonical order of keys in sweep paths (``recsae.sweep``).
 """
 
 from __future__ import annotations
@@ -10,18 +11,19 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from recsae.config import check_layered, layered_defaults, section_schema
+from recsae.config import check_layered, layered_defaults
+from recsae.methods import METHODS
 from recsae.sae.presets import SAE_PRESETS, preset_settings
+from recsae.sae.variants import VARIANTS, variant_settings
 
 # concept extractors of a sweep point: the SAE, or a non-SAE baseline of ``recsae.methods``
-SIGNED_METHODS = ("identity", "pca", "ica", "random")  # 2 * input_dim latents (+/- halves)
 METHOD_VARIANTS = ("relu", "topk")  # baselines: all latents, or each input's k largest
 LOSS_WEIGHTS = ("alpha", "beta", "lambda_kl", "lambda_l1", "aux_k_coef")
 
 # Every key of one sweep point with its default, in sweep-path order: config/schema.yaml,
 # $defs.sae_settings (its descriptions and types; docs/method.md gives the meaning).
 SAE_DEFAULTS: dict = layered_defaults("sae_settings")
-VARIANTS = tuple(section_schema("$defs.sae_settings")["properties"]["variant"]["enum"])
+VARIANT_OPTIONS = tuple(variant_settings())  # keys only some variant reads: SAEConfig.options
 
 
 def _fail(key: str, msg: str) -> None:
@@ -32,7 +34,7 @@ def resolve_sae_config(sae_cfg: dict, input_dim: int, family: str | None = None)
     """``SAE_DEFAULTS`` < the named ``preset``'s settings for recommender ``family`` ("dot" or
     "pairwise"; without a family the preset is only a label) < ``sae_cfg``, validated, with
     ``width`` and ``aux_k`` resolved to ints for embeddings of size ``input_dim`` (the signed
-    baselines of ``SIGNED_METHODS`` always have 2 * input_dim latents). Unknown keys and bad
+    baselines (``MethodSpec.signed``) always have 2 * input_dim latents). Unknown keys and bad
     values raise a ValueError naming the key."""
     unknown = sorted(set(sae_cfg) - set(SAE_DEFAULTS))
     if unknown:
@@ -55,7 +57,7 @@ def resolve_sae_config(sae_cfg: dict, input_dim: int, family: str | None = None)
         if cfg["expansion"] is None:
             _fail("expansion", "must be set when width is null")
         cfg["width"] = max(1, int(round(cfg["expansion"] * input_dim)))
-    if cfg["method"] in SIGNED_METHODS:
+    if cfg["method"] in METHODS and METHODS[cfg["method"]].signed:
         cfg["width"] = 2 * input_dim
     if cfg["method"] != "sae" and cfg["variant"] not in METHOD_VARIANTS:
         _fail(
@@ -71,47 +73,22 @@ def resolve_sae_config(sae_cfg: dict, input_dim: int, family: str | None = None)
     for key in LOSS_WEIGHTS:
         if not math.isfinite(cfg[key]):
             _fail(key, f"must be a finite number >= 0, got {cfg[key]}")
-    if cfg["variant"] == "matryoshka":
-        prefix_sizes(cfg["matryoshka_prefixes"], cfg["width"])
+    if cfg["method"] == "sae":
+        VARIANTS[cfg["variant"]].check(cfg)
     return cfg
 
 
 def uses_topk(cfg: dict) -> bool:
-    """Whether the activation selects latents by rank (TopK, BatchTopK, Matryoshka over it)."""
-    return cfg["variant"] in ("topk", "batchtopk") or (
-        cfg["variant"] == "matryoshka" and cfg["matryoshka_base"] == "batchtopk"
-    )
-
-
-def prefix_sizes(prefixes, width: int) -> tuple[int, ...]:
-    """Strictly increasing Matryoshka prefix sizes ending at ``width``.
-
-    Each entry is a fraction of the width (0 < p <= 1) or an absolute size (an integer > 1); the
-    full width is appended when the last entry is smaller.
-    """
-    sizes = []
-    for p in prefixes:
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
-            _fail("matryoshka_prefixes", f"entries must be positive numbers, got {p!r}")
-        if p <= 1:
-            size = max(1, int(round(p * width)))
-        elif float(p).is_integer():
-            size = int(p)
-        else:
-            _fail("matryoshka_prefixes", f"{p!r} is neither a fraction <= 1 nor an integer size")
-        if size > width:
-            _fail("matryoshka_prefixes", f"prefix size {size} exceeds width {width}")
-        sizes.append(size)
-    if not sizes or sizes[-1] != width:
-        sizes.append(width)
-    if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
-        _fail("matryoshka_prefixes", f"sizes {sizes} (width {width}) are not strictly increasing")
-    return tuple(sizes)
+    """Whether the point's activation selects latents by rank (its variant's ``ranked``: TopK,
+    BatchTopK, Matryoshka over BatchTopK; a baseline's ``variant: topk``)."""
+    return VARIANTS[cfg["variant"]].ranked(cfg)
 
 
 @dataclass(frozen=True)
 class SAEConfig:
-    """Everything needed to rebuild an SAE's modules (stored in every checkpoint)."""
+    """Everything needed to rebuild an SAE's modules (stored in every checkpoint). ``options``:
+    the resolved value of every variant setting (``VARIANT_OPTIONS``, e.g. threshold_momentum);
+    ``prefix_sizes``: Matryoshka's nested prefix sizes, else None."""
 
     input_dim: int
     width: int
@@ -123,8 +100,7 @@ class SAEConfig:
     pre_bias: bool
     input_scaling: str
     prefix_sizes: tuple[int, ...] | None
-    matryoshka_base: str
-    threshold_momentum: float
+    options: dict
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -132,18 +108,10 @@ class SAEConfig:
         if self.prefix_sizes is not None:
             object.__setattr__(self, "prefix_sizes", tuple(int(s) for s in self.prefix_sizes))
 
-    @property
-    def activation_kind(self) -> str:
-        """relu | topk | batchtopk: the activation (Matryoshka's is its base)."""
-        return self.matryoshka_base if self.variant == "matryoshka" else self.variant
-
     @classmethod
     def from_sae_cfg(cls, sae_cfg: dict, input_dim: int) -> SAEConfig:
         """The architecture part of a (possibly partial) ``sae_cfg``."""
         cfg = resolve_sae_config(sae_cfg, input_dim)
-        sizes = None
-        if cfg["variant"] == "matryoshka":
-            sizes = prefix_sizes(cfg["matryoshka_prefixes"], cfg["width"])
         return cls(
             input_dim=input_dim,
             width=cfg["width"],
@@ -154,18 +122,22 @@ class SAEConfig:
             normalize_decoder=cfg["normalize_decoder"],
             pre_bias=cfg["pre_bias"],
             input_scaling=cfg["input_scaling"],
-            prefix_sizes=sizes,
-            matryoshka_base=cfg["matryoshka_base"],
-            threshold_momentum=float(cfg["threshold_momentum"]),
+            **({"prefix_sizes": None} | VARIANTS[cfg["variant"]].architecture(cfg)),
+            options={key: cfg[key] for key in VARIANT_OPTIONS},
         )
 
     @classmethod
     def from_dict(cls, stored: dict) -> SAEConfig:
-        """A checkpoint's config; a key that an older checkpoint lacks takes its default."""
-        defaults = {"prefix_sizes": None} | {
+        """A checkpoint's config; a key that an older checkpoint lacks takes its default (an
+        older checkpoint's variant settings stand beside the other fields)."""
+        fields = {
             key: value for key, value in SAE_DEFAULTS.items() if key in cls.__dataclass_fields__
         }
-        return cls(**(defaults | stored))
+        options = {key: SAE_DEFAULTS[key] for key in VARIANT_OPTIONS}
+        options |= {key: stored[key] for key in VARIANT_OPTIONS if key in stored}
+        options |= stored.get("options", {})
+        known = {key: value for key, value in stored.items() if key in cls.__dataclass_fields__}
+        return cls(**({"prefix_sizes": None} | fields | known | {"options": options}))
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -1,11 +1,12 @@
-"""The sparse autoencoder: one module for every variant, selected by ``SAEConfig``.
+"""The sparse autoencoder: one module for every variant, whose activation the variant registry
+(``recsae.sae.variants``) builds from ``SAEConfig``.
 
 Shapes: N inputs, d = ``input_dim``, h = ``width``. Forward pass (the paper's SAE):
 
     x_s  = (x - input_min) / input_range              if input_scaling minmax, else x   (N, d)
     x_n  = (x_s - mean_row(x_s)) / std_row(x_s)       if standardize, else x_s    (N, d)
     pre  = (x_n - pre_bias) @ encoder_weight.T + latent_bias                     (N, h)
-    z    = activation(pre)                            ReLU | TopK | BatchTopK     (N, h)
+    z    = activation(pre)                            the variant's activation    (N, h)
     xh_n = z @ W_dec.T + pre_bias                     W_dec = encoder_weight.T if tied (d, h)
     xh_s = xh_n * std_row(x_s) + mean_row(x_s)        if standardize, else xh_n   (N, d)
     x_hat = xh_s * input_range + input_min            if input_scaling minmax, else xh_s
@@ -34,69 +35,10 @@ from torch import nn
 from recsae.errors import UserError
 from recsae.io import load_torch, save_torch
 from recsae.sae.config import SAEConfig
+from recsae.sae.variants import VARIANTS
 
 STD_EPS = 1e-6
 CHECKPOINT_FORMAT = "recsae-sae-1"
-
-
-class TopK(nn.Module):
-    """Keep each row's k largest pre-activations (then ReLU): at most k active per input."""
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.k = k
-
-    def forward(self, pre_acts: torch.Tensor) -> torch.Tensor:
-        """(N, h) -> (N, h)."""
-        top = pre_acts.topk(self.k, dim=-1)
-        return torch.zeros_like(pre_acts).scatter(-1, top.indices, F.relu(top.values))
-
-
-class BatchTopK(nn.Module):
-    """Training: keep the k * N largest ReLU activations of the whole batch (k per input on
-    average). Inference (eval mode): keep activations above ``threshold``, a running average
-    (EMA with weight ``momentum``) of the smallest activation selected in each training batch."""
-
-    def __init__(self, k: int, momentum: float = 0.01):
-        super().__init__()
-        self.k = k
-        self.momentum = momentum
-        self.register_buffer("threshold", torch.zeros(()))
-        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
-
-    def forward(self, pre_acts: torch.Tensor) -> torch.Tensor:
-        """(N, h) -> (N, h)."""
-        acts = F.relu(pre_acts)
-        if not self.training:
-            return acts * (acts > self.threshold)
-        flat = acts.flatten()
-        top = flat.topk(min(self.k * acts.shape[0], flat.numel()))
-        with torch.no_grad():
-            self._update_threshold(top.values)
-        return torch.zeros_like(flat).scatter(0, top.indices, top.values).view_as(acts)
-
-    def _update_threshold(self, selected: torch.Tensor) -> None:
-        """Fold the smallest positive selected activation into the EMA (no host sync)."""
-        smallest = torch.where(
-            selected > 0, selected, torch.full_like(selected, float("inf"))
-        ).min()
-        seen = torch.isfinite(smallest)
-        ema = (1 - self.momentum) * self.threshold + self.momentum * smallest
-        new = torch.where(self.threshold_updates == 0, smallest, ema)
-        self.threshold.copy_(torch.where(seen, new, self.threshold))
-        self.threshold_updates.add_(seen.long())
-
-
-def make_activation(config: SAEConfig) -> nn.Module:
-    """The activation module ``config`` names (Matryoshka: its base activation)."""
-    kind = config.activation_kind
-    if kind == "relu":
-        return nn.ReLU()
-    if kind == "topk":
-        return TopK(config.k)
-    if kind == "batchtopk":
-        return BatchTopK(config.k, config.threshold_momentum)
-    raise ValueError(f"sae config key 'variant'/'matryoshka_base': unknown activation {kind!r}")
 
 
 @dataclass
@@ -158,7 +100,9 @@ class SparseAutoencoder(nn.Module):
         self.register_parameter(
             "decoder_weight", None if config.tied else nn.Parameter(directions.clone())
         )
-        self.activation = activation if activation is not None else make_activation(config)
+        if activation is None:
+            activation = VARIANTS[config.variant].make_activation(config)
+        self.activation = activation
         self.register_buffer("steps_since_active", torch.zeros(h, dtype=torch.long))
 
     @property

@@ -6,6 +6,7 @@ cycles through fresh permutations); with ``batching: samples`` (the authors') a 
 the recommender's (user, item, label) training samples (``sample_steps``). Each step minimises
 
     alpha * L_emb + beta * L_pred + lambda_kl * L_KL + lambda_l1 * L_1 (+ aux_k_coef * AuxK)
+    (+ the activation's own penalty, e.g. JumpReLU's lambda_l0 * L0)
 
 (docs/method.md, "Loss terms"), computed in the SAE's input space (after ``input_scaling``). The
 recommender is frozen (``requires_grad_(False)``, eval mode): gradients
@@ -175,11 +176,12 @@ def sae_loss_terms(
     u (Bu, d) user and v (Bv, d) item embeddings (originals); ``cfg`` a resolved sae config;
     ``pairs`` the scored pairs for a pairwise recommender; ``dead`` (h,) bool for AuxK.
     Every input is in the SAE's input space (``training_scaler``), and so are the losses.
-    Returns ({"loss", "emb", "pred", "kl", "l1", "auxk"} scalars, users' output, items' output).
+    Returns ({"loss", "emb", "pred", "kl", "l1", "auxk"} scalars, plus "penalty" when the
+    activation has one (``has_penalty``), users' output, items' output).
     """
     out_u, out_v = sae.forward_scaled(u), sae.forward_scaled(v)
     zero = u.new_zeros(())
-    if sae.config.variant == "matryoshka":
+    if sae.config.prefix_sizes is not None:
         emb = losses.matryoshka_embedding_loss(
             sae.decode_prefixes(out_u.z, out_u.stats),
             u,
@@ -228,7 +230,18 @@ def sae_loss_terms(
         + cfg["aux_k_coef"] * auxk
     )
     terms = {"loss": total, "emb": emb, "pred": pred, "kl": kl, "l1": l1, "auxk": auxk}
+    if has_penalty(sae):
+        terms["penalty"] = sae.activation.penalty(out_u.pre_acts) + sae.activation.penalty(
+            out_v.pre_acts
+        )
+        terms["loss"] = total + terms["penalty"]
     return terms, out_u, out_v
+
+
+def has_penalty(sae: SparseAutoencoder) -> bool:
+    """Whether the SAE's activation adds its own (weighted) term to the loss (JumpReLU's L0),
+    reported as the loss term ``penalty``."""
+    return callable(getattr(sae.activation, "penalty", None))
 
 
 def _batches(pool: np.ndarray, steps: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -325,7 +338,8 @@ def train_sae(
             steps = sample_steps(samples, heldout, cfg, pairwise)
         else:
             steps = independent_steps(train_users, n_items, cfg, sampler, rng)
-        sums = {name: torch.zeros((), device=device) for name in (*TERMS, "l0_users", "l0_items")}
+        names = (*TERMS, "penalty") if has_penalty(sae) else TERMS
+        sums = {name: torch.zeros((), device=device) for name in (*names, "l0_users", "l0_items")}
         epoch_active = torch.zeros(config.width, dtype=torch.bool, device=device)
         n_rows = 0
         for step_index, ids in enumerate(steps):
@@ -357,7 +371,7 @@ def train_sae(
                 active = active_u.any(dim=0) | active_v.any(dim=0)
                 sae.update_activity(active)
                 epoch_active |= active
-                for name in TERMS:
+                for name in names:
                     sums[name] += terms[name].detach()
                 sums["l0_users"] += active_u.sum(dim=1).float().mean()
                 sums["l0_items"] += active_v.sum(dim=1).float().mean()

@@ -22,21 +22,8 @@ metrics.json (NaN written as null)::
 
     config, seed, recsae_version, git_commit      # recsae.io.result_metadata; config = resolved cfg
     heldout: {users: "heldout"|"all", n_users, holdout_fraction, holdout_seed}
-    summary: flat scalars for tables --
-        ms_mean, ms_alive, ms_active (MS over active items), coverage_items, coverage_users
-        (concepts some neuron captures: AUROC and precision margin), labelled_items (share of
-        firing neurons with a label), best_auroc_items, best_auroc_users,
-        best_precision_items, planted_auroc, planted_precision_r (item concepts; null without
-        planted concepts), probe_ceiling_{items,users}, concept_auroc_{items,users} (mean over
-        concepts of the best latent's AUROC), ceiling_share_{items,users} (pooled over concepts:
-        sum(concept_auroc - 0.5) / sum(ceiling - 0.5), recsae.metrics.probes),
-        sparse_probe_k{k}_{items,users} per k of probe_ks (null without concepts),
-        l0_users, l0_items, dead_fraction, dense_fraction,
-        mse_users, fvu_users, cos_users, mse_items, fvu_items, cos_items,
-        score_mse, score_recovered, rbo{k} (e.g. rbo30), rbo_ext, kendall_tau (the authors' rank
-        tau), kendall_tau_b_scores (tau-b of the scores; recsae.metrics.agreement), overlap@K per K,
-        per accuracy metric m (hr@K, ndcg@K, mrr@K, recall@K, precision@K, mpr): m (reconstructed
-        embeddings) and delta_m (reconstructed - original)
+    summary: flat scalars for tables -- every family's declared scalars (recsae.metrics.registry;
+        their reference: `recsae metrics-reference`)
     monosemanticity: recsae.metrics.monosemanticity.monosemanticity (per_neuron: H floats)
     monosemanticity_active: recsae.metrics.monosemanticity.active_monosemanticity
     alignment: {items: ..., users: ...}  recsae.metrics.alignment.alignment_summary
@@ -79,6 +66,7 @@ from recsae.data.tables import Split, load_concepts, load_split
 from recsae.device import resolve_device
 from recsae.interventions import ConceptEditor, run_interventions, sae_decode
 from recsae.io import result_metadata, write_json
+from recsae.metrics import registry
 from recsae.metrics.alignment import (
     alignment_summary,
     auroc_matrix,
@@ -320,11 +308,11 @@ def evaluate_loaded(
             model, emb, recon, users, seen, matrices["test"], cfg["ks"], cfg["batch_size"]
         ),
     }
-    metrics = {"summary": _summary(metrics, cfg), **metrics}
     interventions = run_interventions(
         editor, matrices, item_concepts, item_auroc, users, icfg, seed, item_precision
     )
-    return metrics, interventions
+    summary = registry.summary({**metrics, "interventions": interventions}, cfg)
+    return {"summary": summary, **metrics}, interventions
 
 
 def _alignment(acts, concepts, cfg) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -338,57 +326,6 @@ def _alignment(acts, concepts, cfg) -> tuple[dict, np.ndarray, np.ndarray]:
     precision = top_precision(acts, concepts.labels, k)
     summary = alignment_summary(acts, concepts, auroc, precision, k, threshold, margin)
     return summary, auroc, precision
-
-
-def _summary(m: dict, cfg: dict) -> dict:
-    fid, scores, planted = m["fidelity"], m["fidelity"]["scores"], m["planted"]["items"]
-    out = {
-        "ms_mean": m["monosemanticity"]["ms_mean"],
-        "ms_alive": m["monosemanticity"]["ms_alive"],
-        "ms_active": m["monosemanticity_active"]["ms_mean"],
-        "coverage_items": m["alignment"]["items"]["coverage"],
-        "labelled_items": m["alignment"]["items"]["labelled_fraction"],
-        "coverage_users": m["alignment"]["users"]["coverage"],
-        "best_auroc_items": m["alignment"]["items"]["mean_best_auroc"],
-        "best_auroc_users": m["alignment"]["users"]["mean_best_auroc"],
-        "best_precision_items": m["alignment"]["items"]["mean_best_precision"],
-        "planted_auroc": planted["auroc_mean"] if planted else None,
-        "planted_precision_r": planted["precision_at_r_mean"] if planted else None,
-        **{
-            key: m["health"][key]
-            for key in ("l0_users", "l0_items", "dead_fraction", "dense_fraction")
-        },
-    }
-    for part in ("items", "users"):
-        probes = m["probes"][part]
-        out[f"probe_ceiling_{part}"] = probes["ceiling_mean"]
-        out[f"concept_auroc_{part}"] = probes["best_latent_auroc_mean"]
-        out[f"ceiling_share_{part}"] = probes["ceiling_share"]
-        out.update({f"sparse_probe_k{k}_{part}": probes[f"sparse_k{k}_mean"] for k in probes["ks"]})
-    for part in ("users", "items"):
-        out.update(
-            {
-                f"mse_{part}": fid[part]["mse"],
-                f"fvu_{part}": fid[part]["fvu"],
-                f"cos_{part}": fid[part]["cosine"],
-            }
-        )
-    out.update(
-        score_mse=scores["score_mse"],
-        score_recovered=scores["score_recovered"],
-        **{
-            f"rbo{cfg['agreement_k']}": scores["rbo"],
-            "rbo_ext": scores["rbo_ext"],
-            "kendall_tau": scores["kendall_tau"],
-            "kendall_tau_b_scores": scores["kendall_tau_b_scores"],
-        },
-        **{f"overlap@{k}": scores[f"overlap@{k}"] for k in cfg["overlap_ks"]},
-    )
-    for key, value in m["accuracy"]["reconstructed"].items():
-        if key in m["accuracy"]["delta"]:
-            out[key] = value
-            out[f"delta_{key}"] = m["accuracy"]["delta"][key]
-    return out
 
 
 def _finite(obj):
