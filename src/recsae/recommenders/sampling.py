@@ -22,7 +22,6 @@ import scipy.sparse as sp
 from recsae.recommenders.compiled import bitmap_contains, row_bitmap, row_contains
 
 SAMPLERS = ("uniform", "popularity")
-NEGATIVE_SCHEMES = ("per_positive", "per_user")
 BITMAP_MAX_BITS = 2**33
 
 
