@@ -167,7 +167,7 @@ def mark_rules(frame: pd.DataFrame, report_cfg: dict) -> pd.DataFrame:
     model) and pareto (per dataset, model), decided on the means over each setting's seeds and
     set on the setting's first row; see the module docstring."""
     frame = frame.copy()
-    metric, goal = report_cfg["best_point_metric"], best_point_goal(report_cfg)
+    metric = report_cfg["best_point_metric"]
     fidelity, sparsity = report_cfg["pareto_fidelity"], report_cfg["pareto_sparsity"]
     for flag in RULE_FLAGS:
         frame[flag] = False
@@ -181,6 +181,7 @@ def mark_rules(frame: pd.DataFrame, report_cfg: dict) -> pd.DataFrame:
         if column not in frame.columns:
             known = sorted(c for c in frame.columns if c not in PAIR_KEYS)
             raise ValueError(f"report.{key} {column!r} is not a sweep column; known: {known}")
+    goal = best_point_goal(report_cfg)
     setting = _setting_keys(frame)
     ranked = list(
         dict.fromkeys(c for c in (metric, fidelity, sparsity, L0_ITEMS.key) if c in frame)
