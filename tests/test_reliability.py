@@ -375,10 +375,16 @@ def test_ctrl_c_in_a_real_job_leaves_one_line(tiny, tmp_path):
     import os
     import signal
 
+    def default_sigint():
+        """The job gets Ctrl-C as a foreground job does, even where this test runs with SIGINT
+        ignored (a background CI shell), which a child would otherwise inherit."""
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     settings = '{"expansion": 2, "epochs": 100000}'
     proc = subprocess.Popen([sys.executable, "-m", "recsae.cli", *_train_sae_args(tiny, None,
                              settings)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=default_sigint)  # fmt: skip
     for line in proc.stdout:  # training has started: the first epoch's line
         if "epoch 1/" in line:
             break
