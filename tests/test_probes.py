@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -10,11 +11,12 @@ from sklearn.preprocessing import StandardScaler
 
 from recsae.metrics.probes import (
     auroc,
+    balanced_logistic_scores,
     ceiling_share,
     pooled_ceiling_share,
     probe_ceiling,
     probe_summary,
-    sparse_probe_auroc,
+    sparse_probes,
 )
 
 
@@ -44,25 +46,56 @@ def test_probe_ceiling_equals_sklearn_cross_validated_auroc():
         assert ceiling[c] == pytest.approx(expected, abs=1e-12)
 
 
+def converged_probe():
+    """scikit-learn's balanced probe solved to a tight tolerance: the optimum itself."""
+    return make_pipeline(
+        StandardScaler(),
+        LogisticRegression(class_weight="balanced", max_iter=10000, tol=1e-12),
+    )
+
+
+def test_batched_balanced_probes_equal_scikit_learns_optimum():
+    rng = np.random.default_rng(4)
+    n, problems = 150, 6
+    x = rng.normal(size=(problems, n, 3)) * np.array([1.0, 5.0, 0.01])
+    x[2, :, 1] = 3.0  # a constant feature: left unscaled, as StandardScaler does
+    labels = x[:, :, 0] + 0.5 * rng.normal(size=(problems, n)) > 0.8
+    train = rng.random((problems, n)) < 0.7
+    got = balanced_logistic_scores(
+        torch.as_tensor(x), torch.as_tensor(labels), torch.as_tensor(train)
+    ).numpy()
+    for p in range(problems):
+        probe = converged_probe().fit(x[p, train[p]], labels[p, train[p]])
+        np.testing.assert_allclose(got[p], probe.decision_function(x[p]), atol=1e-6)
+
+
 def test_sparse_probes_by_brute_force():
     """k-sparse probe = per fold, the k latents of largest standardised mean difference, then the
     balanced probe on them; the 1-sparse probe scores the chosen latent with its sign."""
     rng = np.random.default_rng(1)
     z = np.abs(rng.normal(size=(200, 6)))
-    y = z[:, 2] - 0.7 * z[:, 4] + 0.3 * rng.normal(size=200) > 0.2
-    for k in (1, 2):
-        got = sparse_probe_auroc(z, y, k, folds=4, seed=0)
-        scores = []
-        for train, test in StratifiedKFold(4, shuffle=True, random_state=0).split(z, y):
-            diff = z[train][y[train]].mean(0) - z[train][~y[train]].mean(0)
-            top = np.argsort(-np.abs(diff) / z[train].std(0), kind="stable")[:k]
-            pipe = make_pipeline(
-                StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=1000)
-            )
-            pipe.fit(z[np.ix_(train, top)], y[train])
-            scores.append(roc_auc_score(y[test], pipe.decision_function(z[np.ix_(test, top)])))
-        assert got == pytest.approx(np.mean(scores), abs=1e-12)
-    assert sparse_probe_auroc(z, y, 2, 4, 0) > sparse_probe_auroc(z, y, 1, 4, 0)
+    y = np.stack(
+        [
+            z[:, 2] - 0.7 * z[:, 4] + 0.3 * rng.normal(size=200) > 0.2,
+            z[:, 0] + z[:, 1] + 0.5 * rng.normal(size=200) > 1.8,
+            rng.random(200) < 0.1,
+        ],
+        1,
+    )
+    got = sparse_probes(z, y, ks=(1, 2, 5), folds=4, seed=0)
+    for c in range(y.shape[1]):
+        for k in (1, 2, 5):
+            scores = []
+            for train, test in StratifiedKFold(4, shuffle=True, random_state=0).split(z, y[:, c]):
+                yt = y[train, c]
+                diff = z[train][yt].mean(0) - z[train][~yt].mean(0)
+                top = np.argsort(-np.abs(diff) / z[train].std(0), kind="stable")[:k]
+                probe = converged_probe().fit(z[np.ix_(train, top)], yt)
+                scores.append(
+                    roc_auc_score(y[test, c], probe.decision_function(z[np.ix_(test, top)]))
+                )
+            assert got[k][c] == pytest.approx(np.mean(scores), abs=1e-12), (c, k)
+    assert got[2][0] > got[1][0]
 
 
 def test_pooled_ceiling_share_is_robust_to_near_chance_ceilings():

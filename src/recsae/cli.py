@@ -294,6 +294,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from recsae import worker
+
+    if worker.enabled():
+        code = worker.run_in_worker(sys.argv[1:] if argv is None else list(argv))
+        if code is not None:
+            return code
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -326,10 +332,11 @@ def _run(args) -> None:
 
     from recsae.gpu_slots import gpu_slot
     from recsae.kernels import check_kernels
+    from recsae.seeding import deterministic_algorithms
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_algorithms()
     warning = check_kernels()
     if warning:
         logging.getLogger("recsae").warning(warning)
