@@ -14,6 +14,7 @@ from snakemake.utils import min_version
 from recsae import paths
 from recsae import workflow as wf
 from recsae.kernels import kernel_environment
+from recsae.worker import stop_workers, warm_worker_environment
 
 min_version("9.0")
 
@@ -35,6 +36,9 @@ if workflow.is_main_process:
 
 # Every job starts with the CPU kernels that `cpu_kernels` names (recsae.kernels; docs/method.md).
 os.environ.update(kernel_environment(config["cpu_kernels"]))
+# Jobs run in children of one warm worker that imported the suite once (recsae.worker).
+if config["warm_worker"]:
+    os.environ.update(warm_worker_environment(paths.LOGS))
 
 LOGS = paths.LOGS
 BENCH = paths.BENCHMARKS
@@ -54,10 +58,12 @@ rule all:
 # The run exits when its last job ends, not a `max-jobs-per-timespan` window later.
 onsuccess:
     wf.stop_replanning_timers()
+    stop_workers()
 
 
 onerror:
     wf.stop_replanning_timers()
+    stop_workers()
 
 
 include: "workflow/rules/common.smk"

@@ -23,6 +23,10 @@ for jobs without that line (older runs). Prints:
   resident memory of one of its jobs (``max_rss``, GiB);
 * per (dataset, model): the SAE sweep points and their summed train and evaluate seconds.
 
+Jobs forked by a warm worker (recsae.worker, the ``warm_worker`` setting) log only their own CPU;
+the worker's imports are counted once, as the stage "warm worker", from its log in
+``logs/workers/`` (its line ends the same way). The summary's job count leaves the workers out.
+
 Copy a results folder with `cp -p` (or rsync -t) to keep the times this script reads.
 """
 
@@ -48,6 +52,7 @@ STAGES = {
 }
 
 
+WORKER = "warm worker"
 USAGE_LINE = re.compile(r"process CPU ([0-9.]+) s .*peak RSS ([0-9.]+) GiB")
 
 
@@ -100,7 +105,34 @@ def job_times(bench_dir: Path, log_dir: Path | None = None) -> pd.DataFrame:
         )
     if not rows:
         raise SystemExit(f"no benchmark files under {bench_dir} (run the workflow first)")
+    rows += worker_rows(log_dir / "workers")
     return pd.DataFrame(rows)
+
+
+def worker_rows(worker_logs: Path) -> list[dict]:
+    """One row per warm worker (recsae.worker) that ran the jobs: the CPU of its own imports and
+    forks (its jobs' CPU is in their own logs), no wall time of its own."""
+    rows = []
+    for log in sorted(worker_logs.glob("worker-*.log")):
+        logged = logged_usage(log)
+        if logged is None:
+            continue
+        end = log.stat().st_mtime
+        rows.append(
+            {
+                "stage": WORKER,
+                "dataset": None,
+                "model": None,
+                "point": None,
+                "wall_s": 0.0,
+                "cpu_s": logged[0],
+                "max_rss_gib": logged[1],
+                "cpu_from": "log",
+                "start": end,
+                "end": end,
+            }  # fmt: skip
+        )
+    return rows
 
 
 def machine() -> str:
@@ -123,6 +155,8 @@ def machine() -> str:
 
 
 def summary(times: pd.DataFrame) -> str:
+    workers = int((times["stage"] == WORKER).sum())
+    times = times[times["stage"] != WORKER]
     elapsed = times["end"].max() - times["start"].min()
     wall, cpu = times["wall_s"].sum(), times["cpu_s"].sum()
     return (
@@ -131,12 +165,12 @@ def summary(times: pd.DataFrame) -> str:
         f"CPU {cpu / 60:.1f} min summed; {wall / elapsed:.2f} jobs running at once on average; "
         f"CPU share per job-second {cpu / wall:.2f}; {(times['cpu_from'] == 'log').sum()} jobs "
         "with a process CPU line in their log, the rest from the sampled benchmark files alone "
-        "(a lower bound)"
+        f"(a lower bound); {workers} warm workers"
     )
 
 
 def per_stage(times: pd.DataFrame) -> pd.DataFrame:
-    order = [*STAGES.values(), "report"]
+    order = [WORKER, *STAGES.values(), "report"]
     stage = pd.Categorical(times["stage"], categories=order, ordered=True)
     table = times.groupby(stage, observed=True).agg(
         jobs=("wall_s", "size"),

@@ -164,27 +164,6 @@ def test_nan_in_a_config_file_is_one_line_and_exit_2(tmp_path):
 # --- a pipeline in miniature: the files the CLI cases read ------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    """A synthetic dataset, its split, an MF recommender and one SAE, written by the stages."""
-    from recsae.stages import data, recommender, sae
-
-    root = tmp_path_factory.mktemp("tiny")
-    settings = {"source": "synthetic", "n_users": 60, "n_items": 40, "interactions_per_user": 12}
-    data.prepare(settings, dataset="tiny", raw_dir=str(root / "raw"), out_dir=str(root / "data"),
-                 seed=0)  # fmt: skip
-    data.split({"test_n": 2, "valid_n": 1}, data_dir=str(root / "data"),
-               out_dir=str(root / "split"), seed=0)  # fmt: skip
-    dirs = {"data_dir": str(root / "data"), "split_dir": str(root / "split")}
-    recommender.train({"model": "mf", "params": {"dim": 8}, "train": {"epochs": 1}},
-                      out_dir=str(root / "mf"), seed=0, device="cpu", **dirs)  # fmt: skip
-    sae.train({"expansion": 2, "epochs": 1}, model_path=str(root / "mf/model.pt"),
-              point="tiny/mf/default", out_dir=str(root / "sae"), seed=0, device="cpu",
-              **dirs)  # fmt: skip
-    return {"root": root, "data": root / "data", "split": root / "split",
-            "model": root / "mf/model.pt", "sae": root / "sae/sae.pt"}  # fmt: skip
-
-
 def _train_sae_args(tiny, model=None, settings="{}", *extra) -> list[str]:
     return ["train-sae", "--model-path", str(model or tiny["model"]), "--data-dir",
             str(tiny["data"]), "--split-dir", str(tiny["split"]), "--point", "tiny/mf/x",
