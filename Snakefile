@@ -14,7 +14,7 @@ from snakemake.utils import min_version
 from recsae import paths
 from recsae import workflow as wf
 from recsae.kernels import kernel_environment
-from recsae.worker import stop_workers, warm_worker_environment
+from recsae.worker import stop_workers, warm_worker_environment, worker_log_dir
 
 min_version("9.0")
 
@@ -28,6 +28,7 @@ if not workflow.overwrite_configfiles:
 
 wf.validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 wf.check_raw_data(config)
+wf.check_job_width(config, workflow.global_resources["_cores"].value, workflow.local_exec)
 # A checkpoint that no longer matches the checksum written with it is removed with the results
 # beside it, so that this run rebuilds them.
 if workflow.is_main_process:
@@ -58,12 +59,12 @@ rule all:
 # The run exits when its last job ends, not a `max-jobs-per-timespan` window later.
 onsuccess:
     wf.stop_replanning_timers()
-    stop_workers()
+    stop_workers(worker_log_dir(paths.LOGS))
 
 
 onerror:
     wf.stop_replanning_timers()
-    stop_workers()
+    stop_workers(worker_log_dir(paths.LOGS))
 
 
 include: "workflow/rules/common.smk"

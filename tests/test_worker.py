@@ -28,7 +28,7 @@ def worker_env(tmp_path):
         "RECSAE_TEST_WORKER": uuid.uuid4().hex,
     }
     yield env
-    worker.stop_workers(env)
+    worker.stop_workers(env[worker.LOG_DIR_VARIABLE])
 
 
 def _recsae(args, env, **kwargs) -> subprocess.CompletedProcess:
@@ -150,7 +150,9 @@ def test_the_worker_stops_when_asked_and_logs_its_cpu(worker_env, tmp_path):
     assert _recsae(["list"], worker_env).returncode == 0
     path = worker.socket_path({**worker_env, "_": "/bin/sh", "SHLVL": "3"})  # a shell's extras
     assert path.exists()
-    worker.stop_workers(worker_env)
+    (record,) = (tmp_path / "logs" / "workers").glob("worker-*.socket")
+    assert record.read_text().strip() == str(path)
+    worker.stop_workers(tmp_path / "logs" / "workers")
     deadline = time.monotonic() + 30
     while path.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -160,6 +162,7 @@ def test_the_worker_stops_when_asked_and_logs_its_cpu(worker_env, tmp_path):
     while "served" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "served 1 jobs; process CPU" in log.read_text()
+    assert not record.exists()
 
 
 def test_a_worker_that_cannot_start_leaves_the_command_to_run_itself(worker_env, tmp_path):

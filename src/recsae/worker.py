@@ -26,7 +26,8 @@ process (tests/test_worker.py). What differs:
   process that is killed outright takes its child with it.
 
 The worker exits after ``IDLE_SECONDS`` without a job, or when the workflow ends
-(``stop_workers``). If it cannot be reached or started, ``recsae`` runs the command itself.
+(``stop_workers``, which finds the workers by the ``worker-<pid>.socket`` records in the log
+folder). If it cannot be reached or started, ``recsae`` runs the command itself.
 """
 
 from __future__ import annotations
@@ -75,10 +76,15 @@ def enabled() -> bool:
     return os.environ.get(ENABLE_VARIABLE, "") not in ("", "0")
 
 
-def warm_worker_environment(log_dir: str) -> dict[str, str]:
-    """The variables that send ``recsae`` commands to a warm worker logging into ``log_dir``
-    (made absolute: jobs and the worker may run elsewhere)."""
-    return {ENABLE_VARIABLE: "1", LOG_DIR_VARIABLE: str(Path(log_dir).resolve() / "workers")}
+def worker_log_dir(logs: str) -> Path:
+    """The workers' log folder inside a run's ``logs`` folder, absolute (jobs run elsewhere)."""
+    return Path(logs).resolve() / "workers"
+
+
+def warm_worker_environment(logs: str) -> dict[str, str]:
+    """The variables that send ``recsae`` commands to a warm worker logging into the workers'
+    folder of ``logs`` (``worker_log_dir``)."""
+    return {ENABLE_VARIABLE: "1", LOG_DIR_VARIABLE: str(worker_log_dir(logs))}
 
 
 def socket_path(environ: dict[str, str] | None = None) -> Path:
@@ -188,16 +194,22 @@ def _connect_or_start(path: Path) -> socket.socket | None:
     return None
 
 
-def stop_workers(environ: dict[str, str] | None = None) -> None:
-    """Ask the worker for this environment to exit once its jobs have ended (no-op if none)."""
-    conn = _try_connect(socket_path(environ))
-    if conn is None:
-        return
-    with conn:
+def stop_workers(log_dir: str | Path) -> None:
+    """Ask every worker that logs into ``log_dir`` to exit once its jobs have ended. A worker
+    names its socket in ``worker-<pid>.socket`` there while it runs: the workflow's own process
+    cannot find it by its environment, which Snakemake changes for every job (threads, TMPDIR)."""
+    for record in Path(log_dir).glob("worker-*.socket"):
         try:
-            conn.sendall(_HEADER.pack(0))  # a request of length 0
+            conn = _try_connect(Path(record.read_text().strip()))
         except OSError:
-            pass
+            continue
+        if conn is None:
+            continue
+        with conn:
+            try:
+                conn.sendall(_HEADER.pack(0))  # a request of length 0
+            except OSError:
+                pass
 
 
 # --- the worker ---------------------------------------------------------------------------------
@@ -385,10 +397,12 @@ def _usage() -> str:
 def main(path: str) -> None:
     """The worker process: import the stages, then serve until idle or told to stop. Its output
     (the import time, and its CPU when it ends) goes to ``worker-<pid>.log`` in
-    ``RECSAE_WORKER_LOG_DIR`` where that is set."""
+    ``RECSAE_WORKER_LOG_DIR`` where that is set, and ``worker-<pid>.socket`` there names its
+    socket while it runs."""
     import importlib
 
     log_dir = os.environ.get(LOG_DIR_VARIABLE)
+    record = None
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         log = os.open(
@@ -399,6 +413,8 @@ def main(path: str) -> None:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
+        record = Path(log_dir) / f"worker-{os.getpid()}.socket"
+        record.write_text(f"{path}\n")
     started = time.monotonic()
     for module in PRELOAD:
         importlib.import_module(module)
@@ -406,7 +422,11 @@ def main(path: str) -> None:
         f"recsae worker {os.getpid()}: imports took {time.monotonic() - started:.2f} s", flush=True
     )
     worker = Worker(Path(path))
-    worker.serve()
+    try:
+        worker.serve()
+    finally:
+        if record is not None:
+            record.unlink(missing_ok=True)
     print(f"recsae worker {os.getpid()}: served {worker.served} jobs; {_usage()}", flush=True)
 
 
