@@ -289,3 +289,14 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path):
         assert expected in lines[0]
     debug = _recsae("--debug", "validate-config", str(broken))
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_a_cluster_job_width_below_threads_per_job_is_refused():
+    from recsae.config import ConfigError
+    from recsae.workflow import check_job_width
+
+    check_job_width({"threads_per_job": 2}, cores=1, local=True)  # local runs: Snakemake's own
+    check_job_width({"threads_per_job": 1}, cores=1, local=False)
+    check_job_width({"threads_per_job": 4}, cores=None, local=False)
+    with pytest.raises(ConfigError, match="threads_per_job: 2 is more than the 1 cores"):
+        check_job_width({"threads_per_job": 2}, cores=1, local=False)

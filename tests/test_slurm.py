@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,8 @@ FAST_STATUS_CHECKS = (
     "2",
     "--slurm-keep-successful-logs",
 )
-SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+# A job is named by its number, a group job (a bundle) by a UUID.
+SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+)")
 
 
 def _cluster_problem() -> str | None:
@@ -71,38 +71,47 @@ def slurm_cluster() -> None:
         pytest.fail("the cluster has no gpu GRES; the profile's `gpu: 1` rules cannot run")
 
 
-def run_on_slurm(cmd: list[str], workdir: Path) -> tuple[str, dict[int, int]]:
+def run_on_slurm(cmd: list[str], workdir: Path, check: bool = True) -> tuple[str, dict[str, int]]:
     """Run ``cmd`` (a snakemake call through profiles/slurm, or a script making one) in
     ``workdir``; fail with the tails of the SLURM job logs on error.
 
-    Returns the output (stdout and stderr merged) and the map from Snakemake job id to the SLURM
-    job id it was submitted as, read from the plugin's log.
+    Returns the output (stdout and stderr merged) and the map from Snakemake job id (a group
+    job's UUID for a bundle) to the SLURM job id it was submitted as, read from the plugin's log.
     """
     proc = subprocess.run(
         cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200
     )
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         logs = sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
         tails = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in logs[-5:])
         pytest.fail(f"exit {proc.returncode}\n$ {' '.join(cmd)}\n{proc.stdout[-8000:]}\n{tails}")
-    submitted = {int(job): int(slurm) for job, slurm in SUBMITTED.findall(proc.stdout)}
+    submitted = {job: int(slurm) for job, slurm in SUBMITTED.findall(proc.stdout)}
     return proc.stdout, submitted
 
 
-# A two-rule workflow named like the real heavy rules, so the profile's set-resources apply.
-# Each job writes the SLURM job id it ran under and SLURM's own record of that job.
+# A workflow named like the real heavy rules, so the profile's set-resources and its bundling of
+# train_sae and evaluate_sae apply. Each job writes the SLURM job id it ran under and SLURM's own
+# record of that job; a point whose fail-<point> file exists fails its training.
 TOY_SNAKEFILE = """\
 rule all:
-    input: "out/evaluate_sae.txt"
+    input: expand("out/{{point}}/evaluate_sae.txt", point={points})
 
-rule train_sae:
-    output: "out/train_sae.txt"
+rule train_recommender:
+    output: "out/model.txt"
     threads: {threads}
     shell: "echo job=$SLURM_JOB_ID > {{output}}; scontrol show job $SLURM_JOB_ID >> {{output}}"
 
+rule train_sae:
+    input: "out/model.txt"
+    output: "out/{{point}}/train_sae.txt"
+    threads: 1
+    shell:
+        "if [ -e fail-{{wildcards.point}} ]; then exit 1; fi; "
+        "echo job=$SLURM_JOB_ID > {{output}}; scontrol show job $SLURM_JOB_ID >> {{output}}"
+
 rule evaluate_sae:
-    input: "out/train_sae.txt"
-    output: "out/evaluate_sae.txt"
+    input: "out/{{point}}/train_sae.txt"
+    output: "out/{{point}}/evaluate_sae.txt"
     threads: 1
     resources: gpu=0
     shell: "echo job=$SLURM_JOB_ID > {{output}}; scontrol show job $SLURM_JOB_ID >> {{output}}"
@@ -120,37 +129,77 @@ def _job_record(path: Path) -> tuple[int, dict[str, str]]:
     return int(first[4:]), fields
 
 
-def test_profile_submits_jobs_through_sbatch(slurm_cluster, tmp_path):
-    threads = min(2, os.cpu_count() or 1)
+def _toy(tmp_path: Path, points: list[str], threads: int = 1) -> list[str]:
     snakefile = tmp_path / "Snakefile"
-    snakefile.write_text(textwrap.dedent(TOY_SNAKEFILE.format(threads=threads)))
-
+    snakefile.write_text(TOY_SNAKEFILE.format(threads=threads, points=points))
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile)]
-    cmd += ["--workflow-profile", str(PROFILE), *FAST_STATUS_CHECKS]
-    stdout, submitted = run_on_slurm(cmd, tmp_path)
+    return cmd + ["--workflow-profile", str(PROFILE), *FAST_STATUS_CHECKS]
 
-    # both rules went through sbatch (the local `all` rule does not)
+
+def _time_limit(minutes: int) -> str:
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:02d}:{minutes:02d}:00"
+
+
+def _gpu_requested(fields: dict[str, str]) -> bool:
+    return "gres/gpu" in fields.get("TRES", "") or "gpu" in fields.get("TresPerJob", "")
+
+
+def test_profile_submits_jobs_through_sbatch_and_bundles_sae_points(slurm_cluster, tmp_path):
+    threads = min(2, os.cpu_count() or 1)
+    stdout, submitted = run_on_slurm(_toy(tmp_path, ["a", "b"], threads), tmp_path)
+
+    # the recommender alone, the two points' four SAE jobs as one bundle (the local `all` rule
+    # is not submitted)
     assert len(submitted) == 2, stdout[-4000:]
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    slurm_ids = set()
-    for rule in ("train_sae", "evaluate_sae"):
-        job_id, fields = _job_record(tmp_path / "out" / f"{rule}.txt")
-        slurm_ids.add(job_id)
-        wanted = profile["set-resources"][rule]
-        assert fields["JobState"] in {"RUNNING", "COMPLETING"}
-        # the profile's per-rule resources reached sbatch
-        assert fields["MinMemoryNode"] == f"{wanted['mem_mb']}M", fields
-        hours, minutes = divmod(wanted["runtime"], 60)
-        assert fields["TimeLimit"] == f"{hours:02d}:{minutes:02d}:00", fields
-        # cpus_per_task: threads
-        assert fields["NumCPUs"] == str(threads if rule == "train_sae" else 1), fields
-        # default partition when the profile names none
-        assert fields["Partition"] == _default_partition(), fields
-        gpu_requested = "gres/gpu" in fields.get("TRES", "") or "gpu" in fields.get(
-            "TresPerJob", ""
-        )
-        assert gpu_requested == bool(wanted.get("gpu")), fields
-    assert slurm_ids == set(submitted.values())
+    wanted = profile["set-resources"]
+    model_job, fields = _job_record(tmp_path / "out" / "model.txt")
+    assert fields["JobState"] in {"RUNNING", "COMPLETING"}
+    # the profile's per-rule resources reached sbatch
+    assert fields["MinMemoryNode"] == f"{wanted['train_recommender']['mem_mb']}M", fields
+    assert fields["TimeLimit"] == _time_limit(wanted["train_recommender"]["runtime"]), fields
+    assert fields["NumCPUs"] == str(threads), fields  # cpus_per_task: threads
+    assert fields["Partition"] == _default_partition(), fields  # none named: the default
+    assert _gpu_requested(fields)
+
+    bundle = {
+        _job_record(tmp_path / "out" / point / f"{rule}.txt")[0]
+        for point in ("a", "b")
+        for rule in ("train_sae", "evaluate_sae")
+    }
+    assert len(bundle) == 1, bundle  # one SLURM job ran all four
+    _, fields = _job_record(tmp_path / "out" / "a" / "train_sae.txt")
+    # the bundle runs its jobs one after another (`cores: 1`): it asks for one job's CPU and
+    # memory and the four runtimes in series, no GPU
+    assert profile["cores"] == 1
+    assert fields["MinMemoryNode"] == f"{wanted['train_sae']['mem_mb']}M", fields
+    assert fields["NumCPUs"] == "1", fields
+    assert not _gpu_requested(fields)
+    series = 2 * (wanted["train_sae"]["runtime"] + wanted["evaluate_sae"]["runtime"])
+    assert fields["TimeLimit"] == _time_limit(series), fields
+    assert {model_job, *bundle} == set(submitted.values())
+
+
+def test_a_failed_point_in_a_bundle_loses_only_its_own_outputs(slurm_cluster, tmp_path):
+    """The bundle stops at the failed point; what it finished before is kept, and the rerun
+    redoes only what is missing (each file holds the SLURM job id that wrote it)."""
+    (tmp_path / "fail-b").write_text("")
+    stdout, _ = run_on_slurm(_toy(tmp_path, ["a", "b", "c"]), tmp_path, check=False)
+    assert "Error in rule train_sae" in stdout, stdout[-4000:]
+    assert not (tmp_path / "out/b/train_sae.txt").exists()
+    kept = {
+        path: path.read_text()
+        for point in ("a", "c")
+        for path in (tmp_path / "out" / point).glob("*.txt")
+    }
+
+    (tmp_path / "fail-b").unlink()
+    stdout, _ = run_on_slurm(_toy(tmp_path, ["a", "b", "c"]), tmp_path)
+    for point in ("a", "b", "c"):
+        assert (tmp_path / "out" / point / "evaluate_sae.txt").is_file(), stdout[-4000:]
+    for path, text in kept.items():  # what the failed bundle finished was not redone
+        assert path.read_text() == text, path
 
 
 def _default_partition() -> str:
@@ -170,7 +219,7 @@ def test_demo_sweep_on_slurm(slurm_cluster, tmp_path):
     for beta in (0, 5):
         target = tmp_path / f"results/synthetic/mf/sae/beta~{beta}/metrics.json"
         assert target.is_file(), stdout[-4000:]
-    # fetch, prepare, split, train_recommender, probe_ceiling, then train_sae + evaluate_sae per
-    # point
-    assert len(submitted) == 5 + 2 * 2, stdout[-4000:]
+    # fetch, prepare, split, train_recommender, probe_ceiling, then one bundle of train_sae +
+    # evaluate_sae for the two points
+    assert len(submitted) == 5 + 1, stdout[-4000:]
     assert len(set(submitted.values())) == len(submitted)

@@ -317,6 +317,18 @@ def validate_config(
     return config
 
 
+def check_job_width(config: dict, cores: int | None, local: bool) -> None:
+    """On a cluster (``local`` False), ``--cores`` (profiles/slurm: the width of a bundle of SAE
+    points) caps every job's threads: raise ConfigError when threads_per_job exceeds it, instead of
+    letting Snakemake give the jobs fewer threads than the config asks for."""
+    threads = config["threads_per_job"]
+    if not local and cores is not None and threads > cores:
+        raise ConfigError(
+            f"threads_per_job: {threads} is more than the {cores} cores the profile gives a job "
+            f"on the cluster; raise `cores` in the profile (or pass --cores {threads})"
+        )
+
+
 def known_sizes(config: dict, dataset: str) -> tuple[int, int] | None:
     """(n_users, n_items) of a dataset where they are known before any job: its prepared
     stats.json from an earlier run, or a synthetic dataset's config; else None."""
@@ -429,6 +441,7 @@ __all__ = [
     "split_inputs",
     "SAE_WILDCARD_REGEX",
     "custom_datasets",
+    "check_job_width",
     "check_raw_data",
     "dataset_settings",
     "download_settings",
