@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -169,6 +170,23 @@ def test_every_job_log_ends_with_the_jobs_cpu_and_memory(demo_run):
     n = len(benchmarks)
     assert f"run: {n} jobs;" in out.stdout
     assert f"{n} jobs with a process CPU line in their log" in out.stdout
+
+
+def test_demo_jobs_ran_in_one_warm_worker_that_stopped_with_the_run(demo_run):
+    """Every job was forked from one warm worker per environment (the rules that ask for the
+    same threads share one), which the workflow stopped when it ended; its log has its CPU."""
+    workdir, _ = demo_run
+    workers = workdir / "results" / "logs" / "workers"
+    deadline = time.monotonic() + 30
+    while list(workers.glob("worker-*.socket")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not list(workers.glob("worker-*.socket"))  # every worker has ended
+    served = [
+        int(re.search(r"served (\d+) jobs; process CPU", log.read_text()).group(1))
+        for log in workers.glob("worker-*.log")
+    ]
+    jobs = len(list((workdir / "results" / "benchmarks").rglob("*.tsv")))
+    assert served and sum(served) == jobs
 
 
 def test_demo_rerun_has_nothing_to_do(demo_run):

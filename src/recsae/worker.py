@@ -425,9 +425,9 @@ def main(path: str) -> None:
     try:
         worker.serve()
     finally:
-        if record is not None:
+        print(f"recsae worker {os.getpid()}: served {worker.served} jobs; {_usage()}", flush=True)
+        if record is not None:  # last: its absence says the log is complete
             record.unlink(missing_ok=True)
-    print(f"recsae worker {os.getpid()}: served {worker.served} jobs; {_usage()}", flush=True)
 
 
 if __name__ == "__main__":
