@@ -267,9 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", default=None, help="default: the package's config/schema.yaml")
     p.add_argument("--out", default=None, help="markdown file to write (default: stdout)")
     p.set_defaults(func=_docs_config)
-    p = sub.add_parser(
-        "docs-results", help="a results page from a finished run's results/tables/"
-    )
+    p = sub.add_parser("docs-results", help="a results page from a finished run's results/tables/")
     p.add_argument("results_dir", help="the run's results folder (holding tables/)")
     p.add_argument("--config", required=True, help="the config file the run used")
     p.add_argument("--out", default=None, help="markdown file to write (default: stdout)")
@@ -297,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     from recsae import worker
 
     if worker.enabled():
-        code = worker.run_in_worker(sys.argv[1:] if argv is None else list(argv))
+        code = worker.run_in_worker(
+            "recsae.cli:main", sys.argv[1:] if argv is None else list(argv)
+        )
         if code is not None:
             return code
     logging.basicConfig(

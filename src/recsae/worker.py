@@ -102,9 +102,10 @@ def socket_path(environ: dict[str, str] | None = None) -> Path:
 # --- the client: a `recsae` process that hands its command over -------------------------------
 
 
-def run_in_worker(argv: list[str]) -> int | None:
-    """Run ``recsae argv`` in the warm worker and return its exit code; None where no worker
-    could be reached or started (the caller then runs the command itself)."""
+def run_in_worker(entry: str, argv: list[str]) -> int | None:
+    """Run ``entry(argv)`` (``entry``: "module:function" returning an exit code, the command's
+    own main function) in the warm worker and return its exit code; None where no worker could
+    be reached or started (the caller then runs the command itself)."""
     path = socket_path()
     try:
         conn = _connect_or_start(path)
@@ -113,7 +114,8 @@ def run_in_worker(argv: list[str]) -> int | None:
     if conn is None:
         return None
     with conn:
-        request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+        request = {"entry": entry, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
+        request = json.dumps(request).encode()
         fds = array.array("i", [0, 1, 2])
         try:
             conn.sendmsg(
@@ -368,10 +370,11 @@ def _run_child(request: dict, fds: list[int], conn: socket.socket) -> int:
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ.pop(ENABLE_VARIABLE, None)
-    from recsae import cli
+    import importlib
 
+    module, function = request["entry"].split(":")
     try:
-        code = cli.main(request["argv"])
+        code = getattr(importlib.import_module(module), function)(request["argv"])
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     except BaseException:  # noqa: BLE001  (the job's traceback goes to its log, as without a worker)
