@@ -11,7 +11,13 @@ import pytest
 
 from recsae.cli import main
 from recsae.config import load_schema
-from recsae.docs import CONFIG_COMMAND, config_reference, results_page, undocumented_keys
+from recsae.docs import (
+    CONFIG_COMMAND,
+    config_reference,
+    labels_section,
+    results_page,
+    undocumented_keys,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "docs" / "config-reference.md"
@@ -130,3 +136,63 @@ def test_results_page_needs_the_config(tmp_path):
     results, _ = _finished_run(tmp_path)
     with pytest.raises(Exception, match="config file not found"):
         results_page(results, tmp_path / "missing.yaml")
+
+
+def _prepared_dataset(results: Path, name: str, n_users: int, n_eval: int, families: dict):
+    (results / name / "data").mkdir(parents=True)
+    (results / name / "split").mkdir(parents=True)
+    data = {"source": "amazon2018", "n_users": n_users, "n_items": 7, "n_interactions": 40,
+            "concept_families": families}
+    (results / name / "data" / "stats.json").write_text(json.dumps(data))
+    split = {"n_users": n_users, "n_eval_users": n_eval,
+             "config": {"protocol": "leave_last_out", "test_n": 1, "valid_n": 1}}
+    (results / name / "split" / "stats.json").write_text(json.dumps(split))
+
+
+def test_results_page_lists_the_config_datasets_with_users_evaluated(tmp_path):
+    results, config = _finished_run(tmp_path)
+    _prepared_dataset(results, "gifts", 8, 6, {"item/brand": 2, "item/price": 3})
+    _prepared_dataset(results, "other", 5, 5, {})  # prepared but not in the config
+    config.write_text("seed: 0\ndatasets:\n  unprepared: {source: yelp}\n  gifts: {source: x}\n")
+    fit = results / "gifts" / "mf" / "sae" / "beta~0"
+    fit.mkdir(parents=True)
+    scored = {"family": ["price", "popularity", "price", "popularity", "popularity"]}
+    (fit / "metrics.json").write_text(json.dumps({"alignment": {"items": {"per_concept": scored}}}))
+    page = results_page(results, config, machine="m", command="c")
+    row = ("| gifts | amazon2018 | 8 | 7 | 40 | leave_last_out, test 1, valid 1 | 6 (75.0%) "
+           "| item/brand 2, item/price 3 | price 2, popularity 3 |")
+    assert row in page
+    assert "| other |" not in page and "| unprepared |" not in page
+    assert page.index("## Datasets") < page.index("## Base recommenders")
+
+
+def _sae_fit(results: Path, point: str, config: dict, families: list, labels: list) -> None:
+    sae_dir = results / "d" / "mf" / "sae" / point
+    sae_dir.mkdir(parents=True, exist_ok=True)
+    (sae_dir / "train_log.json").write_text(json.dumps({"config": config}))
+    per_neuron = {"label_family": families, "label": labels}
+    metrics = {"git_commit": "abc123", "alignment": {"items": {"per_neuron": per_neuron}}}
+    (sae_dir / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_labels_section_counts_the_fits_whose_neurons_carry_each_label(tmp_path):
+    results = tmp_path / "results"
+    relu = {"variant": "relu"}
+    # a label carried by two neurons of one fit counts once for that fit
+    families = ["brand", "brand", "popularity"]
+    _sae_fit(results, "beta~0", relu, families, ["Amazon", "Amazon", "tail"])
+    _sae_fit(results, "beta~1", relu, ["popularity", None, "brand"], ["tail", None, "Amazon"])
+    _sae_fit(results, "variant~topk", {"variant": "topk"}, [None, "popularity"], [None, "tail"])
+    _sae_fit(results, "method~pca", {"method": "pca"}, ["category", None], ["Women", None])
+    page = "\n".join(labels_section(results))
+    rows = [line for line in page.splitlines() if line.startswith("| d |")]
+    assert "| dataset | model | family | label | relu | topk |" in page
+    # most fits first: tail (3 fits) before Amazon (2); pca's label is not an SAE's
+    assert rows == ["| d | mf | popularity | tail | 2 of 2 | 1 of 1 |",
+                    "| d | mf | brand | Amazon | 2 of 2 | 0 of 1 |"]
+
+
+def test_labels_section_is_empty_without_labels(tmp_path):
+    results = tmp_path / "results"
+    _sae_fit(results, "beta~0", {"variant": "relu"}, [None, None], [None, None])
+    assert labels_section(results) == []

@@ -4,7 +4,8 @@
   ``config/schema.yaml`` (type, default, allowed values, description);
 * ``results_page(results_dir, config_path)``: a results page from a finished run's
   ``results/tables/*.md``, headed by the run's config, commit, machine, date and the command
-  that generated the page.
+  that generated the page, with the run's datasets (their ``stats.json``: size, split, users
+  evaluated, concept families) and the item-concept labels its SAE neurons earn.
 
 ``recsae docs-config`` and ``recsae docs-results`` write them (``recsae.cli``).
 """
@@ -16,6 +17,8 @@ import platform
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+
+import yaml
 
 from recsae.errors import UserError
 
@@ -242,6 +245,154 @@ def _demote(markdown: str) -> str:
     return re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", markdown, flags=re.M)
 
 
+def _share(part: int, whole: int) -> str:
+    return f"{part} ({100 * part / whole:.1f}%)" if whole else str(part)
+
+
+def _split_text(config: dict) -> str:
+    """A split's protocol and sizes, e.g. ``leave_last_out, test 1, valid 1``."""
+    test = config.get("test_n") if config.get("test_n") is not None else config.get("test_fraction")
+    valid = config.get("valid_n")
+    valid = valid if valid is not None else config.get("valid_fraction")
+    return f"{config.get('protocol')}, test {test}, valid {valid}"
+
+
+def _families_text(families: dict) -> str:
+    return ", ".join(f"{name} {count}" for name, count in families.items()) or "none"
+
+
+def _scored_families(results_dir: Path, dataset: str) -> str:
+    """Item concepts per family that the metrics scored, from the dataset's first SAE fit's
+    ``metrics.json`` (every fit of one split scores the same concepts); "" before any fit."""
+    for path in sorted(results_dir.glob(f"{dataset}/*/sae/**/metrics.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        concepts = ((record.get("alignment") or {}).get("items") or {}).get("per_concept")
+        if concepts is not None:
+            families = concepts.get("family") or []
+            return _families_text({f: families.count(f) for f in dict.fromkeys(families)})
+    return ""
+
+
+def datasets_section(results_dir: str | Path, dataset_names) -> list[str]:
+    """Markdown lines of a table with one row per dataset of ``dataset_names`` that the run
+    prepared (its ``data/stats.json``): size, split, users evaluated (users with a test item,
+    from ``split/stats.json``), the concept families with their concept counts and the item
+    concepts the metrics scored; ``[]`` when none was prepared."""
+    from recsae import paths
+
+    rows = []
+    for name in dataset_names:
+        data_stats = Path(paths.data_dir(name, results_dir)) / "stats.json"
+        if not data_stats.is_file():
+            continue
+        data = json.loads(data_stats.read_text(encoding="utf-8"))
+        split_stats = Path(paths.split_dir(name, results_dir)) / "stats.json"
+        split = json.loads(split_stats.read_text(encoding="utf-8")) if split_stats.is_file() else {}
+        evaluated = (
+            _share(split["n_eval_users"], split["n_users"]) if "n_eval_users" in split else ""
+        )
+        rows.append(
+            [
+                name,
+                str(data.get("source", "")),
+                str(data["n_users"]),
+                str(data["n_items"]),
+                str(data["n_interactions"]),
+                _split_text(split.get("config", {})) if split else "not split",
+                evaluated,
+                _families_text(data.get("concept_families", {})),
+                _scored_families(Path(results_dir), name),
+            ]
+        )
+    if not rows:
+        return []
+    header = [
+        "dataset",
+        "source",
+        "users",
+        "items",
+        "interactions",
+        "split",
+        "users evaluated",
+        "concept families (concepts)",
+        "item concepts scored",
+    ]
+    return [
+        "## Datasets",
+        "",
+        "From each dataset's `data/stats.json` and `split/stats.json`: users, items and "
+        "user-item pairs after the dataset's filters; the split's protocol with its test and "
+        "validation items per user; users evaluated: users with a test item (share of all "
+        "users); the concept families of `concepts.parquet` with how many concepts each holds; "
+        "the item concepts the SAE metrics scored per family (popularity buckets added, and only "
+        "concepts with enough active items and enough without: see the thresholds below).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows),
+        "",
+    ]
+
+
+def labels_section(results_dir: str | Path) -> list[str]:
+    """Markdown lines of a table of the item-concept labels the run's SAE neurons earn: per
+    (dataset, model, label family, label), in how many of each SAE variant's fits (every sweep
+    point and seed) some neuron carries the label; ``[]`` when no SAE fit has a label."""
+    results_dir = Path(results_dir)
+    fits: dict[tuple[str, str, str], int] = {}
+    carried: dict[tuple[str, str, str, str, str], int] = {}
+    for path in sorted(results_dir.glob("*/*/sae/**/metrics.json")):
+        log_path = path.with_name("train_log.json")
+        log = json.loads(log_path.read_text(encoding="utf-8")) if log_path.is_file() else {}
+        config = log.get("config") or {}
+        if config.get("method", "sae") != "sae":
+            continue
+        dataset, model = path.relative_to(results_dir).parts[:2]
+        variant = str(config.get("variant", "sae"))
+        fits[dataset, model, variant] = fits.get((dataset, model, variant), 0) + 1
+        record = json.loads(path.read_text(encoding="utf-8"))
+        neurons = ((record.get("alignment") or {}).get("items") or {}).get("per_neuron") or {}
+        pairs = zip(neurons.get("label_family") or [], neurons.get("label") or [], strict=True)
+        for family, label in {(f, lab) for f, lab in pairs if lab is not None}:
+            key = (dataset, model, variant, str(family), str(label))
+            carried[key] = carried.get(key, 0) + 1
+    if not carried:
+        return []
+    variants = list(dict.fromkeys(v for _, _, v in fits))
+    labels = sorted(
+        {k[:2] + k[3:] for k in carried},
+        key=lambda k: (
+            k[0],
+            k[1],
+            -sum(carried.get(k[:2] + (v,) + k[2:], 0) for v in variants),
+            k[2],
+            k[3],
+        ),
+    )
+    header = ["dataset", "model", "family", "label", *variants]
+    lines = [
+        "## Item-concept labels the SAE neurons earn",
+        "",
+        "A neuron's label is the item concept of highest AUROC among those it captures (AUROC and "
+        "top-item precision thresholds as in the tables above). Per SAE variant (every sweep "
+        "point and seed of it): in how many of its fits some neuron carries the label, of all "
+        "its fits; non-SAE methods are left out.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for dataset, model, family, label in labels:
+        cells = []
+        for variant in variants:
+            total = fits.get((dataset, model, variant), 0)
+            count = carried.get((dataset, model, variant, family, label), 0)
+            cells.append(f"{count} of {total}" if total else "")
+        lines.append(
+            "| " + " | ".join(_cell(c) for c in [dataset, model, family, label, *cells]) + " |"
+        )
+    return lines + [""]
+
+
 def results_page(
     results_dir: str | Path,
     config_path: str | Path,
@@ -252,8 +403,9 @@ def results_page(
 ) -> str:
     """A results page (markdown) from the finished run in ``results_dir`` (its ``tables/``) run
     with ``config_path``: the run's config, commits and kernels recorded in its metrics files,
-    the machine (default: this one), the tables' date and every table of
-    ``recsae.paths.TABLES`` that the run wrote, in that order."""
+    the machine (default: this one), the tables' date, the datasets the run prepared
+    (``datasets_section``), every table of ``recsae.paths.TABLES`` that the run wrote, in that
+    order, and the labels its SAE neurons earn (``labels_section``)."""
     from recsae.paths import TABLES
 
     results_dir, config_path = Path(results_dir), Path(config_path)
@@ -282,8 +434,11 @@ def results_page(
         f"- **tables written**: {date_text}",
         "",
     ]
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    out += datasets_section(results_dir, list(config.get("datasets") or {}))
     for path in written:
         out += [_demote(path.read_text(encoding="utf-8")).strip(), ""]
+    out += labels_section(results_dir)
     out += [
         "## The config",
         "",
