@@ -179,7 +179,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     recommender.train({"model": "mf", "params": {"dim": 8}, "train": {"epochs": 1}},
                       out_dir=str(root / "mf"), seed=0, device="cpu", **dirs)  # fmt: skip
     sae.train({"expansion": 2, "epochs": 1}, model_path=str(root / "mf/model.pt"),
-              point="tiny/mf/default", out_dir=str(root / "sae"), seed=0, device="cpu",
+              point_id="tiny/mf/default", out_dir=str(root / "sae"), seed=0, device="cpu",
               **dirs)  # fmt: skip
     return {"root": root, "data": root / "data", "split": root / "split",
             "model": root / "mf/model.pt", "sae": root / "sae/sae.pt"}  # fmt: skip
@@ -187,7 +187,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 
 def _train_sae_args(tiny, model=None, settings="{}", *extra) -> list[str]:
     return ["train-sae", "--model-path", str(model or tiny["model"]), "--data-dir",
-            str(tiny["data"]), "--split-dir", str(tiny["split"]), "--point", "tiny/mf/x",
+            str(tiny["data"]), "--split-dir", str(tiny["split"]), "--point-id", "tiny/mf/x",
             "--out-dir", str(tiny["root"] / "out"), "--settings", settings, "--device", "cpu",
             *extra]  # fmt: skip
 

@@ -152,7 +152,7 @@ def tree(tmp_path_factory):
         )
     for dataset, model in wf.sae_pairs(config):
         data, split, pair = res / dataset / "data", res / dataset / "split", res / dataset / model
-        for path, point in wf.sae_points(config, dataset, model).items():
+        for path, settings in wf.sae_points(config, dataset, model).items():
             out = pair / "sae" / path
             _run(
                 "train-sae",
@@ -163,8 +163,8 @@ def tree(tmp_path_factory):
                 "--split-dir",
                 split,
                 "--settings",
-                _json(point),
-                "--point",
+                _json(settings),
+                "--point-id",
                 f"{dataset}/{model}/{path}",
                 "--device",
                 "cpu",

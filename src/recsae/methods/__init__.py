@@ -7,6 +7,8 @@ each declaring one ``MethodSpec``; one line of ``METHODS`` registers it."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from recsae.methods import ica, identity, kmeans, nmf, pca, random_basis
@@ -18,6 +20,9 @@ from recsae.methods.base import (
     keep_top_k,
     save_method,
 )
+
+if TYPE_CHECKING:
+    from recsae.sae.config import SAEPoint
 
 # the registry: the config's ``method`` values besides ``sae`` (the schema's enum is composed
 # from it, recsae.config.compose_schema)
@@ -34,15 +39,13 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
-def fit_method(cfg: dict, x: torch.Tensor, seed: int) -> ConceptMethod:
-    """The method ``cfg["method"]`` (a resolved sae config) fitted on embeddings x (N, d), in eval
-    mode; ``variant: topk`` keeps ``k`` latents per input."""
-    if cfg["method"] not in METHODS:
-        raise ValueError(
-            f"sae config key 'method': {cfg['method']!r} is not one of {list(METHODS)}"
-        )
-    top_k = cfg["k"] if cfg["variant"] == "topk" else None
-    return METHODS[cfg["method"]].fit(x, cfg["width"], top_k, seed).eval()
+def fit_method(point: SAEPoint, x: torch.Tensor, seed: int) -> ConceptMethod:
+    """The method ``point.method`` (of a resolved sweep point) fitted on embeddings x (N, d), in
+    eval mode, with ``point.width`` latents; ``variant: topk`` keeps ``k`` latents per input."""
+    if point.method not in METHODS:
+        raise ValueError(f"sae config key 'method': {point.method!r} is not one of {list(METHODS)}")
+    top_k = point.k if point.variant == "topk" else None
+    return METHODS[point.method].fit(x, point.width, top_k, seed).eval()
 
 
 def method_from_payload(payload: dict, device: str | torch.device = "cpu") -> ConceptMethod:

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+if TYPE_CHECKING:
+    from recsae.sae.config import SAEPoint
 
-def _never(cfg: dict) -> bool:
+
+def _never(point: SAEPoint) -> bool:
     return False
 
 
-def _no_check(cfg: dict) -> None:
+def _no_check(point: SAEPoint) -> None:
     return None
 
 
-def _no_architecture(cfg: dict) -> dict:
+def _no_architecture(point: SAEPoint) -> dict:
     return {}
 
 
@@ -34,11 +37,12 @@ class SAEVariant:
     ``settings``: the config keys only this variant reads, as a JSON-schema fragment ``{key:
     {type..., default}}`` (composed into ``$defs.sae_settings``; their resolved values reach the
     activation as ``SAEConfig.options``). ``make_activation(config)``: the (N, h) -> (N, h)
-    activation module for an ``SAEConfig``. ``ranked(cfg)``: whether it selects latents by rank
-    (then ``k`` is checked against the width and AuxK applies). ``check(cfg)``: cross-key checks of
-    a resolved point (raise ValueError naming the key). ``architecture(cfg)``: extra ``SAEConfig``
-    fields (Matryoshka's ``prefix_sizes``). ``marker``: the matplotlib marker of the report's
-    scatter plots.
+    activation module for an ``SAEConfig``. The other callables take the resolved sweep point
+    (``recsae.sae.config.SAEPoint``; the variant's settings in ``point.options``):
+    ``ranked(point)``: whether it selects latents by rank (then ``k`` is checked against the width
+    and AuxK applies). ``check(point)``: cross-key checks (raise ValueError naming the key).
+    ``architecture(point)``: extra ``SAEConfig`` fields (Matryoshka's ``prefix_sizes``).
+    ``marker``: the matplotlib marker of the report's scatter plots.
     """
 
     name: str
@@ -46,6 +50,6 @@ class SAEVariant:
     marker: str
     make_activation: Callable[[Any], nn.Module]
     settings: dict = field(default_factory=dict)
-    ranked: Callable[[dict], bool] = _never
-    check: Callable[[dict], None] = _no_check
-    architecture: Callable[[dict], dict] = _no_architecture
+    ranked: Callable[[SAEPoint], bool] = _never
+    check: Callable[[SAEPoint], None] = _no_check
+    architecture: Callable[[SAEPoint], dict] = _no_architecture

@@ -3,9 +3,14 @@ input; the embedding loss sums over the prefixes (``recsae.sae.losses``)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from recsae.sae.variants.base import SAEVariant
 from recsae.sae.variants.batchtopk import VARIANT as BATCHTOPK
 from recsae.sae.variants.relu import VARIANT as RELU
+
+if TYPE_CHECKING:
+    from recsae.sae.config import SAEPoint
 
 BASES = {"relu": RELU, "batchtopk": BATCHTOPK}
 
@@ -40,12 +45,12 @@ def prefix_sizes(prefixes, width: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _check(cfg: dict) -> None:
-    prefix_sizes(cfg["matryoshka_prefixes"], cfg["width"])
+def _check(point: SAEPoint) -> None:
+    prefix_sizes(point.options["matryoshka_prefixes"], point.width)
 
 
-def _architecture(cfg: dict) -> dict:
-    return {"prefix_sizes": prefix_sizes(cfg["matryoshka_prefixes"], cfg["width"])}
+def _architecture(point: SAEPoint) -> dict:
+    return {"prefix_sizes": prefix_sizes(point.options["matryoshka_prefixes"], point.width)}
 
 
 VARIANT = SAEVariant(
@@ -66,7 +71,7 @@ VARIANT = SAEVariant(
             "default": "relu",
         },
     },
-    ranked=lambda cfg: BASES[cfg["matryoshka_base"]].ranked(cfg),
+    ranked=lambda point: BASES[point.options["matryoshka_base"]].ranked(point),
     check=_check,
     architecture=_architecture,
 )
