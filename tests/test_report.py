@@ -644,6 +644,15 @@ def test_explorer_lists_every_neuron_of_every_point(explorer):
         data = explorer_data(pages / dataset / f"{model}.html")
         paths = list(wf.sae_points(config, dataset, model))
         assert [p["path"] for p in data["points"]] == paths
+        k = config["metrics"]["agreement_k"]  # the summary line: L0 and dead share lower is better
+        assert [(m["key"], m["goal"]) for m in data["metrics"]] == [
+            ("l0_items", "min"),
+            (f"rbo{k}", "max"),
+            ("ms_mean", "max"),
+            ("coverage_items", "max"),
+            ("dead_fraction", "min"),
+        ]
+        assert data["metrics"][1]["title"] == f"RBO@{k} vs original top-{k}"
         recommender = load_checkpoint(res / dataset / model / "model.pt", "cpu")
         items = recommender.item_embeddings().detach()
         concepts = pd.read_parquet(res / dataset / "data/concepts.parquet").query(
