@@ -7,8 +7,6 @@ each declaring one ``MethodSpec``; one line of ``METHODS`` registers it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from recsae.methods import ica, identity, kmeans, nmf, pca, random_basis
@@ -16,13 +14,11 @@ from recsae.methods.base import (
     CHECKPOINT_FORMAT,
     ConceptMethod,
     MethodOutput,
+    MethodSettings,
     MethodSpec,
     keep_top_k,
     save_method,
 )
-
-if TYPE_CHECKING:
-    from recsae.sae.config import SAEPoint
 
 # the registry: the config's ``method`` values besides ``sae`` (the schema's enum is composed
 # from it, recsae.config.compose_schema)
@@ -39,7 +35,7 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
-def fit_method(point: SAEPoint, x: torch.Tensor, seed: int) -> ConceptMethod:
+def fit_method(point: MethodSettings, x: torch.Tensor, seed: int) -> ConceptMethod:
     """The method ``point.method`` (of a resolved sweep point) fitted on embeddings x (N, d), in
     eval mode, with ``point.width`` latents; ``variant: topk`` keeps ``k`` latents per input."""
     if point.method not in METHODS:
@@ -63,6 +59,7 @@ __all__ = [
     "METHODS",
     "ConceptMethod",
     "MethodOutput",
+    "MethodSettings",
     "MethodSpec",
     "fit_method",
     "keep_top_k",

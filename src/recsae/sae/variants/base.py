@@ -10,23 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
-if TYPE_CHECKING:
-    from recsae.sae.config import SAEPoint
 
-
-def _never(point: SAEPoint) -> bool:
+def _never(point: Any) -> bool:
     return False
 
 
-def _no_check(point: SAEPoint) -> None:
+def _no_check(point: Any) -> None:
     return None
 
 
-def _no_architecture(point: SAEPoint) -> dict:
+def _no_architecture(point: Any) -> dict:
     return {}
 
 
@@ -50,6 +47,6 @@ class SAEVariant:
     marker: str
     make_activation: Callable[[Any], nn.Module]
     settings: dict = field(default_factory=dict)
-    ranked: Callable[[SAEPoint], bool] = _never
-    check: Callable[[SAEPoint], None] = _no_check
-    architecture: Callable[[SAEPoint], dict] = _no_architecture
+    ranked: Callable[[Any], bool] = _never
+    check: Callable[[Any], None] = _no_check
+    architecture: Callable[[Any], dict] = _no_architecture

@@ -3,14 +3,9 @@ input; the embedding loss sums over the prefixes (``recsae.sae.losses``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from recsae.sae.variants.base import SAEVariant
 from recsae.sae.variants.batchtopk import VARIANT as BATCHTOPK
 from recsae.sae.variants.relu import VARIANT as RELU
-
-if TYPE_CHECKING:
-    from recsae.sae.config import SAEPoint
 
 BASES = {"relu": RELU, "batchtopk": BATCHTOPK}
 
@@ -45,11 +40,11 @@ def prefix_sizes(prefixes, width: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _check(point: SAEPoint) -> None:
+def _check(point) -> None:
     prefix_sizes(point.options["matryoshka_prefixes"], point.width)
 
 
-def _architecture(point: SAEPoint) -> dict:
+def _architecture(point) -> dict:
     return {"prefix_sizes": prefix_sizes(point.options["matryoshka_prefixes"], point.width)}
 
 
