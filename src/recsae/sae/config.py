@@ -97,32 +97,34 @@ class SAEPoint:
         preset = settings.get("preset")
         if preset is not None and preset not in SAE_PRESETS:
             _fail("preset", f"{preset!r} is not one of {sorted(SAE_PRESETS)}")
-        cfg = {
+        layered = {
             **SAE_DEFAULTS,
             **(preset_settings(preset, family) if family else {}),
             **{key: _plain(value) for key, value in settings.items()},
         }
-        problem = check_layered("sae_settings", cfg)
+        problem = check_layered("sae_settings", layered)
         if problem:
             raise ValueError(f"sae config key {problem}")
         given = settings.get("expansion")
         if (
-            cfg["width"] is not None
+            layered["width"] is not None
             and given is not None
-            and round(given * input_dim) != cfg["width"]
+            and round(given * input_dim) != layered["width"]
         ):
-            _fail("width", f"width {cfg['width']} and expansion {given} disagree; set one of them")
-        if cfg["width"] is not None and given is None:
-            cfg["expansion"] = None
-        if cfg["width"] is None:
-            if cfg["expansion"] is None:
+            _fail(
+                "width", f"width {layered['width']} and expansion {given} disagree; set one of them"
+            )
+        if layered["width"] is not None and given is None:
+            layered["expansion"] = None
+        if layered["width"] is None:
+            if layered["expansion"] is None:
                 _fail("expansion", "must be set when width is null")
-            cfg["width"] = max(1, int(round(cfg["expansion"] * input_dim)))
-        if cfg["method"] in METHODS and METHODS[cfg["method"]].signed:
-            cfg["width"] = 2 * input_dim
-        if cfg["aux_k"] is None:
-            cfg["aux_k"] = max(1, input_dim // 2)
-        return cls._checked(cfg)
+            layered["width"] = max(1, int(round(layered["expansion"] * input_dim)))
+        if layered["method"] in METHODS and METHODS[layered["method"]].signed:
+            layered["width"] = 2 * input_dim
+        if layered["aux_k"] is None:
+            layered["aux_k"] = max(1, input_dim // 2)
+        return cls._checked(layered)
 
     @classmethod
     def from_dict(cls, stored: Mapping[str, Any]) -> SAEPoint:
@@ -130,31 +132,31 @@ class SAEPoint:
         ``extra["sae_cfg"]``); a key that an older file lacks takes its default. Unknown keys,
         bad values and an unresolved ``width`` or ``aux_k`` raise a ValueError naming the key."""
         _check_known(stored)
-        cfg = {**SAE_DEFAULTS, **{key: _plain(value) for key, value in stored.items()}}
-        problem = check_layered("sae_settings", cfg)
+        layered = {**SAE_DEFAULTS, **{key: _plain(value) for key, value in stored.items()}}
+        problem = check_layered("sae_settings", layered)
         if problem:
             raise ValueError(f"sae config key {problem}")
         for key in ("width", "aux_k"):
-            if cfg[key] is None:
+            if layered[key] is None:
                 _fail(key, "a resolved point has an integer here, got null")
-        return cls._checked(cfg)
+        return cls._checked(layered)
 
     @classmethod
-    def _checked(cls, cfg: dict) -> SAEPoint:
-        """The point of fully layered, schema-valid settings ``cfg`` with ``width`` and ``aux_k``
-        resolved, after the checks across keys."""
-        if cfg["method"] != "sae" and cfg["variant"] not in METHOD_VARIANTS:
+    def _checked(cls, layered: dict) -> SAEPoint:
+        """The point of fully layered, schema-valid settings ``layered`` (``width`` and ``aux_k``
+        resolved), after the checks across keys."""
+        if layered["method"] != "sae" and layered["variant"] not in METHOD_VARIANTS:
             _fail(
                 "variant",
-                f"method {cfg['method']!r} takes variant relu (all latents) or topk (each input's "
-                f"k largest), got {cfg['variant']!r}",
+                f"method {layered['method']!r} takes variant relu (all latents) or topk (each "
+                f"input's k largest), got {layered['variant']!r}",
             )
         for key in LOSS_WEIGHTS:
-            if not math.isfinite(cfg[key]):
-                _fail(key, f"must be a finite number >= 0, got {cfg[key]}")
-        options = MappingProxyType({key: _frozen(cfg[key]) for key in VARIANT_OPTIONS})
+            if not math.isfinite(layered[key]):
+                _fail(key, f"must be a finite number >= 0, got {layered[key]}")
+        options = MappingProxyType({key: _frozen(layered[key]) for key in VARIANT_OPTIONS})
         point = cls(
-            **{f.name: cfg[f.name] for f in fields(cls) if f.name != "options"}, options=options
+            **{f.name: layered[f.name] for f in fields(cls) if f.name != "options"}, options=options
         )
         if point.ranked and not 1 <= point.k <= point.width:
             _fail("k", f"must be in [1, width={point.width}], got {point.k}")
