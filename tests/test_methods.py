@@ -134,7 +134,7 @@ def test_fit_baseline_uses_training_users_and_items():
 
 
 def test_fit_baseline_is_seeded_by_the_points_sae_seed():
-    """A sweep's SAE seeds (sae_cfg seed) give different random bases and k-means fits, seeded
+    """A sweep's SAE seeds (the point's seed) give different random bases and k-means fits, seeded
     as fit_method with that seed on the training users that seed holds out from; without one the
     config seed (argument) seeds the fit and the holdout."""
     rec, split = TinyDot(N_USERS, N_ITEMS, {}), tiny_split()
