@@ -16,7 +16,7 @@ import time
 import torch
 
 from recsae.methods import METHODS, fit_method
-from recsae.sae.config import resolve_sae_config
+from recsae.sae.config import SAEPoint
 
 ML1M_USERS, ML1M_ITEMS = 6_040, 3_706
 
@@ -45,9 +45,9 @@ def main() -> None:
     )
     for method in METHODS:
         for variant in ("relu", "topk"):
-            cfg = resolve_sae_config({"method": method, "variant": variant, "k": 4}, args.dim)
+            point = SAEPoint.resolve({"method": method, "variant": variant, "k": 4}, args.dim)
             start, cpu = time.perf_counter(), time.process_time()
-            model = fit_method(cfg, x, seed=0)
+            model = fit_method(point, x, seed=0)
             fit, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
             start = time.perf_counter()
             with torch.no_grad():

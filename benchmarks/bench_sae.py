@@ -23,7 +23,7 @@ from torch import nn
 from recsae.data.tables import Split
 from recsae.recommenders.base import Recommender
 from recsae.sae.config import SAE_DEFAULTS
-from recsae.sae.train import train_sae
+from recsae.sae.train import point_for, train_sae
 from recsae.sweep import sweep_points
 
 
@@ -70,9 +70,10 @@ def synthetic_split(n_users: int, n_items: int) -> Split:
     return Split(train, train.iloc[:0], train.iloc[:0], n_users, n_items)
 
 
-def time_point(rec, split, cfg: dict, device: str) -> dict:
+def time_point(rec, split, settings: dict, device: str) -> dict:
+    point = point_for(rec, settings)
     start = time.perf_counter()
-    _, history = train_sae(rec, split, cfg, "bench", seed=0, device=device, log=None)
+    _, history = train_sae(rec, split, point, "bench", seed=0, device=device, log=None)
     total = time.perf_counter() - start
     timed = history[1:] or history
     return {
@@ -133,8 +134,8 @@ def main() -> None:
     )
     print(f"{'point':<48} {'seconds':>8} {'emb/s':>10} {'L0 item':>8} {'dead':>6}")
     total = 0.0
-    for name, cfg in points.items():
-        result = time_point(rec, split, cfg, args.device)
+    for name, settings in points.items():
+        result = time_point(rec, split, settings, args.device)
         total += result["seconds"]
         print(
             f"{name:<48} {result['seconds']:>8.2f} {result['embeddings_per_second']:>10.0f} "

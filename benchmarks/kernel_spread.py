@@ -50,13 +50,13 @@ def run_chain(config: dict, args, model: str, seed: int, setting: tuple[str, int
     model_cfg = config["models"][model]
     recommender = {"model": model_cfg["model"], "params": model_cfg.get("params", {})}
     recommender["train"] = model_cfg.get("train", {})
-    sae = wf.sae_point(config, args.dataset, model, args.point)
+    settings = wf.point_settings(config, args.dataset, model, args.point)
     steps = [
         ["train-recommender", *dirs, "--settings", json.dumps(recommender), "--out-dir", out],
         ["evaluate-recommender", *dirs, "--model-path", out / "model.pt"]
         + ["--settings", json.dumps(config["evaluation"]), "--out", out / "metrics.json"],
-        ["train-sae", *dirs, "--model-path", out / "model.pt", "--settings", json.dumps(sae)]
-        + ["--point", f"{args.dataset}/{model}/{args.point}", "--out-dir", out / "sae"],
+        ["train-sae", *dirs, "--model-path", out / "model.pt", "--settings", json.dumps(settings)]
+        + ["--point-id", f"{args.dataset}/{model}/{args.point}", "--out-dir", out / "sae"],
         ["evaluate-sae", *dirs, "--model-path", out / "model.pt", "--sae-path", out / "sae/sae.pt"]
         + ["--settings", json.dumps(config["metrics"]), "--metrics-out", out / "sae/metrics.json"]
         + ["--interventions-out", out / "sae/interventions.json"],

@@ -32,7 +32,7 @@ from recsae.data.split import make_split
 from recsae.data.tables import load_concepts, load_split
 from recsae.recommenders.train import train_recommender
 from recsae.sae.holdout import split_sae_users
-from recsae.sae.train import fit_baseline, train_sae
+from recsae.sae.train import fit_baseline, point_for, train_sae
 from recsae.stages.sae_evaluation import evaluate_loaded
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,13 +62,13 @@ def recovery_rows(config: dict, dataset: str, model_name: str, seed: int, grid, 
     metrics_cfg = resolve_metrics_config({"interventions": {"n_concepts": 0}})
     base = workflow.sae_defaults(config, dataset, model_name)
     _, heldout = split_sae_users(split.n_users, base["holdout_fraction"], seed)
-    chance, _ = fit_baseline(model, split, {**base, "method": "random"}, seed)
+    chance, _ = fit_baseline(model, split, point_for(model, {**base, "method": "random"}), seed)
     chance_metrics, _ = evaluate_loaded(model, chance, split, concepts, heldout, metrics_cfg, seed)
     r = chance_metrics["summary"]
     r_cluster = chance_metrics["planted"]["items"]["by_family"]["planted_cluster"]
     rows = []
     for lambda_kl, beta in grid:
-        point = {**base, "lambda_kl": lambda_kl, "beta": beta}
+        point = point_for(model, {**base, "lambda_kl": lambda_kl, "beta": beta})
         sae, _ = train_sae(model, split, point, f"{dataset}/{model_name}", seed, "cpu", quiet)
         metrics, _ = evaluate_loaded(model, sae, split, concepts, heldout, metrics_cfg, seed)
         s = metrics["summary"]

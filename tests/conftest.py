@@ -33,7 +33,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     recommender.train({"model": "mf", "params": {"dim": 8}, "train": {"epochs": 1}},
                       out_dir=str(root / "mf"), seed=0, device="cpu", **dirs)  # fmt: skip
     sae.train({"expansion": 2, "epochs": 1}, model_path=str(root / "mf/model.pt"),
-              point="tiny/mf/default", out_dir=str(root / "sae"), seed=0, device="cpu",
+              point_id="tiny/mf/default", out_dir=str(root / "sae"), seed=0, device="cpu",
               **dirs)  # fmt: skip
     return {"root": root, "data": root / "data", "split": root / "split",
             "model": root / "mf/model.pt", "sae": root / "sae/sae.pt"}  # fmt: skip

@@ -140,8 +140,8 @@ def test_targets_follow_the_config():
         "method~pca",
         "method~random",
     ]
-    assert workflow.sae_point(config, "synthetic", "mf", "beta~5")["beta"] == 5.0
-    assert workflow.sae_point(config, "synthetic", "mf", "method~pca")["method"] == "pca"
+    assert workflow.point_settings(config, "synthetic", "mf", "beta~5")["beta"] == 5.0
+    assert workflow.point_settings(config, "synthetic", "mf", "method~pca")["method"] == "pca"
     targets = workflow.all_targets(config)
     assert "results/synthetic/mf/metrics.json" in targets
     assert "results/synthetic/ncf/sae/variant~topk/k~4/beta~1/interventions.json" in targets

@@ -20,6 +20,7 @@ from recsae.interventions import (
 )
 from recsae.metrics.alignment import auroc_matrix, build_concepts
 from recsae.recommenders.base import Recommender, register, save_checkpoint
+from recsae.sae.config import SAEPoint
 from recsae.stages import sae_evaluation
 
 N_CONCEPTS, PER_CONCEPT, N_USERS = 3, 30, 30
@@ -282,7 +283,8 @@ def write_dataset(tmp_path):
     )
     concepts[["entity", "id", "family", "concept"]].to_parquet(data / "concepts.parquet")
     save_checkpoint(model, tmp_path / "model.pt")
-    torch.save({"extra": {"seed": 0, "sae_cfg": {"holdout_fraction": 0.5}}}, tmp_path / "sae.pt")
+    point = SAEPoint.resolve({"holdout_fraction": 0.5}, model.user_embeddings().shape[1])
+    torch.save({"extra": {"seed": 0, "sae_cfg": point.to_dict()}}, tmp_path / "sae.pt")
     return data, split_dir
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from recsae.sae.config import SAEConfig, resolve_sae_config, uses_topk
+from recsae.sae.config import SAEConfig, SAEPoint
 from recsae.sae.model import build_sae, load_sae, save_sae
 from recsae.sae.variants.jumprelu import JumpReLU, jumprelu, step
 
@@ -60,9 +60,9 @@ def test_penalty_is_lambda_times_mean_l0_and_lowers_thresholds_only_near_them():
 
 
 def test_jumprelu_resolves_builds_trains_and_round_trips(tmp_path):
-    cfg = resolve_sae_config({"variant": "jumprelu", "width": 8, "lambda_l0": 0.5}, 4)
-    assert not uses_topk(cfg)
-    config = SAEConfig.from_sae_cfg(cfg, 4)
+    point = SAEPoint.resolve({"variant": "jumprelu", "width": 8, "lambda_l0": 0.5}, 4)
+    assert not point.ranked
+    config = SAEConfig.from_point(point, 4)
     sae = build_sae(config, seed=0)
     assert math.isclose(float(sae.activation.log_threshold.exp()[0]), 0.001, rel_tol=1e-6)
     x = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))

@@ -10,10 +10,10 @@ from sklearn.metrics import roc_auc_score
 from test_sae_training import DIM, N_ITEMS, N_USERS, TinyDot, tiny_split, write_tiny_run
 
 from recsae.methods import METHODS, fit_method, keep_top_k
-from recsae.sae.config import resolve_sae_config
+from recsae.sae.config import SAEPoint
 from recsae.sae.holdout import split_sae_users
 from recsae.sae.model import load_sae
-from recsae.sae.train import fit_baseline
+from recsae.sae.train import fit_baseline, point_for
 from recsae.stages import sae as sae_stage
 
 D = 6
@@ -26,8 +26,8 @@ def embeddings(n=400, d=D, seed=0):
 
 def fitted(method, variant="relu", k=3, x=None, width=None):
     x = embeddings() if x is None else x
-    cfg = resolve_sae_config({"method": method, "variant": variant, "k": k, "width": width}, D)
-    return fit_method(cfg, x, seed=0), x
+    point = SAEPoint.resolve({"method": method, "variant": variant, "k": k, "width": width}, D)
+    return fit_method(point, x, seed=0), x
 
 
 @pytest.mark.parametrize("method", [m for m, spec in METHODS.items() if spec.signed])
@@ -85,9 +85,9 @@ def test_nmf_latents_solve_the_non_negative_least_squares(width):
 
 
 def test_random_basis_is_seeded_and_orthonormal():
-    cfg = resolve_sae_config({"method": "random"}, D)
-    a, b = fit_method(cfg, embeddings(), 1), fit_method(cfg, embeddings(), 1)
-    c = fit_method(cfg, embeddings(), 2)
+    point = SAEPoint.resolve({"method": "random"}, D)
+    a, b = fit_method(point, embeddings(), 1), fit_method(point, embeddings(), 1)
+    c = fit_method(point, embeddings(), 2)
     assert torch.equal(a.encoder, b.encoder) and not torch.equal(a.encoder, c.encoder)
     torch.testing.assert_close(a.encoder.T @ a.encoder, torch.eye(D), rtol=0, atol=1e-5)
 
@@ -106,7 +106,7 @@ def test_ica_finds_a_planted_sparse_direction():
     x = torch.as_tensor(sources @ mixing + noise, dtype=torch.float32)
 
     def best_auroc(method):
-        z = fit_method(resolve_sae_config({"method": method}, 3), x, 0).encode(x).numpy()
+        z = fit_method(SAEPoint.resolve({"method": method}, 3), x, 0).encode(x).numpy()
         return max(roc_auc_score(concept, z[:, j]) for j in range(z.shape[1]))
 
     assert best_auroc("ica") > 0.99
@@ -115,16 +115,18 @@ def test_ica_finds_a_planted_sparse_direction():
 
 def test_variant_and_method_are_validated():
     with pytest.raises(ValueError, match="'method'"):
-        resolve_sae_config({"method": "svd"}, D)
+        SAEPoint.resolve({"method": "svd"}, D)
     with pytest.raises(ValueError, match="'variant'"):
-        resolve_sae_config({"method": "pca", "variant": "batchtopk"}, D)
+        SAEPoint.resolve({"method": "pca", "variant": "batchtopk"}, D)
     with pytest.raises(ValueError, match="'k'"):
-        resolve_sae_config({"method": "pca", "variant": "topk", "k": 2 * D + 1}, D)
+        SAEPoint.resolve({"method": "pca", "variant": "topk", "k": 2 * D + 1}, D)
 
 
 def test_fit_baseline_uses_training_users_and_items():
     rec, split = TinyDot(N_USERS, N_ITEMS, {}), tiny_split()
-    model, history = fit_baseline(rec, split, {"method": "pca", "holdout_fraction": 0.25}, seed=3)
+    model, history = fit_baseline(
+        rec, split, point_for(rec, {"method": "pca", "holdout_fraction": 0.25}), seed=3
+    )
     train, heldout = split_sae_users(N_USERS, 0.25, 3)
     x = torch.cat([rec.user.detach()[train], rec.item.detach()])
     torch.testing.assert_close(model.mean, x.mean(0), rtol=0, atol=1e-5)
@@ -132,17 +134,20 @@ def test_fit_baseline_uses_training_users_and_items():
 
 
 def test_fit_baseline_is_seeded_by_the_points_sae_seed():
-    """A sweep's SAE seeds (sae_cfg seed) give different random bases and k-means fits, seeded
+    """A sweep's SAE seeds (the point's seed) give different random bases and k-means fits, seeded
     as fit_method with that seed on the training users that seed holds out from; without one the
     config seed (argument) seeds the fit and the holdout."""
     rec, split = TinyDot(N_USERS, N_ITEMS, {}), tiny_split()
     train, _ = split_sae_users(N_USERS, 0.25, 1)
     x = torch.cat([rec.user.detach()[train], rec.item.detach()])
     for method in ("random", "kmeans"):
-        cfg = {"method": method, "holdout_fraction": 0.25}
-        fits = {s: fit_baseline(rec, split, {**cfg, "seed": s}, seed=0)[0] for s in (1, 2)}
-        unseeded = fit_baseline(rec, split, {**cfg, "seed": None}, seed=2)[0]
-        resolved = resolve_sae_config({**cfg, "seed": 1}, DIM)
+        settings = {"method": method, "holdout_fraction": 0.25}
+        fits = {
+            s: fit_baseline(rec, split, point_for(rec, {**settings, "seed": s}), seed=0)[0]
+            for s in (1, 2)
+        }
+        unseeded = fit_baseline(rec, split, point_for(rec, {**settings, "seed": None}), seed=2)[0]
+        resolved = SAEPoint.resolve({**settings, "seed": 1}, DIM)
         expected = fit_method(resolved, x, 1).encode(x)
         torch.testing.assert_close(fits[1].encode(x), expected, rtol=0, atol=0)
         assert not torch.equal(fits[1].encode(x), fits[2].encode(x))
@@ -156,8 +161,8 @@ def test_fit_baseline_is_seeded_by_the_points_sae_seed():
 def test_a_method_point_is_written_like_an_sae_point(tmp_path):
     rec, files = write_tiny_run(tmp_path)
     out_dir = tmp_path / "method"
-    cfg = {"method": "ica", "variant": "topk", "k": 3}
-    sae_stage.train(cfg, **files, point="method~ica", out_dir=out_dir, seed=7, device="cpu")
+    settings = {"method": "ica", "variant": "topk", "k": 3}
+    sae_stage.train(settings, **files, point_id="method~ica", out_dir=out_dir, seed=7, device="cpu")
     log = json.loads((out_dir / "train_log.json").read_text())
     assert log["config"]["method"] == "ica" and log["config"]["width"] == 2 * DIM
     assert log["summary"]["l0_users"] == pytest.approx(3.0) and log["history"]

@@ -22,13 +22,14 @@ from recsae.recommenders.train import (
     train_recommender,
     train_with_collapse_fallback,
 )
-from recsae.sae.config import SAE_DEFAULTS, SAEConfig, resolve_sae_config
+from recsae.sae.config import SAE_DEFAULTS, SAEConfig, SAEPoint
 from recsae.sae.holdout import split_sae_users
 from recsae.sae.model import build_sae, load_sae, save_sae
 from recsae.sae.presets import apply_presets
 from recsae.sae.train import (
     PairBatch,
     column_minmax,
+    point_for,
     sae_loss_terms,
     sample_steps,
     train_sae,
@@ -221,7 +222,7 @@ def test_sae_presets_sit_under_the_layer_that_names_them():
     with pytest.raises(ValueError, match="family"):
         apply_presets([{"preset": "paper"}], None)
     with pytest.raises(ValueError, match="preset"):
-        resolve_sae_config({"preset": "papr"}, 4, "dot")
+        SAEPoint.resolve({"preset": "papr"}, 4, "dot")
 
 
 def kl(z, rho=0.05):
@@ -233,8 +234,8 @@ def test_ncf_paper_sae_loss_by_hand():
     """Linear(d, h) with bias, ReLU, tied decoder without bias; soft-target BCE on aligned pairs;
     2 * L_emb + 10 * L_pred + 0.07 * L_KL."""
     rec = TinyMLP(4, 5, {"dim": 2}).eval()
-    cfg = resolve_sae_config({"preset": "paper", "width": 3}, 2, "pairwise")
-    sae = build_sae(SAEConfig.from_sae_cfg(cfg, 2))
+    point = SAEPoint.resolve({"preset": "paper", "width": 3}, 2, "pairwise")
+    sae = build_sae(SAEConfig.from_point(point, 2))
     assert "pre_bias" not in dict(sae.named_parameters())
     W, b = torch.tensor([[1.0, 0.5], [-0.5, 1.0], [0.3, -1.0]]), torch.tensor([0.1, 0.0, -0.1])
     with torch.no_grad():
@@ -243,7 +244,9 @@ def test_ncf_paper_sae_loss_by_hand():
     users, items = torch.tensor([0, 2, 0]), torch.tensor([1, 4, 3])
     U, V = rec.user.detach()[users], rec.item.detach()[items]
     rows = torch.arange(3)
-    terms, _, _ = sae_loss_terms(sae, rec, U, V, cfg, PairBatch(rows, users, items, item_rows=rows))
+    terms, _, _ = sae_loss_terms(
+        sae, rec, U, V, point, PairBatch(rows, users, items, item_rows=rows)
+    )
     zu, zv = (U @ W.T + b).clamp_min(0), (V @ W.T + b).clamp_min(0)
     uh, vh = zu @ W, zv @ W
     emb = ((uh - U) ** 2).mean() + ((vh - V) ** 2).mean()
@@ -261,9 +264,9 @@ def test_mf_paper_sae_step_is_the_authors_step_in_numpy():
     1e-6), tied ReLU SAE with pre-bias, 0.1 * L_emb + 1 * L_pred + 0.01 KL in that space; written
     out in numpy, independently of the package."""
     rec = TinyDot(4, 4, {"dim": 3})
-    cfg = resolve_sae_config({"preset": "paper", "width": 4}, 3, "dot")
-    assert cfg["input_scaling"] == "minmax_batch"
-    sae = build_sae(SAEConfig.from_sae_cfg(cfg, 3))
+    point = SAEPoint.resolve({"preset": "paper", "width": 4}, 3, "dot")
+    assert point.input_scaling == "minmax_batch"
+    sae = build_sae(SAEConfig.from_point(point, 3))
     rng = np.random.default_rng(0)
     W, b, pre = rng.normal(size=(4, 3)), rng.normal(0, 0.1, 4), rng.normal(0, 0.1, 3)
     with torch.no_grad():
@@ -292,10 +295,10 @@ def test_mf_paper_sae_step_is_the_authors_step_in_numpy():
         + ((uh @ vh.T - Us @ Vs.T) ** 2).mean()
         + 0.01 * (kl_numpy(zu) + kl_numpy(zv))
     )
-    scale = training_scaler(sae, cfg["input_scaling"])
+    scale = training_scaler(sae, point.input_scaling)
     Ut, Vt = scale(torch.from_numpy(U).float()), scale(torch.from_numpy(V).float())
     np.testing.assert_allclose(Ut.numpy(), Us, rtol=1e-5, atol=1e-6)
-    terms, _, _ = sae_loss_terms(sae, rec, Ut, Vt, cfg)
+    terms, _, _ = sae_loss_terms(sae, rec, Ut, Vt, point)
     np.testing.assert_allclose(terms["loss"].detach().item(), expected, rtol=1e-4)
 
 
@@ -304,10 +307,8 @@ def test_mf_sae_loss_in_the_fitted_minmax_space_by_hand():
     min-max fitted once on the training embeddings, then the paper preset's SAE; both losses in
     the scaled space: 0.1 * L_emb + 1 * L_pred + 0.01 KL."""
     rec = TinyDot(3, 3, {"dim": 2})
-    cfg = resolve_sae_config(
-        {"preset": "paper", "width": 3, "input_scaling": "minmax"}, 2, "dot"
-    )
-    sae = build_sae(SAEConfig.from_sae_cfg(cfg, 2))
+    point = SAEPoint.resolve({"preset": "paper", "width": 3, "input_scaling": "minmax"}, 2, "dot")
+    sae = build_sae(SAEConfig.from_point(point, 2))
     fit = torch.tensor([[0.0, 2.0], [4.0, -2.0], [1.0, 0.0]])
     sae.fit_input_scaling_(fit)
     W, b = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]]), torch.tensor([0.0, 0.05, -0.2])
@@ -327,7 +328,7 @@ def test_mf_sae_loss_in_the_fitted_minmax_space_by_hand():
         return z, (z @ W + pre) * std + mean
 
     (zu, uh), (zv, vh) = manual(Us), manual(Vs)
-    terms, _, _ = sae_loss_terms(sae, rec, Us, Vs, cfg)
+    terms, _, _ = sae_loss_terms(sae, rec, Us, Vs, point)
     emb = ((uh - Us) ** 2).mean() + ((vh - Vs) ** 2).mean()
     pred = ((uh @ vh.T - Us @ Vs.T) ** 2).mean()
     torch.testing.assert_close(terms["emb"], emb)
@@ -348,11 +349,11 @@ def test_sample_steps_follow_the_authors_batches():
         "labels": np.array([1, 0, 1, 1, 0, 1, 0], np.float32),
     }
     heldout = np.array([False, True, False])
-    cfg = {"batch_size": 3, "pred_pairs": "positives"}
-    dot = sample_steps(samples, heldout, cfg, pairwise=False)
+    point = SAEPoint.resolve({"batch_size": 3, "pred_pairs": "positives"}, 2)
+    dot = sample_steps(samples, heldout, point, pairwise=False)
     assert [s.users.tolist() for s in dot] == [[0, 2], [0, 2]]
     assert [s.items.tolist() for s in dot] == [[5, 6, 7], [8, 9, 4]]
-    pair = sample_steps(samples, heldout, cfg, pairwise=True)
+    pair = sample_steps(samples, heldout, point, pairwise=True)
     assert [(s.users.tolist(), s.items.tolist()) for s in pair] == [([0, 2], [5, 7]), ([2], [4])]
     assert all(s.aligned for s in pair)
 
@@ -361,7 +362,8 @@ def test_sample_steps_follow_the_authors_batches():
 def test_paper_sae_trains_on_sample_batches(cls):
     rec = cls(12, 9, {"dim": 4})
     split = small_split(12, 9)
-    sae, history = train_sae(rec, split, {"preset": "paper", "epochs": 2}, "pt", 0, log=None)
+    point = point_for(rec, {"preset": "paper", "epochs": 2})
+    sae, history = train_sae(rec, split, point, "pt", 0, log=None)
     assert len(history) == 2 and np.isfinite(history[-1]["loss"])
     assert sae.config.pre_bias == (cls is TinyDot)
 
@@ -372,8 +374,8 @@ def test_minmax_is_the_same_in_training_evaluation_and_interventions(tmp_path):
     scale with them and decode back to the embedding space."""
     rec = TinyDot(12, 9, {"dim": 4, "scale": 3.0}).eval()
     split = small_split(12, 9)
-    cfg = {"preset": "paper", "epochs": 1, "holdout_fraction": 0.25, "input_scaling": "minmax"}
-    sae, _ = train_sae(rec, split, cfg, "pt", 0, log=None)
+    settings = {"preset": "paper", "epochs": 1, "holdout_fraction": 0.25, "input_scaling": "minmax"}
+    sae, _ = train_sae(rec, split, point_for(rec, settings), "pt", 0, log=None)
     train_users, _ = split_sae_users(12, 0.25, 0)
     fit = torch.cat([rec.user.detach()[train_users], rec.item.detach()])
     low, high = fit.min(0).values, fit.max(0).values
@@ -397,8 +399,8 @@ def test_minmax_batch_scales_only_in_training():
     """The authors' mismatch: training feeds each batch's own column min-max, the trained module
     encodes raw embeddings."""
     rec = TinyDot(12, 9, {"dim": 4, "scale": 3.0}).eval()
-    cfg = {"preset": "paper", "epochs": 1}
-    sae, _ = train_sae(rec, small_split(12, 9), cfg, "pt", 0, log=None)
+    point = point_for(rec, {"preset": "paper", "epochs": 1})
+    sae, _ = train_sae(rec, small_split(12, 9), point, "pt", 0, log=None)
     assert not hasattr(sae, "input_min")
     assert training_scaler(sae, "minmax_batch") is column_minmax
     x = rec.item.detach()

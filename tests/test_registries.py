@@ -6,7 +6,7 @@ import torch
 
 from recsae.config import section_schema
 from recsae.report.figures import VARIANT_MARKERS
-from recsae.sae.config import SAE_DEFAULTS, SAEConfig, uses_topk
+from recsae.sae.config import SAE_DEFAULTS, SAEConfig, SAEPoint
 from recsae.sae.model import build_sae
 from recsae.sae.variants import VARIANTS
 
@@ -31,7 +31,8 @@ def test_variant_settings_are_sae_settings_with_their_defaults(name):
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_each_variant_builds_an_sae_whose_activation_is_sparse_and_nonnegative(name):
-    config = SAEConfig.from_sae_cfg({"variant": name, "width": 12, "k": 3}, input_dim=6)
+    point = SAEPoint.resolve({"variant": name, "width": 12, "k": 3}, input_dim=6)
+    config = SAEConfig.from_point(point, input_dim=6)
     sae = build_sae(config, seed=0).eval()
     z = sae.encode(torch.randn(20, 6, generator=torch.Generator().manual_seed(1)))
     assert z.shape == (20, 12)
@@ -41,9 +42,9 @@ def test_each_variant_builds_an_sae_whose_activation_is_sparse_and_nonnegative(n
 
 
 def test_ranked_variants_are_the_rank_selecting_ones():
-    ranked = {n for n in VARIANTS if uses_topk({**SAE_DEFAULTS, "variant": n})}
+    ranked = {n for n in VARIANTS if SAEPoint.resolve({"variant": n}, 8).ranked}
     assert ranked == {"topk", "batchtopk"}
-    assert uses_topk({**SAE_DEFAULTS, "variant": "matryoshka", "matryoshka_base": "batchtopk"})
+    assert SAEPoint.resolve({"variant": "matryoshka", "matryoshka_base": "batchtopk"}, 8).ranked
 
 
 def test_schema_method_enum_equals_the_registry():

@@ -166,7 +166,7 @@ def test_nan_in_a_config_file_is_one_line_and_exit_2(tmp_path):
 
 def _train_sae_args(tiny, model=None, settings="{}", *extra) -> list[str]:
     return ["train-sae", "--model-path", str(model or tiny["model"]), "--data-dir",
-            str(tiny["data"]), "--split-dir", str(tiny["split"]), "--point", "tiny/mf/x",
+            str(tiny["data"]), "--split-dir", str(tiny["split"]), "--point-id", "tiny/mf/x",
             "--out-dir", str(tiny["root"] / "out"), "--settings", settings, "--device", "cpu",
             *extra]  # fmt: skip
 

@@ -152,7 +152,7 @@ def tree(tmp_path_factory):
         )
     for dataset, model in wf.sae_pairs(config):
         data, split, pair = res / dataset / "data", res / dataset / "split", res / dataset / model
-        for path, point in wf.sae_points(config, dataset, model).items():
+        for path, settings in wf.sae_points(config, dataset, model).items():
             out = pair / "sae" / path
             _run(
                 "train-sae",
@@ -163,8 +163,8 @@ def tree(tmp_path_factory):
                 "--split-dir",
                 split,
                 "--settings",
-                _json(point),
-                "--point",
+                _json(settings),
+                "--point-id",
                 f"{dataset}/{model}/{path}",
                 "--device",
                 "cpu",
@@ -644,6 +644,15 @@ def test_explorer_lists_every_neuron_of_every_point(explorer):
         data = explorer_data(pages / dataset / f"{model}.html")
         paths = list(wf.sae_points(config, dataset, model))
         assert [p["path"] for p in data["points"]] == paths
+        k = config["metrics"]["agreement_k"]  # the summary line: L0 and dead share lower is better
+        assert [(m["key"], m["goal"]) for m in data["metrics"]] == [
+            ("l0_items", "min"),
+            (f"rbo{k}", "max"),
+            ("ms_mean", "max"),
+            ("coverage_items", "max"),
+            ("dead_fraction", "min"),
+        ]
+        assert data["metrics"][1]["title"] == f"RBO@{k} vs original top-{k}"
         recommender = load_checkpoint(res / dataset / model / "model.pt", "cpu")
         items = recommender.item_embeddings().detach()
         concepts = pd.read_parquet(res / dataset / "data/concepts.parquet").query(

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from recsae.sae import losses
-from recsae.sae.config import SAE_DEFAULTS, SAEConfig, resolve_sae_config
+from recsae.sae.config import SAE_DEFAULTS, SAEConfig, SAEPoint
 from recsae.sae.model import build_sae, load_sae, load_sae_extra, save_sae
 from recsae.sae.variants.matryoshka import prefix_sizes
 
 
-def make(input_dim=16, seed=0, **cfg):
-    return build_sae(SAEConfig.from_sae_cfg(cfg, input_dim), seed=seed)
+def make(input_dim=16, seed=0, **settings):
+    point = SAEPoint.resolve(settings, input_dim)
+    return build_sae(SAEConfig.from_point(point, input_dim), seed=seed)
 
 
 def data(n=32, d=16, seed=1):
@@ -34,18 +35,19 @@ def test_shapes_and_tied_decoder():
 def test_width_from_expansion_and_config_errors():
     assert make(expansion=1.1, input_dim=20).width == 22
     with pytest.raises(ValueError, match="'variant'"):
-        resolve_sae_config({"variant": "gated"}, 16)
+        SAEPoint.resolve({"variant": "gated"}, 16)
     with pytest.raises(ValueError, match="unknown sae config key"):
-        resolve_sae_config({"bta": 1}, 16)
+        SAEPoint.resolve({"bta": 1}, 16)
     with pytest.raises(ValueError, match="'k'"):
-        resolve_sae_config({"variant": "topk", "width": 8, "k": 9}, 16)
+        SAEPoint.resolve({"variant": "topk", "width": 8, "k": 9}, 16)
     with pytest.raises(ValueError, match="'tied'"):
-        resolve_sae_config({"tied": 1}, 16)
-    cfg = resolve_sae_config({"width": 64}, 16)
-    assert resolve_sae_config(cfg, 16) == cfg and cfg["aux_k"] == 8 and cfg["expansion"] is None
+        SAEPoint.resolve({"tied": 1}, 16)
+    point = SAEPoint.resolve({"width": 64}, 16)
+    assert SAEPoint.resolve(point.to_dict(), 16) == point
+    assert point.aux_k == 8 and point.expansion is None
     with pytest.raises(ValueError, match="disagree"):
-        resolve_sae_config({"width": 64, "expansion": 2.0}, 16)
-    assert set(cfg) == set(SAE_DEFAULTS)
+        SAEPoint.resolve({"width": 64, "expansion": 2.0}, 16)
+    assert list(point.to_dict()) == list(SAE_DEFAULTS)
 
 
 def test_topk_exactly_k_active():

@@ -12,15 +12,16 @@ from torch import nn
 from recsae.data.tables import Split
 from recsae.recommenders.base import Recommender, register, save_checkpoint
 from recsae.sae import losses
-from recsae.sae.config import SAEConfig, resolve_sae_config
+from recsae.sae.config import SAEConfig, SAEPoint
 from recsae.sae.holdout import split_sae_users
 from recsae.sae.model import build_sae, load_sae
 from recsae.sae.train import (
     PairBatch,
     PairSampler,
     _batches,
+    point_for,
     sae_loss_terms,
-    setup_point,
+    sae_users,
     train_sae,
 )
 from recsae.stages import sae as sae_stage
@@ -108,20 +109,20 @@ def test_gradients_reach_sae_and_recommender_stays_frozen(cls):
     rec = cls(N_USERS, N_ITEMS, {})
     before = snapshot(rec)
     split = tiny_split()
-    cfg = resolve_sae_config({**FAST, "alpha": 0.0, "lambda_kl": 0.0}, DIM)
-    sae = build_sae(SAEConfig.from_sae_cfg(cfg, DIM), seed=0)
+    point = SAEPoint.resolve({**FAST, "alpha": 0.0, "lambda_kl": 0.0}, DIM)
+    sae = build_sae(SAEConfig.from_point(point, DIM), seed=0)
     rec.requires_grad_(False).eval()
     u, v = rec.user[:16].detach(), rec.item[:12].detach()
     rows, pu, pi = PairSampler(split).sample(np.arange(16), 1, np.random.default_rng(0))
     pairs = PairBatch(*(torch.as_tensor(a) for a in (rows, pu, pi)), rec.item[pi].detach())
-    terms, _, _ = sae_loss_terms(sae, rec, u, v, cfg, pairs)
+    terms, _, _ = sae_loss_terms(sae, rec, u, v, point, pairs)
     terms["loss"].backward()
     assert float(terms["pred"].detach()) > 0
     assert sae.encoder_weight.grad.abs().sum() > 0 and sae.latent_bias.grad.abs().sum() > 0
     assert all(p.grad is None for p in rec.parameters())
 
     rec.train()
-    sae, history = train_sae(rec, split, FAST, "pt", seed=0, log=None)
+    sae, history = train_sae(rec, split, point_for(rec, FAST), "pt", seed=0, log=None)
     assert not rec.training and not any(p.requires_grad for p in rec.parameters())
     after = rec.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -131,7 +132,7 @@ def test_gradients_reach_sae_and_recommender_stays_frozen(cls):
 def test_dot_loss_terms_by_hand():
     """A 2-d, 3-latent tied ReLU SAE with fixed weights, no standardisation."""
     rec = TinyDot(2, 2, {"dim": 2})
-    cfg = resolve_sae_config(
+    point = SAEPoint.resolve(
         {
             "width": 3,
             "standardize": False,
@@ -143,7 +144,7 @@ def test_dot_loss_terms_by_hand():
         },
         2,
     )
-    sae = build_sae(SAEConfig.from_sae_cfg(cfg, 2))
+    sae = build_sae(SAEConfig.from_point(point, 2))
     W = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]])
     b_pre, b_lat = torch.tensor([0.1, -0.1]), torch.tensor([0.0, 0.05, -0.2])
     with torch.no_grad():
@@ -167,7 +168,7 @@ def test_dot_loss_terms_by_hand():
         return (0.2 * torch.log(0.2 / r) + 0.8 * torch.log(0.8 / (1 - r))).sum()
 
     l1 = zu.abs().mean() + zv.abs().mean()
-    terms, _, _ = sae_loss_terms(sae, rec, U, V, cfg)
+    terms, _, _ = sae_loss_terms(sae, rec, U, V, point)
     torch.testing.assert_close(terms["emb"], emb)
     torch.testing.assert_close(terms["pred"], pred)
     torch.testing.assert_close(terms["kl"], kl(zu) + kl(zv))
@@ -180,12 +181,12 @@ def test_dot_loss_terms_by_hand():
 @pytest.mark.parametrize("pred_loss", ["bce", "mse"])
 def test_pairwise_prediction_loss_by_hand(pred_loss):
     rec = TinyMLP(4, 5, {"dim": 3}).eval()
-    cfg = resolve_sae_config({"width": 6, "pred_loss": pred_loss}, 3)
-    sae = build_sae(SAEConfig.from_sae_cfg(cfg, 3), seed=1)
+    point = SAEPoint.resolve({"width": 6, "pred_loss": pred_loss}, 3)
+    sae = build_sae(SAEConfig.from_point(point, 3), seed=1)
     U, V = rec.user.detach()[:3], rec.item.detach()[:2]
     rows, users, items = torch.tensor([0, 2, 0]), torch.tensor([0, 2, 0]), torch.tensor([1, 4, 3])
     pairs = PairBatch(rows, users, items, rec.item.detach()[items])
-    terms, out_u, _ = sae_loss_terms(sae, rec, U, V, cfg, pairs)
+    terms, out_u, _ = sae_loss_terms(sae, rec, U, V, point, pairs)
     u_hat = out_u.x_hat[rows]
     v_hat = sae(rec.item.detach()[items]).x_hat
     mlp = rec.mlp
@@ -232,8 +233,9 @@ def test_auxk_revives_dead_latents():
         return (coef[..., None] * truth[idx]).sum(1)
 
     def run(aux_coef):
-        cfg = {"variant": "topk", "k": 2, "width": 24, "standardize": False, "tied": False}
-        sae = build_sae(SAEConfig.from_sae_cfg(cfg, d), seed=0)
+        settings = {"variant": "topk", "k": 2, "width": 24, "standardize": False, "tied": False}
+        point = SAEPoint.resolve(settings, d)
+        sae = build_sae(SAEConfig.from_point(point, d), seed=0)
         with torch.no_grad():
             sae.encoder_weight[12:] *= 0.05
         opt = torch.optim.Adam(sae.parameters(), lr=1e-2)
@@ -259,8 +261,14 @@ def test_auxk_revives_dead_latents():
 
 def test_batchtopk_training_l0_and_threshold():
     rec = TinyDot(N_USERS, N_ITEMS, {})
-    cfg = {**FAST, "variant": "batchtopk", "k": 3, "aux_k_coef": 0.1, "dead_steps_threshold": 2}
-    sae, history = train_sae(rec, tiny_split(), cfg, "bt", seed=0, log=None)
+    settings = {
+        **FAST,
+        "variant": "batchtopk",
+        "k": 3,
+        "aux_k_coef": 0.1,
+        "dead_steps_threshold": 2,
+    }
+    sae, history = train_sae(rec, tiny_split(), point_for(rec, settings), "bt", seed=0, log=None)
     assert all(h["l0_users"] == pytest.approx(3.0) for h in history)
     assert history[-1]["threshold"] > 0
     assert float(sae.activation.threshold) == history[-1]["threshold"]
@@ -269,8 +277,8 @@ def test_batchtopk_training_l0_and_threshold():
 
 def test_untied_decoder_stays_unit_norm_in_training():
     rec = TinyDot(N_USERS, N_ITEMS, {})
-    cfg = {**FAST, "variant": "topk", "k": 4, "tied": False}
-    sae, _ = train_sae(rec, tiny_split(), cfg, "ut", seed=0, log=None)
+    settings = {**FAST, "variant": "topk", "k": 4, "tied": False}
+    sae, _ = train_sae(rec, tiny_split(), point_for(rec, settings), "ut", seed=0, log=None)
     torch.testing.assert_close(sae.decoder_weight.norm(dim=0), torch.ones(16))
 
 
@@ -279,16 +287,18 @@ def test_nonfinite_loss_names_the_point():
     with torch.no_grad():
         rec.item[3, 0] = float("inf")
     with pytest.raises(RuntimeError, match="variant~relu/beta~5"):
-        train_sae(rec, tiny_split(), FAST, "variant~relu/beta~5", seed=0, log=None)
+        train_sae(rec, tiny_split(), point_for(rec, FAST), "variant~relu/beta~5", seed=0, log=None)
 
 
 @pytest.mark.parametrize("cls", [TinyDot, TinyMLP])
 def test_same_seed_same_weights(cls):
-    cfg = {**FAST, "variant": "matryoshka", "matryoshka_base": "batchtopk", "k": 2}
+    settings = {**FAST, "variant": "matryoshka", "matryoshka_base": "batchtopk", "k": 2}
 
     def weights(seed):
         rec = cls(N_USERS, N_ITEMS, {})
-        sae, history = train_sae(rec, tiny_split(), cfg, "det", seed=seed, log=None)
+        sae, history = train_sae(
+            rec, tiny_split(), point_for(rec, settings), "det", seed=seed, log=None
+        )
         return sae.state_dict(), [h["loss"] for h in history]
 
     (a, la), (b, lb), (c, _) = weights(1), weights(1), weights(2)
@@ -298,21 +308,23 @@ def test_same_seed_same_weights(cls):
 
 
 def test_sae_seed_draws_the_holdout_initialisation_and_batches():
-    """sae_cfg seed N seeds the user holdout, the initialisation and the batches: seed N under any
+    """A point's seed N seeds the user holdout, the initialisation and the batches: seed N under any
     config seed equals the unseeded run under config seed N, and each seed holds out other users
     (so the spread over seeds includes the holdout draw)."""
 
     def weights(sae_seed, seed=0):
         rec = TinyDot(N_USERS, N_ITEMS, {})
-        cfg = {**FAST, "seed": sae_seed}
-        return train_sae(rec, tiny_split(), cfg, "s", seed=seed, log=None)[0].state_dict()
+        settings = {**FAST, "seed": sae_seed}
+        return train_sae(rec, tiny_split(), point_for(rec, settings), "s", seed=seed, log=None)[
+            0
+        ].state_dict()
 
     a, again, other = weights(5), weights(5), weights(6)
     assert all(torch.equal(a[k], again[k]) for k in a)
     assert not torch.equal(a["encoder_weight"], other["encoder_weight"])
     assert all(torch.equal(a[k], weights(None, seed=5)[k]) for k in a)
     assert all(torch.equal(weights(0)[k], weights(None)[k]) for k in a)
-    held = {s: setup_point({"seed": s}, DIM, "dot", N_USERS, 0).heldout_users for s in (1, 2)}
+    held = {s: sae_users(SAEPoint.resolve({"seed": s}, DIM), N_USERS, 0).heldout for s in (1, 2)}
     np.testing.assert_array_equal(held[1], split_sae_users(N_USERS, 0.2, 1)[1])
     assert not np.array_equal(held[1], held[2])
 
@@ -344,8 +356,8 @@ def test_same_sae_seed_same_checkpoint_bytes(tmp_path):
 
     def checkpoint(name, sae_seed):
         out = tmp_path / name / "beta~1" / f"seed~{sae_seed}"
-        cfg = {**FAST, "seed": sae_seed}
-        sae_stage.train(cfg, **files, point="p", out_dir=out, seed=0, device="cpu")
+        settings = {**FAST, "seed": sae_seed}
+        sae_stage.train(settings, **files, point_id="p", out_dir=out, seed=0, device="cpu")
         return (out / "sae.pt").read_bytes()
 
     first = checkpoint("a", 1)
@@ -356,8 +368,10 @@ def test_same_sae_seed_same_checkpoint_bytes(tmp_path):
 def test_sae_training_stage_writes_checkpoint_and_log(tmp_path):
     rec, files = write_tiny_run(tmp_path)
     out_dir = tmp_path / "sae"
-    cfg = {**FAST, "variant": "topk", "k": 4, "beta": 2}
-    sae_stage.train(cfg, **files, point="variant~topk", out_dir=out_dir, seed=7, device="cpu")
+    settings = {**FAST, "variant": "topk", "k": 4, "beta": 2}
+    sae_stage.train(
+        settings, **files, point_id="variant~topk", out_dir=out_dir, seed=7, device="cpu"
+    )
     log = json.loads((out_dir / "train_log.json").read_text())
     assert log["seed"] == 7 and log["point_id"] == "variant~topk"
     assert log["config"]["beta"] == 2 and log["config"]["width"] == 16
@@ -376,11 +390,11 @@ def test_sae_training_stage_writes_checkpoint_and_log(tmp_path):
 
 def test_jumprelu_l0_penalty_enters_the_loss_and_the_log():
     rec = TinyDot(N_USERS, N_ITEMS, {})
-    cfg = {**FAST, "variant": "jumprelu", "lambda_l0": 0.05, "jumprelu_bandwidth": 0.5}
-    sae, history = train_sae(rec, tiny_split(), cfg, "jump", seed=0, log=None)
+    settings = {**FAST, "variant": "jumprelu", "lambda_l0": 0.05, "jumprelu_bandwidth": 0.5}
+    sae, history = train_sae(rec, tiny_split(), point_for(rec, settings), "jump", seed=0, log=None)
     for record in history:  # penalty = lambda_l0 * (L0 of users + L0 of items), per step
         expected = 0.05 * (record["l0_users"] + record["l0_items"])
         assert record["penalty"] == pytest.approx(expected, rel=1e-5)
     assert not torch.allclose(sae.activation.log_threshold, torch.full((16,), float(np.log(0.001))))
-    _, relu_history = train_sae(rec, tiny_split(), FAST, "relu", seed=0, log=None)
+    _, relu_history = train_sae(rec, tiny_split(), point_for(rec, FAST), "relu", seed=0, log=None)
     assert "penalty" not in relu_history[0]

@@ -19,8 +19,9 @@ from recsae.metrics.accuracy import rank_metrics
 from recsae.recommenders import MostPop, load_checkpoint, save_checkpoint
 from recsae.recommenders.sasrec import SASRec, history_matrix
 from recsae.recommenders.train import train_recommender
+from recsae.sae.config import SAEPoint
 from recsae.sae.model import SAEConfig, SparseAutoencoder
-from recsae.sae.train import sae_loss_terms, setup_point, train_sae
+from recsae.sae.train import point_for, sae_loss_terms, train_sae
 
 SMALL = {"dim": 8, "n_blocks": 2, "n_heads": 2, "max_len": 6, "dropout": 0.0, "loss": "ce"}
 
@@ -242,10 +243,10 @@ def test_sae_prediction_loss_on_the_hidden_states_equals_brute_force(planted):
     split, _, model, _ = planted
     model.zero_grad(set_to_none=True)
     model.requires_grad_(False)
-    cfg = setup_point({"expansion": 2.0, "beta": 1.0}, 16, "dot", split.n_users, 0).cfg
-    sae = SparseAutoencoder(SAEConfig.from_sae_cfg(cfg, 16))
+    point = SAEPoint.resolve({"expansion": 2.0, "beta": 1.0}, 16, "dot")
+    sae = SparseAutoencoder(SAEConfig.from_point(point, 16))
     users, items = model.user_embeddings()[:7], model.item_embeddings()[:9]
-    terms, out_u, out_v = sae_loss_terms(sae, model, users, items, cfg)
+    terms, out_u, out_v = sae_loss_terms(sae, model, users, items, point)
     u, v = users.double().numpy(), items.double().numpy()
     u_hat, v_hat = out_u.x_hat.detach().double().numpy(), out_v.x_hat.detach().double().numpy()
     squared = [
@@ -262,8 +263,8 @@ def test_an_sae_edit_of_the_hidden_state_moves_the_planted_concept(planted):
     """Adding to the concept's best-aligned TopK latent of users who walk other cycles (encode,
     edit, decode the hidden state, then score) fills their top 3 with the concept's items."""
     split, concept, model, _ = planted
-    sae_cfg = {"variant": "topk", "k": 2, "expansion": 2.0, "epochs": 150, "batch_size": 32}
-    sae, _ = train_sae(model, split, {**sae_cfg, "lr": 0.01}, "toy", seed=0, log=None)
+    settings = {"variant": "topk", "k": 2, "expansion": 2.0, "epochs": 150, "batch_size": 32}
+    sae, _ = train_sae(model, split, point_for(model, {**settings, "lr": 0.01}), "toy", 0, log=None)
     editor = ConceptEditor(model, sae, level_scale="max")
     train = split.matrix("train")
     for target in range(4):

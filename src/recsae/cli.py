@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train-sae",
         ("sae", "train"),
         "train one SAE sweep point",
-        ["model-path", "data-dir", "split-dir", "point", "out-dir"],
+        ["model-path", "data-dir", "split-dir", "point-id", "out-dir"],
     )
     stage(
         "probe-ceiling",

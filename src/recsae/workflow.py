@@ -26,7 +26,7 @@ from recsae.data.split import MIN_ITEMS, MIN_USERS
 from recsae.errors import UserError
 from recsae.io import read_json
 from recsae.memory import check_fits, recommender_bytes, sae_bytes
-from recsae.sae.config import SAE_DEFAULTS, resolve_sae_config
+from recsae.sae.config import SAE_DEFAULTS, SAEPoint
 from recsae.sae.presets import apply_presets
 from recsae.sweep import SAE_WILDCARD_REGEX, point_from_path, seeded_points, sweep_points
 
@@ -70,7 +70,7 @@ def sae_pairs(config: dict) -> list[tuple[str, str]]:
 
 
 def sae_defaults(config: dict, dataset: str, model: str) -> dict:
-    """Full SAE config before the sweep: package defaults < sae.defaults < per-dataset < per-model
+    """Full SAE settings before the sweep: package defaults < sae.defaults < per-dataset < per-model
     < per-pair ("dataset/model"); a layer that names a ``preset`` lays down the preset's settings
     for the model's family just below its own keys (``recsae.sae.presets``)."""
     overrides = config["sae"]["overrides"]
@@ -98,14 +98,16 @@ def model_family(config: dict, model: str) -> str:
 
 
 def sae_points(config: dict, dataset: str, model: str) -> dict[str, dict]:
-    """{sweep path: full SAE config} of one (dataset, model) pair; with ``sae.seeds`` every point
-    once per seed (path ``.../seed~N``)."""
+    """{sweep path: the point's settings} of one (dataset, model) pair (``point_settings`` of
+    each); with ``sae.seeds`` every point once per seed (path ``.../seed~N``)."""
     points = sweep_points(config["sae"]["sweep"], sae_defaults(config, dataset, model))
     return seeded_points(points, config["sae"].get("seeds"))
 
 
-def sae_point(config: dict, dataset: str, model: str, path: str) -> dict:
-    """The full SAE config that one sweep path names."""
+def point_settings(config: dict, dataset: str, model: str, path: str) -> dict:
+    """The settings of the sweep point that one sweep path names: every SAE key, before the
+    training job resolves them for the recommender's embedding size into its ``SAEPoint``
+    (``recsae.sae.config``; this dict is the JSON of its ``--settings``)."""
     return point_from_path(path, sae_defaults(config, dataset, model))
 
 
@@ -415,14 +417,14 @@ def _check_stage_settings(config: dict, source: str) -> None:
             dim = model_dims.get(split_model_seed(model)[0])
             if dim is None:
                 return  # embedding size unknown until the model is built: the job checks
-            for path, point in points.items():
+            for path, settings in points.items():
                 try:
-                    cfg = resolve_sae_config(point, dim, model_family(config, model))
+                    point = SAEPoint.resolve(settings, dim, model_family(config, model))
                 except ValueError as err:
                     raise ValueError(f"sweep point {path}: {err}") from err
                 check_fits(
-                    sae_bytes(dim, cfg["width"], cfg["batch_size"], cfg["tied"]),
-                    f"sweep point {path} (width {cfg['width']})",
+                    sae_bytes(dim, point.width, point.batch_size, point.tied),
+                    f"sweep point {path} (width {point.width})",
                     "the point's expansion (or width) or batch_size",
                 )
 
@@ -459,7 +461,7 @@ __all__ = [
     "report_targets",
     "sae_dirs",
     "sae_pairs",
-    "sae_point",
+    "point_settings",
     "sae_points",
     "sae_targets",
     "split_model_seed",

@@ -9,8 +9,8 @@ rule train_sae:
         data_dir=lambda w: paths.data_dir(w.dataset),
         split_dir=lambda w: paths.split_dir(w.dataset),
         out_dir=lambda w: paths.sae_dir(w.dataset, w.model, w.sae),
-        settings=lambda w: as_json(wf.sae_point(config, w.dataset, w.model, w.sae)),
-        point=lambda w: f"{w.dataset}/{w.model}/{w.sae}",
+        settings=lambda w: as_json(wf.point_settings(config, w.dataset, w.model, w.sae)),
+        point_id=lambda w: f"{w.dataset}/{w.model}/{w.sae}",
         seed=config["seed"],
         device=config["device"],
     threads: config["threads_per_job"]
@@ -25,6 +25,6 @@ rule train_sae:
     shell:
         "recsae train-sae --model-path {input.model:q} --data-dir {params.data_dir:q}"
         " --split-dir {params.split_dir:q} --settings {params.settings:q}"
-        " --point {params.point:q} --seed {params.seed} --device {params.device}"
+        " --point-id {params.point_id:q} --seed {params.seed} --device {params.device}"
         " --gpus {resources.gpu} --threads {threads} --out-dir {params.out_dir:q}"
         " > {log:q} 2>&1"

@@ -14,6 +14,7 @@ from recsae.methods.base import (
     CHECKPOINT_FORMAT,
     ConceptMethod,
     MethodOutput,
+    MethodSettings,
     MethodSpec,
     keep_top_k,
     save_method,
@@ -34,15 +35,13 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
-def fit_method(cfg: dict, x: torch.Tensor, seed: int) -> ConceptMethod:
-    """The method ``cfg["method"]`` (a resolved sae config) fitted on embeddings x (N, d), in eval
-    mode; ``variant: topk`` keeps ``k`` latents per input."""
-    if cfg["method"] not in METHODS:
-        raise ValueError(
-            f"sae config key 'method': {cfg['method']!r} is not one of {list(METHODS)}"
-        )
-    top_k = cfg["k"] if cfg["variant"] == "topk" else None
-    return METHODS[cfg["method"]].fit(x, cfg["width"], top_k, seed).eval()
+def fit_method(point: MethodSettings, x: torch.Tensor, seed: int) -> ConceptMethod:
+    """The method ``point.method`` (of a resolved sweep point) fitted on embeddings x (N, d), in
+    eval mode, with ``point.width`` latents; ``variant: topk`` keeps ``k`` latents per input."""
+    if point.method not in METHODS:
+        raise ValueError(f"sae config key 'method': {point.method!r} is not one of {list(METHODS)}")
+    top_k = point.k if point.variant == "topk" else None
+    return METHODS[point.method].fit(x, point.width, top_k, seed).eval()
 
 
 def method_from_payload(payload: dict, device: str | torch.device = "cpu") -> ConceptMethod:
@@ -60,6 +59,7 @@ __all__ = [
     "METHODS",
     "ConceptMethod",
     "MethodOutput",
+    "MethodSettings",
     "MethodSpec",
     "fit_method",
     "keep_top_k",

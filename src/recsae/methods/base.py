@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -127,6 +128,23 @@ class MethodSpec:
     @property
     def signed(self) -> bool:
         return issubclass(self.module, SignedDirections)
+
+
+class MethodSettings(Protocol):
+    """What fitting a method reads of a resolved sweep point (``recsae.sae.config.SAEPoint``):
+    the method, its variant (``topk`` keeps each input's ``k`` largest latents) and width."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def variant(self) -> str: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def k(self) -> int: ...
 
 
 def save_method(model: ConceptMethod, path: str | Path, extra: dict | None = None) -> None:

@@ -57,7 +57,7 @@ from recsae.metrics.health import L0_ITEMS
 from recsae.metrics.monosemanticity import MS_MEAN
 from recsae.metrics.probes import CEILING_SHARE, CONCEPT_AUROC, PROBE_CEILING, SPARSE_PROBE
 from recsae.metrics.registry import goal_of
-from recsae.sae.config import uses_topk
+from recsae.sae.config import SAEPoint
 from recsae.sweep import format_value, parse_point_path, strip_seed
 from recsae.workflow import split_model_seed
 
@@ -119,21 +119,34 @@ def _cell(value):
     return format_value(value) if isinstance(value, (list, tuple)) else value
 
 
+def trained_point(path: Path, train_log: dict) -> SAEPoint | None:
+    """The sweep point a train_log.json (at ``path``) records as its ``config``
+    (``SAEPoint.from_dict``), or None where it records none."""
+    if not train_log.get("config"):
+        return None
+    try:
+        return SAEPoint.from_dict(train_log["config"])
+    except ValueError as err:
+        raise ValueError(f"{path}: config: {err}") from err
+
+
 def sweep_row(results_dir: Path, dataset: str, model: str, path: str) -> dict:
     base = Path(paths.sae_dir(dataset, model, path, results_dir))
     metrics = read_json(base / "metrics.json")
     train_log = read_json(base / "train_log.json")
-    cfg = train_log.get("config") or {}
+    point = trained_point(base / "train_log.json", train_log)
     swept = parse_point_path(path)
     seed = swept.pop("seed", None)
     row: dict = {"dataset": dataset, "model": model, "point": path, "swept": ",".join(swept)}
     for key in RESOLVED_KEYS:
-        row[key] = cfg.get(key, swept.get(key))
-    row["seed"] = seed if seed is not None else cfg.get("seed", train_log.get("seed"))
+        row[key] = swept.get(key) if point is None else getattr(point, key)
+    if seed is None:
+        seed = train_log.get("seed") if point is None else point.seed
+    row["seed"] = seed
     row["method"] = row["method"] or SAE_METHOD
     if row["method"] != SAE_METHOD:
         row["beta"] = row["expansion"] = None  # a baseline has no loss weights; width is resolved
-    if cfg and "variant" in cfg and not uses_topk({"matryoshka_base": None, **cfg}):
+    if point is not None and not point.ranked:
         row["k"] = None  # k means nothing to a ReLU SAE
     for key, value in swept.items():
         row[key] = _cell(value)
@@ -429,8 +442,9 @@ def point_setting(path: str) -> tuple[str, int | None]:
 
 
 def _point_method(results_dir: Path, dataset: str, model: str, path: str) -> str:
-    log = read_json(Path(paths.sae_dir(dataset, model, path, results_dir)) / "train_log.json")
-    return (log.get("config") or {}).get("method") or SAE_METHOD
+    log_path = Path(paths.sae_dir(dataset, model, path, results_dir)) / "train_log.json"
+    point = trained_point(log_path, read_json(log_path))
+    return SAE_METHOD if point is None else point.method
 
 
 def metric_column(frame: pd.DataFrame, prefix: str) -> str | None:

@@ -25,7 +25,9 @@ plus the popularity/activity buckets of ``recsae.metrics.alignment.entity_concep
   ones in decades, activity buckets);
 * per item: the ``ITEM_NEURONS`` neurons that fire most on it; per concept: the
   ``CONCEPT_NEURONS`` neurons with the highest AUROC, with their precision;
-* the intervention curves of ``interventions.json``.
+* the intervention curves of ``interventions.json``;
+* the point's summary line: the ``SUMMARY_METRICS`` columns of its ``metrics.json`` summary, each
+  with the title, direction and definition its metric declares (``recsae.metrics``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,11 @@ import torch
 from recsae import paths
 from recsae.data.tables import load_split
 from recsae.io import atomic_write, read_json
-from recsae.metrics.alignment import auroc_matrix, top_precision
+from recsae.metrics.alignment import COVERAGE_ITEMS, auroc_matrix, top_precision
+from recsae.metrics.fidelity import RBO
+from recsae.metrics.health import DEAD_FRACTION, L0_ITEMS
+from recsae.metrics.monosemanticity import MS_MEAN
+from recsae.metrics.spec import Metric
 from recsae.report.collect import point_setting
 from recsae.report.labels import item_names
 from recsae.sweep import parse_point_path
@@ -55,6 +61,8 @@ ITEM_NEURONS = 5
 CONCEPT_NEURONS = 10
 MAX_ATTRIBUTE_VALUES = 30  # user attributes with more distinct values (zip codes) are left out
 EXPERIMENTS = ("filtering", "nudging", "promotion")
+# the metrics of a point's summary line, in this order
+SUMMARY_METRICS: tuple[Metric, ...] = (L0_ITEMS, RBO, MS_MEAN, COVERAGE_ITEMS, DEAD_FRACTION)
 
 
 def pair_paths(settings: dict, dataset: str, model: str) -> list[str]:
@@ -241,6 +249,27 @@ def point_data(
     }
 
 
+def summary_metrics(points: list[dict]) -> list[dict]:
+    """The summary line's metrics: per ``SUMMARY_METRICS`` entry, the first summary column of
+    ``points`` (``point_data`` dicts) it covers (``rbo30`` for ``rbo{agreement_k}``), as {key,
+    title, goal (max: higher is better, min: lower, null), definition}; metrics no point has
+    are left out."""
+    columns = list(dict.fromkeys(key for p in points for key in p["summary"]))
+    out = []
+    for metric in SUMMARY_METRICS:
+        column = next((c for c in columns if metric.matches(c)), None)
+        if column is not None:
+            out.append(
+                {
+                    "key": column,
+                    "title": metric.label(column),
+                    "goal": metric.goal,
+                    "definition": metric.definition,
+                }
+            )
+    return out
+
+
 def _catalogue(concepts) -> dict:
     n = concepts.labels.shape[0]
     return {"name": _concept_names(concepts), "share": _round(concepts.n_positives / max(n, 1))}
@@ -275,6 +304,10 @@ def pair_data(
         user_labels, "user", activity, "activity", {**cfg, "min_concept_count": 1}
     )
     titles = item_names(items)
+    points = [
+        point_data(model_path, sae_dir(p), p, item_concepts, user_concepts, device)
+        for p in point_paths
+    ]
     return {
         "dataset": dataset,
         "model": model,
@@ -287,10 +320,8 @@ def pair_data(
         "nUsers": int(train.shape[0]),
         "alignTopK": int(cfg["align_top_k"]),
         "topUsers": TOP_USERS,
-        "points": [
-            point_data(model_path, sae_dir(p), p, item_concepts, user_concepts, device)
-            for p in point_paths
-        ],
+        "metrics": summary_metrics(points),
+        "points": points,
     }
 
 

@@ -1,5 +1,5 @@
-"""The SAE configuration of one sweep point: its layered resolution and the checks that a schema
-cannot express.
+"""One SAE sweep point as the stages receive it: ``SAEPoint``, resolved once per job from the
+point's settings, and ``SAEConfig``, the architecture part stored in every checkpoint.
 
 Keys, types and defaults live in config/schema.yaml (``$defs.sae_settings``), composed with the
 settings of each SAE variant (``recsae.sae.variants``); ``SAE_DEFAULTS`` reads them, and their
@@ -9,7 +9,10 @@ order is the canonical order of keys in sweep paths (``recsae.sweep``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from types import MappingProxyType
+from typing import Any
 
 from recsae.config import check_layered, layered_defaults
 from recsae.methods import METHODS
@@ -23,65 +26,162 @@ LOSS_WEIGHTS = ("alpha", "beta", "lambda_kl", "lambda_l1", "aux_k_coef")
 # Every key of one sweep point with its default, in sweep-path order: config/schema.yaml,
 # $defs.sae_settings (its descriptions and types; docs/method.md gives the meaning).
 SAE_DEFAULTS: dict = layered_defaults("sae_settings")
-VARIANT_OPTIONS = tuple(variant_settings())  # keys only some variant reads: SAEConfig.options
+VARIANT_OPTIONS = tuple(variant_settings())  # keys only some variant reads: SAEPoint.options
 
 
 def _fail(key: str, msg: str) -> None:
     raise ValueError(f"sae config key {key!r}: {msg}")
 
 
-def resolve_sae_config(sae_cfg: dict, input_dim: int, family: str | None = None) -> dict:
-    """``SAE_DEFAULTS`` < the named ``preset``'s settings for recommender ``family`` ("dot" or
-    "pairwise"; without a family the preset is only a label) < ``sae_cfg``, validated, with
-    ``width`` and ``aux_k`` resolved to ints for embeddings of size ``input_dim`` (the signed
-    baselines (``MethodSpec.signed``) always have 2 * input_dim latents). Unknown keys and bad
-    values raise a ValueError naming the key."""
-    unknown = sorted(set(sae_cfg) - set(SAE_DEFAULTS))
+def _frozen(value: Any) -> Any:
+    """A setting's value with its lists as tuples (a point's values cannot change)."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _plain(value: Any) -> Any:
+    """A setting's value with its tuples as lists (the JSON form)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+@dataclass(frozen=True)
+class SAEPoint:
+    """One sweep point resolved for embeddings of one size: every SAE setting, with ``width`` and
+    ``aux_k`` as ints; ``options`` holds the value of every variant setting (``VARIANT_OPTIONS``,
+    read-only). Training, evaluation and the report receive it under the name ``point``.
+
+    Its serialised form is the flat object of settings in ``SAE_DEFAULTS`` order (``to_dict``,
+    ``from_dict``): the JSON of the CLI's ``--settings`` (there before ``resolve``), of
+    train_log.json's ``config`` and of a checkpoint's ``extra["sae_cfg"]``.
+    """
+
+    method: str
+    variant: str
+    width: int
+    expansion: float | None
+    k: int
+    tied: bool
+    standardize: bool
+    normalize_decoder: str
+    alpha: float
+    beta: float
+    lambda_kl: float
+    rho: float
+    lambda_l1: float
+    aux_k: int
+    aux_k_coef: float
+    dead_steps_threshold: int
+    pred_loss: str
+    negatives_per_positive: int
+    lr: float
+    batch_size: int
+    epochs: int
+    holdout_fraction: float
+    preset: str | None
+    pre_bias: bool
+    input_scaling: str
+    batching: str
+    pred_pairs: str
+    seed: int | None
+    options: Mapping[str, Any]
+
+    @classmethod
+    def resolve(
+        cls, settings: Mapping[str, Any], input_dim: int, family: str | None = None
+    ) -> SAEPoint:
+        """``SAE_DEFAULTS`` < the named ``preset``'s settings for recommender ``family`` ("dot"
+        or "pairwise"; without a family the preset is only a label) < ``settings`` (some or all
+        keys), validated, with ``width`` and ``aux_k`` resolved for embeddings of size
+        ``input_dim`` (the signed baselines (``MethodSpec.signed``) always have 2 * input_dim
+        latents). Unknown keys and bad values raise a ValueError naming the key."""
+        _check_known(settings)
+        preset = settings.get("preset")
+        if preset is not None and preset not in SAE_PRESETS:
+            _fail("preset", f"{preset!r} is not one of {sorted(SAE_PRESETS)}")
+        layered = {
+            **SAE_DEFAULTS,
+            **(preset_settings(preset, family) if family else {}),
+            **{key: _plain(value) for key, value in settings.items()},
+        }
+        problem = check_layered("sae_settings", layered)
+        if problem:
+            raise ValueError(f"sae config key {problem}")
+        given = settings.get("expansion")
+        if (
+            layered["width"] is not None
+            and given is not None
+            and round(given * input_dim) != layered["width"]
+        ):
+            _fail(
+                "width", f"width {layered['width']} and expansion {given} disagree; set one of them"
+            )
+        if layered["width"] is not None and given is None:
+            layered["expansion"] = None
+        if layered["width"] is None:
+            if layered["expansion"] is None:
+                _fail("expansion", "must be set when width is null")
+            layered["width"] = max(1, int(round(layered["expansion"] * input_dim)))
+        if layered["method"] in METHODS and METHODS[layered["method"]].signed:
+            layered["width"] = 2 * input_dim
+        if layered["aux_k"] is None:
+            layered["aux_k"] = max(1, input_dim // 2)
+        return cls._checked(layered)
+
+    @classmethod
+    def from_dict(cls, stored: Mapping[str, Any]) -> SAEPoint:
+        """The point that ``to_dict`` wrote (train_log.json's ``config``, a checkpoint's
+        ``extra["sae_cfg"]``); a key that an older file lacks takes its default. Unknown keys,
+        bad values and an unresolved ``width`` or ``aux_k`` raise a ValueError naming the key."""
+        _check_known(stored)
+        layered = {**SAE_DEFAULTS, **{key: _plain(value) for key, value in stored.items()}}
+        problem = check_layered("sae_settings", layered)
+        if problem:
+            raise ValueError(f"sae config key {problem}")
+        for key in ("width", "aux_k"):
+            if layered[key] is None:
+                _fail(key, "a resolved point has an integer here, got null")
+        return cls._checked(layered)
+
+    @classmethod
+    def _checked(cls, layered: dict) -> SAEPoint:
+        """The point of fully layered, schema-valid settings ``layered`` (``width`` and ``aux_k``
+        resolved), after the checks across keys."""
+        if layered["method"] != "sae" and layered["variant"] not in METHOD_VARIANTS:
+            _fail(
+                "variant",
+                f"method {layered['method']!r} takes variant relu (all latents) or topk (each "
+                f"input's k largest), got {layered['variant']!r}",
+            )
+        for key in LOSS_WEIGHTS:
+            if not math.isfinite(layered[key]):
+                _fail(key, f"must be a finite number >= 0, got {layered[key]}")
+        options = MappingProxyType({key: _frozen(layered[key]) for key in VARIANT_OPTIONS})
+        point = cls(
+            **{f.name: layered[f.name] for f in fields(cls) if f.name != "options"}, options=options
+        )
+        if point.ranked and not 1 <= point.k <= point.width:
+            _fail("k", f"must be in [1, width={point.width}], got {point.k}")
+        if point.method == "sae":
+            VARIANTS[point.variant].check(point)
+        return point
+
+    @property
+    def ranked(self) -> bool:
+        """Whether the point's activation selects latents by rank (its variant's ``ranked``:
+        TopK, BatchTopK, Matryoshka over BatchTopK; a baseline's ``variant: topk``)."""
+        return VARIANTS[self.variant].ranked(self)
+
+    def to_dict(self) -> dict:
+        """The flat JSON object of every setting, in ``SAE_DEFAULTS`` order."""
+        return {
+            key: _plain(self.options[key] if key in VARIANT_OPTIONS else getattr(self, key))
+            for key in SAE_DEFAULTS
+        }
+
+
+def _check_known(settings: Mapping[str, Any]) -> None:
+    unknown = sorted(set(settings) - set(SAE_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown sae config key(s) {unknown}; known: {list(SAE_DEFAULTS)}")
-    preset = sae_cfg.get("preset")
-    if preset is not None and preset not in SAE_PRESETS:
-        _fail("preset", f"{preset!r} is not one of {sorted(SAE_PRESETS)}")
-    cfg = {**SAE_DEFAULTS, **(preset_settings(preset, family) if family else {}), **sae_cfg}
-    if isinstance(cfg["matryoshka_prefixes"], tuple):
-        cfg["matryoshka_prefixes"] = list(cfg["matryoshka_prefixes"])
-    problem = check_layered("sae_settings", cfg)
-    if problem:
-        raise ValueError(f"sae config key {problem}")
-    given = sae_cfg.get("expansion")
-    if cfg["width"] is not None and given is not None and round(given * input_dim) != cfg["width"]:
-        _fail("width", f"width {cfg['width']} and expansion {given} disagree; set one of them")
-    if cfg["width"] is not None and given is None:
-        cfg["expansion"] = None
-    if cfg["width"] is None:
-        if cfg["expansion"] is None:
-            _fail("expansion", "must be set when width is null")
-        cfg["width"] = max(1, int(round(cfg["expansion"] * input_dim)))
-    if cfg["method"] in METHODS and METHODS[cfg["method"]].signed:
-        cfg["width"] = 2 * input_dim
-    if cfg["method"] != "sae" and cfg["variant"] not in METHOD_VARIANTS:
-        _fail(
-            "variant",
-            f"method {cfg['method']!r} takes variant relu (all latents) or topk (each input's k "
-            f"largest), got {cfg['variant']!r}",
-        )
-    topk_family = uses_topk(cfg)
-    if topk_family and not 1 <= cfg["k"] <= cfg["width"]:
-        _fail("k", f"must be in [1, width={cfg['width']}], got {cfg['k']}")
-    if cfg["aux_k"] is None:
-        cfg["aux_k"] = max(1, input_dim // 2)
-    for key in LOSS_WEIGHTS:
-        if not math.isfinite(cfg[key]):
-            _fail(key, f"must be a finite number >= 0, got {cfg[key]}")
-    if cfg["method"] == "sae":
-        VARIANTS[cfg["variant"]].check(cfg)
-    return cfg
-
-
-def uses_topk(cfg: dict) -> bool:
-    """Whether the point's activation selects latents by rank (its variant's ``ranked``: TopK,
-    BatchTopK, Matryoshka over BatchTopK; a baseline's ``variant: topk``)."""
-    return VARIANTS[cfg["variant"]].ranked(cfg)
 
 
 @dataclass(frozen=True)
@@ -109,35 +209,35 @@ class SAEConfig:
             object.__setattr__(self, "prefix_sizes", tuple(int(s) for s in self.prefix_sizes))
 
     @classmethod
-    def from_sae_cfg(cls, sae_cfg: dict, input_dim: int) -> SAEConfig:
-        """The architecture part of a (possibly partial) ``sae_cfg``."""
-        cfg = resolve_sae_config(sae_cfg, input_dim)
+    def from_point(cls, point: SAEPoint, input_dim: int) -> SAEConfig:
+        """The architecture part of a point resolved for embeddings of size ``input_dim``."""
+        settings = point.to_dict()
         return cls(
             input_dim=input_dim,
-            width=cfg["width"],
-            variant=cfg["variant"],
-            k=cfg["k"],
-            tied=cfg["tied"],
-            standardize=cfg["standardize"],
-            normalize_decoder=cfg["normalize_decoder"],
-            pre_bias=cfg["pre_bias"],
-            input_scaling=cfg["input_scaling"],
-            **({"prefix_sizes": None} | VARIANTS[cfg["variant"]].architecture(cfg)),
-            options={key: cfg[key] for key in VARIANT_OPTIONS},
+            width=point.width,
+            variant=point.variant,
+            k=point.k,
+            tied=point.tied,
+            standardize=point.standardize,
+            normalize_decoder=point.normalize_decoder,
+            pre_bias=point.pre_bias,
+            input_scaling=point.input_scaling,
+            **({"prefix_sizes": None} | VARIANTS[point.variant].architecture(point)),
+            options={key: settings[key] for key in VARIANT_OPTIONS},
         )
 
     @classmethod
     def from_dict(cls, stored: dict) -> SAEConfig:
         """A checkpoint's config; a key that an older checkpoint lacks takes its default (an
         older checkpoint's variant settings stand beside the other fields)."""
-        fields = {
+        defaults = {
             key: value for key, value in SAE_DEFAULTS.items() if key in cls.__dataclass_fields__
         }
         options = {key: SAE_DEFAULTS[key] for key in VARIANT_OPTIONS}
         options |= {key: stored[key] for key in VARIANT_OPTIONS if key in stored}
         options |= stored.get("options", {})
         known = {key: value for key, value in stored.items() if key in cls.__dataclass_fields__}
-        return cls(**({"prefix_sizes": None} | fields | known | {"options": options}))
+        return cls(**({"prefix_sizes": None} | defaults | known | {"options": options}))
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from recsae.methods import ConceptMethod, fit_method
 from recsae.recommenders.base import Recommender
 from recsae.recommenders.sampling import NegativeSampler, pointwise_epoch, train_pairs
 from recsae.sae import losses
-from recsae.sae.config import SAEConfig, resolve_sae_config, uses_topk
+from recsae.sae.config import SAEConfig, SAEPoint
 from recsae.sae.holdout import split_sae_users
 from recsae.sae.model import SAEOutput, SparseAutoencoder
 from recsae.seeding import numpy_rng, torch_generator
@@ -91,7 +92,7 @@ class StepIds:
 def independent_steps(
     train_users: np.ndarray,
     n_items: int,
-    cfg: dict,
+    point: SAEPoint,
     sampler: PairSampler | None,
     rng: np.random.Generator,
 ) -> list[StepIds]:
@@ -99,17 +100,17 @@ def independent_steps(
     epoch one pass over the larger pool (the smaller cycles through fresh permutations); a
     pairwise recommender's pairs from ``sampler`` (negatives dropped with ``pred_pairs:
     positives``)."""
-    bu, bv = min(cfg["batch_size"], len(train_users)), min(cfg["batch_size"], n_items)
-    steps = math.ceil(max(len(train_users), n_items) / cfg["batch_size"])
+    bu, bv = min(point.batch_size, len(train_users)), min(point.batch_size, n_items)
+    steps = math.ceil(max(len(train_users), n_items) / point.batch_size)
     user_batches = _batches(train_users, steps, bu, rng)
     item_batches = _batches(np.arange(n_items), steps, bv, rng)
     out = []
     for users, items in zip(user_batches, item_batches, strict=True):
         pairs = None
         if sampler is not None:
-            negatives = cfg["negatives_per_positive"]
+            negatives = point.negatives_per_positive
             rows, pu, pi = sampler.sample(users, negatives, rng)
-            if cfg["pred_pairs"] == "positives":
+            if point.pred_pairs == "positives":
                 keep = len(rows) // (1 + negatives)
                 rows, pu, pi = rows[:keep], pu[:keep], pi[:keep]
             pairs = (rows, pu, pi)
@@ -118,7 +119,7 @@ def independent_steps(
 
 
 def sample_steps(
-    samples: dict[str, np.ndarray], heldout: np.ndarray, cfg: dict, pairwise: bool
+    samples: dict[str, np.ndarray], heldout: np.ndarray, point: SAEPoint, pairwise: bool
 ) -> list[StepIds]:
     """One epoch of ``batching: samples`` (the authors'): the shuffled (user, item, label)
     training samples cut into batches of ``batch_size``. A dot-product recommender's step encodes
@@ -126,13 +127,13 @@ def sample_steps(
     batch's pairs whose user is not held out (only the positive ones with ``pred_pairs:
     positives``), users and items row-aligned. Steps with nothing to encode are left out."""
     out = []
-    size = cfg["batch_size"]
+    size = point.batch_size
     for begin in range(0, len(samples["users"]), size):
         users = samples["users"][begin : begin + size]
         items = samples["items"][begin : begin + size]
         keep = ~heldout[users]
         if pairwise:
-            if cfg["pred_pairs"] == "positives":
+            if point.pred_pairs == "positives":
                 keep &= samples["labels"][begin : begin + size] > 0
             step = StepIds(users[keep], items[keep], aligned=True)
         else:
@@ -167,13 +168,13 @@ def sae_loss_terms(
     recommender: Recommender,
     u: torch.Tensor,
     v: torch.Tensor,
-    cfg: dict,
+    point: SAEPoint,
     pairs: PairBatch | None = None,
     dead: torch.Tensor | None = None,
 ) -> tuple[dict[str, torch.Tensor], SAEOutput, SAEOutput]:
     """Every loss term of one step and the forward outputs.
 
-    u (Bu, d) user and v (Bv, d) item embeddings (originals); ``cfg`` a resolved sae config;
+    u (Bu, d) user and v (Bv, d) item embeddings (originals); ``point`` the resolved sweep point;
     ``pairs`` the scored pairs for a pairwise recommender; ``dead`` (h,) bool for AuxK.
     Every input is in the SAE's input space (``training_scaler``), and so are the losses.
     Returns ({"loss", "emb", "pred", "kl", "l1", "auxk"} scalars, plus "penalty" when the
@@ -190,7 +191,7 @@ def sae_loss_terms(
         )
     else:
         emb = losses.embedding_loss(out_u.x_hat, u, out_v.x_hat, v)
-    with torch.set_grad_enabled(torch.is_grad_enabled() and cfg["beta"] > 0):
+    with torch.set_grad_enabled(torch.is_grad_enabled() and point.beta > 0):
         if recommender.scorer_kind == "pairwise":
             pred = zero
             if pairs is not None and len(pairs.users):
@@ -203,31 +204,31 @@ def sae_loss_terms(
                 recon = recommender.score_pairs(out_u.x_hat[pairs.user_rows], v_hat, **ids)
                 with torch.no_grad():
                     orig = recommender.score_pairs(u[pairs.user_rows], v_pairs, **ids)
-                pred = losses.pairwise_prediction_loss(recon, orig, cfg["pred_loss"])
+                pred = losses.pairwise_prediction_loss(recon, orig, point.pred_loss)
         else:
             recon = recommender.score_matrix(out_u.x_hat, out_v.x_hat)
             with torch.no_grad():
                 orig = recommender.score_matrix(u, v)
             pred = losses.score_mse(recon, orig)
-    kl = losses.kl_sparsity_loss(out_u.z, cfg["rho"]) + losses.kl_sparsity_loss(out_v.z, cfg["rho"])
+    kl = losses.kl_sparsity_loss(out_u.z, point.rho) + losses.kl_sparsity_loss(out_v.z, point.rho)
     weights = sae.l1_weights()
     l1 = losses.l1_loss(out_u.z, weights) + losses.l1_loss(out_v.z, weights)
     auxk = zero
-    if dead is not None and uses_topk(cfg):
+    if dead is not None and point.ranked:
         auxk = sum(
             losses.auxk_loss(
-                sae.decode_direction(losses.auxk_latents(o.pre_acts, dead, cfg["aux_k"]), o.stats),
+                sae.decode_direction(losses.auxk_latents(o.pre_acts, dead, point.aux_k), o.stats),
                 x - o.x_hat,
                 dead,
             )
             for o, x in ((out_u, u), (out_v, v))
         )
     total = (
-        cfg["alpha"] * emb
-        + cfg["beta"] * pred
-        + cfg["lambda_kl"] * kl
-        + cfg["lambda_l1"] * l1
-        + cfg["aux_k_coef"] * auxk
+        point.alpha * emb
+        + point.beta * pred
+        + point.lambda_kl * kl
+        + point.lambda_l1 * l1
+        + point.aux_k_coef * auxk
     )
     terms = {"loss": total, "emb": emb, "pred": pred, "kl": kl, "l1": l1, "auxk": auxk}
     if has_penalty(sae):
@@ -252,52 +253,53 @@ def _batches(pool: np.ndarray, steps: int, size: int, rng: np.random.Generator) 
 
 
 @dataclass(frozen=True)
-class PointSetup:
-    """One sweep point resolved for one recommender: its full config (``resolve_sae_config``)
-    and the SAE user holdout (``split_sae_users``): train_users (U_t,), heldout_users (U_h,)."""
+class SAEUsers:
+    """The SAE user holdout of one point (``split_sae_users``): train (U_t,) and heldout (U_h,)
+    user ids."""
 
-    cfg: dict
-    train_users: np.ndarray
-    heldout_users: np.ndarray
-
-
-def setup_point(
-    sae_cfg: dict, input_dim: int, family: str | None, n_users: int, seed: int
-) -> PointSetup:
-    """Resolve ``sae_cfg`` for embeddings of size ``input_dim`` of a recommender ``family`` and
-    hold out users with the point's ``training_seed`` (a job does this once): each SAE seed of a
-    point draws its own held-out users, so the spread over seeds includes the holdout draw."""
-    cfg = resolve_sae_config(sae_cfg, input_dim, family)
-    train_users, heldout_users = split_sae_users(
-        n_users, cfg["holdout_fraction"], training_seed(cfg, seed)
-    )
-    return PointSetup(cfg, train_users, heldout_users)
+    train: np.ndarray
+    heldout: np.ndarray
 
 
-def training_seed(cfg: dict, seed: int) -> int:
+def sae_users(point: SAEPoint, n_users: int, seed: int) -> SAEUsers:
+    """Hold out ``point.holdout_fraction`` of ``n_users`` users with the point's
+    ``training_seed`` (a job does this once): each SAE seed of a point draws its own held-out
+    users, so the spread over seeds includes the holdout draw."""
+    return SAEUsers(*split_sae_users(n_users, point.holdout_fraction, training_seed(point, seed)))
+
+
+def point_for(recommender: Recommender, settings: Mapping[str, Any]) -> SAEPoint:
+    """A sweep point's ``settings`` resolved for ``recommender``: its embedding size and scorer
+    family (``SAEPoint.resolve``)."""
+    input_dim = recommender.user_embeddings().shape[1]
+    return SAEPoint.resolve(settings, input_dim, recommender.scorer_kind)
+
+
+def training_seed(point: SAEPoint, seed: int) -> int:
     """The seed of a point's initialisation and batches (an SAE) or of its fit (a baseline): the
     point's own ``seed`` (the sweep's SAE seed) when set, else the config's ``seed``."""
-    return seed if cfg["seed"] is None else cfg["seed"]
+    return seed if point.seed is None else point.seed
 
 
 def train_sae(
     recommender: Recommender,
     split: Split,
-    sae_cfg: dict,
+    point: SAEPoint,
     point_id: str,
     seed: int,
     device: str | torch.device = "cpu",
     log: Callable[[str], None] | None = print,
-    setup: PointSetup | None = None,
+    users: SAEUsers | None = None,
 ) -> tuple[SparseAutoencoder, list[dict]]:
-    """Train one SAE (one sweep point) on the frozen ``recommender``'s embeddings.
+    """Train one SAE (sweep point ``point``, resolved for the recommender's embedding size) on
+    the frozen ``recommender``'s embeddings.
 
     Returns the SAE (eval mode) and the per-epoch history: mean loss terms, L0 of users and items,
     dead fraction (latents never active in the epoch), the BatchTopK threshold where there is one,
     seconds and embeddings per second. A non-finite loss raises a RuntimeError naming ``point_id``.
-    ``seed`` is the config's; ``sae_cfg["seed"]``, when set, replaces it for the user holdout,
+    ``seed`` is the config's; ``point.seed``, when set, replaces it for the user holdout,
     the initialisation and the batches (``training_seed``).
-    ``setup``: the point as the caller resolved it (``setup_point``); None resolves it here.
+    ``users``: the point's user holdout as the caller drew it (``sae_users``); None draws it here.
     """
     device = torch.device(device)
     recommender = freeze(recommender.to(device))
@@ -306,21 +308,21 @@ def train_sae(
         item_emb = recommender.item_embeddings().detach().float()
     input_dim = user_emb.shape[1]
     pairwise = recommender.scorer_kind == "pairwise"
-    if setup is None:
-        setup = setup_point(sae_cfg, input_dim, recommender.scorer_kind, split.n_users, seed)
-    cfg, train_users, heldout_users = setup.cfg, setup.train_users, setup.heldout_users
-    train_seed = training_seed(cfg, seed)
-    config = SAEConfig.from_sae_cfg(cfg, input_dim)
+    if users is None:
+        users = sae_users(point, split.n_users, seed)
+    train_users, heldout_users = users.train, users.heldout
+    train_seed = training_seed(point, seed)
+    config = SAEConfig.from_point(point, input_dim)
     sae = SparseAutoencoder(config, generator=torch_generator(train_seed, "sae_init")).to(device)
     train_inputs = torch.cat([user_emb[torch.as_tensor(train_users, device=device)], item_emb])
     sae.fit_input_scaling_(train_inputs)
-    to_input = training_scaler(sae, cfg["input_scaling"])
+    to_input = training_scaler(sae, point.input_scaling)
     sae.init_pre_bias_(to_input(train_inputs))
     sae.train()
-    optimizer = torch.optim.Adam(sae.parameters(), lr=cfg["lr"])
-    track_dead = uses_topk(cfg) and cfg["aux_k_coef"] > 0
+    optimizer = torch.optim.Adam(sae.parameters(), lr=point.lr)
+    track_dead = point.ranked and point.aux_k_coef > 0
     n_items = item_emb.shape[0]
-    if cfg["batching"] == "samples":
+    if point.batching == "samples":
         heldout = np.zeros(split.n_users, dtype=bool)
         heldout[heldout_users] = True
         sample_users, sample_items = train_pairs(split.matrix("train"))
@@ -328,34 +330,34 @@ def train_sae(
     else:
         sampler = PairSampler(split) if pairwise else None
     history: list[dict] = []
-    for epoch in range(cfg["epochs"]):
+    for epoch in range(point.epochs):
         start = time.perf_counter()
         rng = numpy_rng(train_seed, "sae_batches", epoch)
-        if cfg["batching"] == "samples":
+        if point.batching == "samples":
             samples = pointwise_epoch(
-                sample_users, sample_items, negatives, cfg["negatives_per_positive"], rng
+                sample_users, sample_items, negatives, point.negatives_per_positive, rng
             )
-            steps = sample_steps(samples, heldout, cfg, pairwise)
+            steps = sample_steps(samples, heldout, point, pairwise)
         else:
-            steps = independent_steps(train_users, n_items, cfg, sampler, rng)
+            steps = independent_steps(train_users, n_items, point, sampler, rng)
         names = (*TERMS, "penalty") if has_penalty(sae) else TERMS
         sums = {name: torch.zeros((), device=device) for name in (*names, "l0_users", "l0_items")}
         epoch_active = torch.zeros(config.width, dtype=torch.bool, device=device)
         n_rows = 0
         for step_index, ids in enumerate(steps):
-            users = torch.as_tensor(ids.users, device=device)
+            batch_users = torch.as_tensor(ids.users, device=device)
             items = torch.as_tensor(ids.items, device=device)
-            u, v = to_input(user_emb[users]), to_input(item_emb[items])
-            n_rows += len(users) + len(items)
+            u, v = to_input(user_emb[batch_users]), to_input(item_emb[items])
+            n_rows += len(batch_users) + len(items)
             pairs = None
             if ids.aligned:
-                rows = torch.arange(len(users), device=device)
-                pairs = PairBatch(rows, users, items, item_rows=rows)
+                rows = torch.arange(len(batch_users), device=device)
+                pairs = PairBatch(rows, batch_users, items, item_rows=rows)
             elif ids.pairs is not None:
                 rows, pu, pi = (torch.as_tensor(a, device=device) for a in ids.pairs)
                 pairs = PairBatch(rows, pu, pi, item_emb=to_input(item_emb[pi]))
-            dead = sae.dead_mask(cfg["dead_steps_threshold"]) if track_dead else None
-            terms, out_u, out_v = sae_loss_terms(sae, recommender, u, v, cfg, pairs, dead)
+            dead = sae.dead_mask(point.dead_steps_threshold) if track_dead else None
+            terms, out_u, out_v = sae_loss_terms(sae, recommender, u, v, point, pairs, dead)
             if not torch.isfinite(terms["loss"]):
                 values = {k: float(t.detach()) for k, t in terms.items()}
                 raise RuntimeError(
@@ -389,7 +391,7 @@ def train_sae(
         history.append(record)
         if log is not None:
             log(
-                f"[{point_id}] epoch {epoch + 1}/{cfg['epochs']} loss {record['loss']:.5g} "
+                f"[{point_id}] epoch {epoch + 1}/{point.epochs} loss {record['loss']:.5g} "
                 f"emb {record['emb']:.4g} pred {record['pred']:.4g} kl {record['kl']:.4g} "
                 f"l1 {record['l1']:.4g} auxk {record['auxk']:.4g} L0 u/i {record['l0_users']:.2f}/"
                 f"{record['l0_items']:.2f} dead {record['dead_fraction']:.3f}"
@@ -401,25 +403,26 @@ def train_sae(
 def fit_baseline(
     recommender: Recommender,
     split: Split,
-    sae_cfg: dict,
+    point: SAEPoint,
     seed: int,
     device: str | torch.device = "cpu",
-    setup: PointSetup | None = None,
+    users: SAEUsers | None = None,
 ) -> tuple[ConceptMethod, list[dict]]:
-    """Fit the non-SAE method ``sae_cfg["method"]`` on the embeddings an SAE of the same config
+    """Fit the non-SAE method ``point.method`` on the embeddings an SAE of the same point
     trains on (its training users, then all items), seeded like an SAE (``training_seed``: the
     point's SAE seed, the holdout from the config's ``seed``). Returns the method (eval mode, on
     ``device``) and a one-record history: inputs fitted on, L0 of users and items, seconds.
-    ``setup``: the point as the caller resolved it (``setup_point``); None resolves it here."""
+    ``users``: the point's user holdout as the caller drew it (``sae_users``); None draws it
+    here."""
     device = torch.device(device)
     user_emb = recommender.to(device).user_embeddings().detach().float().cpu()
     item_emb = recommender.item_embeddings().detach().float().cpu()
-    if setup is None:
-        setup = setup_point(sae_cfg, user_emb.shape[1], None, split.n_users, seed)
-    cfg, train_users = setup.cfg, setup.train_users
+    if users is None:
+        users = sae_users(point, split.n_users, seed)
+    train_users = users.train
     start = time.perf_counter()
     x = torch.cat([user_emb[torch.as_tensor(train_users)], item_emb])
-    model = fit_method(cfg, x, training_seed(cfg, seed))
+    model = fit_method(point, x, training_seed(point, seed))
     seconds = time.perf_counter() - start
     z_users, z_items = model.encode(user_emb[torch.as_tensor(train_users)]), model.encode(item_emb)
     record = {

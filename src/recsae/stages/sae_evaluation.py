@@ -6,8 +6,9 @@ evaluation of that recommender's SAEs reads it (``--ceiling-path``; without it t
 computes the ceiling itself, with equal numbers).
 
 Populations. Held-out users = ``split_sae_users(n_users, holdout_fraction, seed)`` with the
-fraction and seed the SAE was trained with (read from the checkpoint's ``extra``: ``sae_cfg.
-holdout_fraction`` and ``holdout_seed``, the point's SAE seed; a metrics-config
+fraction and seed the SAE was trained with (read from the checkpoint's ``extra``: the
+``holdout_fraction`` of its sweep point, ``sae_cfg`` (``SAEPoint.from_dict``), and
+``holdout_seed``, the point's SAE seed; a metrics-config
 ``holdout_fraction`` that disagrees is an error).
 With no held-out users (fraction 0) all users stand in, and ``heldout.users`` says "all".
 * monosemanticity, item alignment, planted recovery, item probes: all items; user alignment and
@@ -79,6 +80,7 @@ from recsae.metrics.health import health
 from recsae.metrics.monosemanticity import active_monosemanticity, monosemanticity
 from recsae.metrics.probes import probe_ceiling, probe_summary
 from recsae.recommenders.base import load_checkpoint
+from recsae.sae.config import SAEPoint
 from recsae.sae.holdout import split_sae_users
 from recsae.sae.model import load_sae, load_sae_extra
 
@@ -209,7 +211,11 @@ def sae_holdout(sae_path, fraction: float | None, seed: int) -> tuple[float, int
     """(holdout_fraction, holdout seed) the SAE at ``sae_path`` was trained with (falling back to
     ``fraction`` and ``seed`` when the checkpoint does not record them)."""
     extra = load_sae_extra(sae_path)
-    stored = (extra.get("sae_cfg") or {}).get("holdout_fraction")
+    try:
+        point = SAEPoint.from_dict(extra["sae_cfg"]) if extra.get("sae_cfg") else None
+    except ValueError as err:
+        raise ValueError(f"{sae_path}: its sweep point: {err}") from err
+    stored = point.holdout_fraction if point is not None else None
     if stored is not None and fraction is not None and not math.isclose(stored, fraction):
         raise ValueError(
             f"metrics holdout_fraction {fraction} differs from the SAE's {stored} ({sae_path}); "

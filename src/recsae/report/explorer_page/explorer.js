@@ -303,19 +303,25 @@ function renderCompare() {
 
 // ---- page -----------------------------------------------------------------------------------
 
-function summaryText(p) {
-  const s = p.summary, parts = [`${p.width} neurons`];
-  for (const [key, label] of [["l0_items", "L0 items"], ["rbo30", "RBO@30"],
-    ["ms_mean", "MS"], ["coverage_items", "concept coverage"], ["dead_fraction", "dead"]]) {
-    if (s[key] !== undefined) parts.push(`${label} ${fmt(s[key], 3)}`);
+// DATA.metrics: the summary line's metrics as recsae.metrics declares them (explorer.py)
+const DIRECTION = { max: " ↑", min: " ↓" };
+
+function summaryParts(p) {
+  const s = p.summary, parts = [el("span", {}, `${p.width} neurons`)];
+  for (const m of DATA.metrics) {
+    if (s[m.key] === undefined || s[m.key] === null) continue;
+    const better = m.goal === "max" ? "higher is better" : m.goal === "min" ? "lower is better" : "";
+    const tip = `${m.key}: ${m.definition}${better ? ` (${better})` : ""}`;
+    parts.push(" · ", el("span", { title: tip },
+      `${m.title}${DIRECTION[m.goal] || ""} ${fmt(s[m.key], 3)}`));
   }
-  return parts.join(" · ");
+  return parts;
 }
 
 function selectPoint(index) {
   state.point = index;
   $("point-select").value = String(index);
-  $("point-summary").textContent = summaryText(point());
+  $("point-summary").replaceChildren(...summaryParts(point()));
   const width = point().width;
   if (state.neuron !== null && state.neuron >= width) state.neuron = null;
   renderTable();

@@ -15,15 +15,15 @@ from typing import Any
 from torch import nn
 
 
-def _never(cfg: dict) -> bool:
+def _never(point: Any) -> bool:
     return False
 
 
-def _no_check(cfg: dict) -> None:
+def _no_check(point: Any) -> None:
     return None
 
 
-def _no_architecture(cfg: dict) -> dict:
+def _no_architecture(point: Any) -> dict:
     return {}
 
 
@@ -34,11 +34,12 @@ class SAEVariant:
     ``settings``: the config keys only this variant reads, as a JSON-schema fragment ``{key:
     {type..., default}}`` (composed into ``$defs.sae_settings``; their resolved values reach the
     activation as ``SAEConfig.options``). ``make_activation(config)``: the (N, h) -> (N, h)
-    activation module for an ``SAEConfig``. ``ranked(cfg)``: whether it selects latents by rank
-    (then ``k`` is checked against the width and AuxK applies). ``check(cfg)``: cross-key checks of
-    a resolved point (raise ValueError naming the key). ``architecture(cfg)``: extra ``SAEConfig``
-    fields (Matryoshka's ``prefix_sizes``). ``marker``: the matplotlib marker of the report's
-    scatter plots.
+    activation module for an ``SAEConfig``. The other callables take the resolved sweep point
+    (``recsae.sae.config.SAEPoint``; the variant's settings in ``point.options``):
+    ``ranked(point)``: whether it selects latents by rank (then ``k`` is checked against the width
+    and AuxK applies). ``check(point)``: cross-key checks (raise ValueError naming the key).
+    ``architecture(point)``: extra ``SAEConfig`` fields (Matryoshka's ``prefix_sizes``).
+    ``marker``: the matplotlib marker of the report's scatter plots.
     """
 
     name: str
@@ -46,6 +47,6 @@ class SAEVariant:
     marker: str
     make_activation: Callable[[Any], nn.Module]
     settings: dict = field(default_factory=dict)
-    ranked: Callable[[dict], bool] = _never
-    check: Callable[[dict], None] = _no_check
-    architecture: Callable[[dict], dict] = _no_architecture
+    ranked: Callable[[Any], bool] = _never
+    check: Callable[[Any], None] = _no_check
+    architecture: Callable[[Any], dict] = _no_architecture

@@ -59,5 +59,5 @@ VARIANT = SAEVariant(
             "default": 0.01,
         }
     },
-    ranked=lambda cfg: True,
+    ranked=lambda point: True,
 )

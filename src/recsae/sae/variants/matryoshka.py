@@ -40,12 +40,12 @@ def prefix_sizes(prefixes, width: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _check(cfg: dict) -> None:
-    prefix_sizes(cfg["matryoshka_prefixes"], cfg["width"])
+def _check(point) -> None:
+    prefix_sizes(point.options["matryoshka_prefixes"], point.width)
 
 
-def _architecture(cfg: dict) -> dict:
-    return {"prefix_sizes": prefix_sizes(cfg["matryoshka_prefixes"], cfg["width"])}
+def _architecture(point) -> dict:
+    return {"prefix_sizes": prefix_sizes(point.options["matryoshka_prefixes"], point.width)}
 
 
 VARIANT = SAEVariant(
@@ -66,7 +66,7 @@ VARIANT = SAEVariant(
             "default": "relu",
         },
     },
-    ranked=lambda cfg: BASES[cfg["matryoshka_base"]].ranked(cfg),
+    ranked=lambda point: BASES[point.options["matryoshka_base"]].ranked(point),
     check=_check,
     architecture=_architecture,
 )

@@ -27,5 +27,5 @@ VARIANT = SAEVariant(
     description="each input's k largest latents",
     marker="s",
     make_activation=lambda config: TopK(config.k),
-    ranked=lambda cfg: True,
+    ranked=lambda point: True,
 )
