@@ -37,11 +37,11 @@ import fcntl
 import hashlib
 import json
 import os
+import select
 import selectors
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -178,22 +178,35 @@ def _connect_or_start(path: Path) -> socket.socket | None:
         if conn is not None:
             return conn
         path.unlink(missing_ok=True)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "recsae.worker", str(path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            conn = _try_connect(path)
-            if conn is not None:
-                return conn
-            if worker.poll() is not None:
-                return None
-            time.sleep(0.05)
-    return None
+        return _start(path)
+
+
+def _start(path: Path) -> socket.socket | None:
+    """Start a worker for ``path``, detached (a grandchild of this process, in its own session,
+    so that no job's process tree and CPU account holds it), and connect to it once it listens;
+    None if it ended before (it reports readiness through a pipe)."""
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                os.close(ready_read)
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                os.set_inheritable(ready_write, True)
+                command = [sys.executable, "-m", "recsae.worker", str(path), str(ready_write)]
+                os.execv(sys.executable, command)
+        finally:
+            os._exit(0)
+    os.close(ready_write)
+    os.waitpid(pid, 0)
+    with os.fdopen(ready_read, "rb") as ready:
+        readable, _, _ = select.select([ready], [], [], START_TIMEOUT)
+        if not readable or ready.read(1) != b"1":
+            return None
+    return _try_connect(path)
 
 
 def stop_workers(log_dir: str | Path) -> None:
@@ -221,8 +234,9 @@ class Worker:
     """Listens on ``path`` and forks one child per request. Single-threaded (a selector loop),
     so that forking is safe."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, ready_fd: int | None = None):
         self.path = path
+        self.ready_fd = ready_fd  # written to, then closed, once the socket listens
         self.jobs: dict[int, socket.socket] = {}  # child pid -> its client's connection
         self.selector = selectors.DefaultSelector()
         self.stopping = False
@@ -237,6 +251,9 @@ class Worker:
         listener.listen(64)
         os.replace(staging, self.path)  # clients see the socket only once it listens
         own_socket = self.path.stat().st_ino
+        if self.ready_fd is not None:
+            os.write(self.ready_fd, b"1")
+            os.close(self.ready_fd)
         self.selector.register(listener, selectors.EVENT_READ, None)
         try:
             while not self._done():
@@ -397,7 +414,7 @@ def _usage() -> str:
     )
 
 
-def main(path: str) -> None:
+def main(path: str, ready_fd: int | None = None) -> None:
     """The worker process: import the stages, then serve until idle or told to stop. Its output
     (the import time, and its CPU when it ends) goes to ``worker-<pid>.log`` in
     ``RECSAE_WORKER_LOG_DIR`` where that is set, and ``worker-<pid>.socket`` there names its
@@ -424,7 +441,7 @@ def main(path: str) -> None:
     print(
         f"recsae worker {os.getpid()}: imports took {time.monotonic() - started:.2f} s", flush=True
     )
-    worker = Worker(Path(path))
+    worker = Worker(Path(path), ready_fd)
     try:
         worker.serve()
     finally:
@@ -434,4 +451,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)
