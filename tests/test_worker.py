@@ -41,8 +41,9 @@ def _recsae(args, env, **kwargs) -> subprocess.CompletedProcess:
 def _pipeline_args(tiny, out: Path) -> list[list[str]]:
     common = ["--data-dir", str(tiny["data"]), "--split-dir", str(tiny["split"]),
               "--device", "cpu", "--threads", "1"]  # fmt: skip
-    train = ["train-sae", "--model-path", str(tiny["model"]), "--point-id", "tiny/mf/x", "--out-dir",
-             str(out), "--settings", '{"expansion": 2, "epochs": 3}', *common]  # fmt: skip
+    train = ["train-sae", "--model-path", str(tiny["model"]), "--point-id", "tiny/mf/x",
+             "--out-dir", str(out), "--settings", '{"expansion": 2, "epochs": 3}',
+             *common]  # fmt: skip
     metrics = {"ks": [5], "ms_top_k": 5, "align_top_k": 5, "agreement_k": 5, "overlap_ks": [5],
                "probe_folds": 2, "interventions": {"top_k": 5, "cost_k": 5, "audience_size": 5,
                "n_concepts": 1, "promotion_targets": 1}}  # fmt: skip
