@@ -49,7 +49,5 @@ def test_recbole_scores_land_on_the_suites_ids(tmp_path):
     np.savez(tmp_path / "test_scores.npz", scores=scores, users=[1, 0], items=[4, 0, 2, 1])
     score_fn = anchor.recbole_score_fn(tmp_path, toy_split())
     got = score_fn(torch.tensor([0, 1]))
-    expected = torch.tensor(
-        [[6.0, 8.0, 7.0, -torch.inf, 5.0], [2.0, 4.0, 3.0, -torch.inf, 1.0]]
-    )
+    expected = torch.tensor([[6.0, 8.0, 7.0, -torch.inf, 5.0], [2.0, 4.0, 3.0, -torch.inf, 1.0]])
     assert torch.equal(got, expected)
