@@ -327,10 +327,17 @@ def datasets_section(results_dir: str | Path, dataset_names) -> list[str]:
         "the item concepts the SAE metrics scored per family (popularity buckets added, and only "
         "concepts with enough active items and enough without: see the thresholds below).",
         "",
+        *_markdown_table(header, rows),
+        "",
+    ]
+
+
+def _markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    """Markdown lines of a table: the header, its rule and one line per row (cells by _cell)."""
+    return [
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
         *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows),
-        "",
     ]
 
 
@@ -378,19 +385,16 @@ def labels_section(results_dir: str | Path) -> list[str]:
         "point and seed of it): in how many of its fits some neuron carries the label, of all "
         "its fits; non-SAE methods are left out.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
     ]
+    rows = []
     for dataset, model, family, label in labels:
         cells = []
         for variant in variants:
             total = fits.get((dataset, model, variant), 0)
             count = carried.get((dataset, model, variant, family, label), 0)
             cells.append(f"{count} of {total}" if total else "")
-        lines.append(
-            "| " + " | ".join(_cell(c) for c in [dataset, model, family, label, *cells]) + " |"
-        )
-    return lines + [""]
+        rows.append([dataset, model, family, label, *cells])
+    return lines + _markdown_table(header, rows) + [""]
 
 
 def results_page(
