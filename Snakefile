@@ -39,7 +39,12 @@ if workflow.is_main_process:
 os.environ.update(kernel_environment(config["cpu_kernels"]))
 # Jobs run in children of one warm worker that imported the suite once (recsae.worker); not on a
 # cluster, where every job step gets its own environment and its processes end with it.
-if config["warm_worker"] and workflow.local_exec and "SLURM_JOB_ID" not in os.environ:
+if (
+    config["warm_worker"]
+    and workflow.local_exec
+    and "SLURM_JOB_ID" not in os.environ
+    and hasattr(os, "fork")
+):
     os.environ.update(warm_worker_environment(paths.LOGS))
 
 LOGS = paths.LOGS

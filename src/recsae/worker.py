@@ -33,7 +33,6 @@ folder). If it cannot be reached or started, ``recsae`` runs the command itself.
 from __future__ import annotations
 
 import array
-import fcntl
 import hashlib
 import json
 import os
@@ -72,8 +71,8 @@ _EXIT = struct.Struct("!i")
 
 
 def enabled() -> bool:
-    """Whether this process should hand its command to a warm worker."""
-    return os.environ.get(ENABLE_VARIABLE, "") not in ("", "0")
+    """Whether this process should hand its command to a warm worker (POSIX systems only)."""
+    return os.environ.get(ENABLE_VARIABLE, "") not in ("", "0") and hasattr(os, "fork")
 
 
 def worker_log_dir(logs: str) -> Path:
@@ -89,8 +88,8 @@ def warm_worker_environment(logs: str) -> dict[str, str]:
 
 def socket_path(environ: dict[str, str] | None = None) -> Path:
     """The worker socket for this Python and this environment (a hash of both; the variables a
-    shell sets for every command it runs are left out, so that the workflow's own process finds
-    the worker of its jobs)."""
+    shell sets for every command it runs are left out, so that a command started through a shell
+    and one started directly find the same worker)."""
     environ = dict(os.environ if environ is None else environ)
     for name in SHELL_VARIABLES:
         environ.pop(name, None)
@@ -172,6 +171,8 @@ def _connect_or_start(path: Path) -> socket.socket | None:
     conn = _try_connect(path)
     if conn is not None:
         return conn
+    import fcntl  # POSIX only, as fork: the workflow enables workers where os.fork exists
+
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         conn = _try_connect(path)
