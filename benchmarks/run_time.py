@@ -130,7 +130,7 @@ def worker_rows(worker_logs: Path) -> list[dict]:
                 "cpu_from": "log",
                 "start": end,
                 "end": end,
-            }  # fmt: skip
+            }
         )
     return rows
 
@@ -180,7 +180,7 @@ def per_stage(times: pd.DataFrame) -> pd.DataFrame:
     )
     table.insert(3, "cpu_share", table["cpu_s"] / table["cpu_s"].sum())
     table.loc["all"] = [
-        len(times),
+        int((times["stage"] != WORKER).sum()),  # jobs; a worker's CPU counts, it is no job
         times["wall_s"].sum(),
         times["cpu_s"].sum(),
         1.0,
