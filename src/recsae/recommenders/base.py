@@ -290,3 +290,15 @@ def _recommender_payload(path: str | Path, device: str | torch.device = "cpu") -
             f"{path} is not a recommender checkpoint (no {sorted(missing)}; an SAE's sae.pt?)"
         )
     return payload
+
+
+class CachedStates:
+    """Mixin for a recommender that caches its final states in buffers flagged by a bool buffer
+    ``final_valid``: switching to training mode invalidates them (they are recomputed when the
+    model is next evaluated)."""
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            self.final_valid.fill_(False)
+        return self

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsae.recommenders.base import SHARED_PARAMS, DotRecommender, register
+from recsae.recommenders.base import SHARED_PARAMS, CachedStates, DotRecommender, register
 
 
 class _SymmetricSpMM(torch.autograd.Function):
@@ -60,7 +60,7 @@ def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
 
 
 @register("lightgcn")
-class LightGCN(DotRecommender):
+class LightGCN(CachedStates, DotRecommender):
     """Parameters: user_emb (n_users, dim), item_emb (n_items, dim) (ego embeddings). Buffers:
     final_user (n_users, dim), final_item (n_items, dim), final_valid () bool."""
 
@@ -95,13 +95,6 @@ class LightGCN(DotRecommender):
     def prepare(self, train: sp.csr_matrix) -> None:
         self.graph = normalized_adjacency(train).to(self.user_emb.device)
         self.final_valid.fill_(False)
-
-    def train(self, mode: bool = True):
-        """Switching to training mode invalidates the cached final embeddings."""
-        super().train(mode)
-        if mode:
-            self.final_valid.fill_(False)
-        return self
 
     def layer_mean(
         self, x: torch.Tensor, scratch: tuple[torch.Tensor, torch.Tensor] | None = None

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsae.recommenders.base import DotRecommender, register
+from recsae.recommenders.base import CachedStates, DotRecommender, register
 from recsae.recommenders.sampling import NegativeSampler
 
 LOSSES = ("ce", "bce")
@@ -120,7 +120,7 @@ def history_matrix(
 
 
 @register("sasrec")
-class SASRec(DotRecommender):
+class SASRec(CachedStates, DotRecommender):
     """Parameters: item_emb (n_items + 1, dim; the last row is padding, kept at zero), pos_emb
     (max_len, dim), blocks, final_norm. Buffers: history (n_users, max_len + 1) item ids (see the
     module doc), final_user (n_users, dim) cached user states, final_valid () bool."""
@@ -179,13 +179,6 @@ class SASRec(DotRecommender):
         matrix = history_matrix(interactions, self.n_users, self.n_items, self.max_len + 1)
         self.history.copy_(torch.from_numpy(matrix))
         self.final_valid.fill_(False)
-
-    def train(self, mode: bool = True):
-        """Switching to training mode invalidates the cached user states."""
-        super().train(mode)
-        if mode:
-            self.final_valid.fill_(False)
-        return self
 
     def encode(self, sequences: torch.Tensor) -> torch.Tensor:
         """Hidden states (B, L, dim) of item-id sequences (B, L), L <= max_len, right-aligned
