@@ -156,7 +156,12 @@ def test_sae_seeds_and_recommender_seeds_expand_the_targets():
     config = validate_config(config, SCHEMA)
     assert workflow.model_variants(config, "mf") == ["mf.seed~3", "mf.seed~4"]
     assert workflow.model_variants(config, "ncf") == ["ncf"]
-    pairs = [("synthetic", "mf.seed~3"), ("synthetic", "mf.seed~4"), ("synthetic", "ncf")]
+    pairs = [
+        ("synthetic", "mf.seed~3"),
+        ("synthetic", "mf.seed~4"),
+        ("synthetic", "ncf"),
+        ("synthetic-seq", "sasrec"),
+    ]
     assert workflow.sae_pairs(config) == pairs == workflow.recommender_pairs(config)
     settings = workflow.model_settings(config, "mf.seed~4")
     assert settings["seed"] == 4 and "seeds" not in settings and settings["model"] == "mf"
@@ -198,7 +203,7 @@ def test_validate_config_command_names_the_key_without_a_traceback(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert good.returncode == 0 and "valid (1 datasets, 2 models)" in good.stdout
+    assert good.returncode == 0 and "valid (2 datasets, 3 models)" in good.stdout
 
 
 # --- issue 13: model params, path parts, one-line errors ------------------------------------
