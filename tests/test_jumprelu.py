@@ -64,7 +64,7 @@ def test_jumprelu_resolves_builds_trains_and_round_trips(tmp_path):
     assert not point.ranked
     config = SAEConfig.from_point(point, 4)
     sae = build_sae(config, seed=0)
-    assert math.isclose(float(sae.activation.log_threshold.exp()[0]), 0.001, rel_tol=1e-6)
+    assert math.isclose(float(sae.activation.log_threshold.detach().exp()[0]), 0.001, rel_tol=1e-6)
     x = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam(sae.parameters(), lr=0.01)
     out = sae(x)
