@@ -3,6 +3,7 @@
     python benchmarks/anchor_recbole.py --data-dir results/ml-100k-seq/data \\
         --split-dir results/ml-100k-seq/split --model results/ml-100k-seq/sasrec/model.pt \\
         [--venv .venv-recbole] [--work-dir build/recbole-anchor] [--minutes 25] [--threads 1]
+        [--recbole-checkpoint build/recbole-anchor/saved/SASRec-....pth]
 
 RecBole 1.2.1 imports only with numpy < 2 (it uses ``np.float``), pandas < 2.3 and scipy < 1.14,
 so it runs in its own virtualenv, which this script creates at ``--venv`` when RecBole does not
@@ -15,7 +16,9 @@ id, as the suite's SASRec reads them), so that RecBole's leave-one-out split (or
 valid_and_test") holds the same valid and test item per user. ``recbole_sasrec_worker.py`` then
 trains RecBole's SASRec (its ML-100K settings: 2 blocks, 64 dimensions, window 50, full
 cross-entropy, batch 2048 training sequences, lr 0.001, early stopping after 10 epochs without
-validation gain; training stops before ``--minutes``) and writes its test scores.
+validation gain; training stops before ``--minutes``) and writes the test scores of its best
+validation checkpoint. ``--recbole-checkpoint`` tests a checkpoint an earlier run saved in
+``--work-dir``'s ``saved/`` folder instead of training again.
 
 Both models are scored here by the suite's metric code: full ranking over the catalogue, input
 the train + valid items (RecBole's protocol; the suite's own metrics.json gives its SASRec the
@@ -108,9 +111,12 @@ def write_atomic(split: Split, path: Path) -> None:
     out.to_csv(path, sep="\t", index=False)
 
 
-def run_worker(venv: Path, work_dir: Path, minutes: float, threads: int) -> dict:
-    """Train and test RecBole's SASRec in its virtualenv, in ``work_dir`` (RecBole writes its
-    log/ and log_tensorboard/ folders into the current directory); its JSON summary line."""
+def run_worker(
+    venv: Path, work_dir: Path, minutes: float, threads: int, checkpoint: Path | None
+) -> dict:
+    """Train (or, given ``checkpoint``, only load) and test RecBole's SASRec in its virtualenv, in
+    ``work_dir`` (RecBole writes its log/ and log_tensorboard/ folders into the current
+    directory); its JSON summary line."""
     work_dir = work_dir.resolve()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     command = [
@@ -123,6 +129,8 @@ def run_worker(venv: Path, work_dir: Path, minutes: float, threads: int) -> dict
         "--minutes",
         str(minutes),
     ]
+    if checkpoint is not None:
+        command += ["--checkpoint", str(checkpoint.resolve())]
     # the worker stops training before ``minutes``; the margin covers its evaluations
     log = work_dir / "worker.log"
     with log.open("w") as out:
@@ -187,13 +195,18 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=Path("build/recbole-anchor"))
     parser.add_argument("--minutes", type=float, default=25, help="RecBole's training time cap")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both")
+    parser.add_argument(
+        "--recbole-checkpoint",
+        type=Path,
+        help="test this RecBole checkpoint of an earlier run instead of training",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     split = load_split(args.data_dir, args.split_dir)
     venv = args.venv.absolute()
     ensure_venv(venv)
     write_atomic(split, args.work_dir / DATASET / f"{DATASET}.inter")
-    summary = run_worker(venv, args.work_dir, args.minutes, args.threads)
+    summary = run_worker(venv, args.work_dir, args.minutes, args.threads, args.recbole_checkpoint)
     print(json.dumps(summary))
     score_fns = {
         "RecBole SASRec": recbole_score_fn(args.work_dir, split),

@@ -2,14 +2,17 @@
 virtualenv (RecBole 1.2.1 with numpy < 2), never in the project's.
 
     python recbole_sasrec_worker.py WORK_DIR DATASET --epochs N --threads T --seed S
+        [--minutes M] [--checkpoint FILE]
 
 Reads WORK_DIR/DATASET/DATASET.inter (user_id, item_id, timestamp; the timestamps order each
 user's items so that RecBole's leave-one-out split "LS: valid_and_test", order "TO", reproduces
 the suite's split). Trains SASRec with RecBole's ML-100K settings (2 blocks, 64 dimensions,
 window 50, full cross-entropy, early stopping on validation NDCG@10 after 10 epochs without
-gain), evaluates on the test item with full ranking, prints RecBole's own test result as one JSON
-line, and writes WORK_DIR/test_scores.npz: the test users' scores over the catalogue (input: train
-+ valid items, RecBole's protocol), with the raw user and item tokens of rows and columns.
+gain), evaluates its best validation checkpoint on the test item with full ranking (with
+``--checkpoint``: a checkpoint an earlier run saved, training skipped), prints RecBole's own test
+result as one JSON line, and writes WORK_DIR/test_scores.npz: the test users' scores over the
+catalogue (input: train + valid items, RecBole's protocol), with the raw user and item tokens of
+rows and columns.
 """
 
 from __future__ import annotations
@@ -88,6 +91,17 @@ class EpochClock:
         return out
 
 
+def load_checkpoint(trainer: Trainer, checkpoint: Path) -> dict:
+    """Load a RecBole checkpoint into ``trainer.model``; its training record (epoch, best
+    validation score). RecBole 1.2.1 pickles its Config into the file, which torch >= 2.6's
+    default ``weights_only=True`` refuses, so it is read with ``weights_only=False``: only load
+    files a run of this script wrote."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    trainer.model.load_state_dict(saved["state_dict"])
+    trainer.model.load_other_parameter(saved.get("other_parameter"))
+    return {"best_epoch": int(saved["epoch"]), "best_valid": float(saved["best_valid_score"])}
+
+
 def test_scores(model, test_data, dataset) -> dict[str, np.ndarray]:
     """Scores (n_test_users, n_items) of the trained model on the test batches' inputs, rows and
     columns named by raw tokens (RecBole's padding item 0 dropped)."""
@@ -118,6 +132,11 @@ def main() -> None:
     parser.add_argument(
         "--minutes", type=float, default=25, help="training time cap; the best model is kept"
     )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="test this checkpoint of an earlier run of this script instead of training",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = recbole_config(args.work_dir, args.dataset, args.epochs, args.seed)
@@ -130,20 +149,28 @@ def main() -> None:
     model = SASRec(config, train_data.dataset).to(config["device"])
     trainer = Trainer(config, model)
     clock = EpochClock(trainer, start + args.minutes * 60)
-    try:
-        best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-    except TimeCap:
-        best_valid = trainer.best_valid_score
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        try:
+            trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+        except TimeCap:
+            pass
+        checkpoint = Path(trainer.saved_model_file)
     trained = time.perf_counter() - start - prepared
-    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    record = load_checkpoint(trainer, checkpoint)
+    test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     np.savez(args.work_dir / "test_scores.npz", **test_scores(trainer.model, test_data, dataset))
     print(
         json.dumps(
             {
                 "recbole_test": {k: float(v) for k, v in test_result.items()},
-                "recbole_best_valid": float(best_valid),
+                "recbole_best_valid": record["best_valid"],
+                "best_epoch": record["best_epoch"],
+                "checkpoint": str(checkpoint),
                 "epochs_run": len(clock.seconds),
-                "seconds_per_epoch": round(float(np.mean(clock.seconds)), 1),
+                "seconds_per_epoch": round(float(np.mean(clock.seconds)), 1)
+                if clock.seconds
+                else None,
                 "stopped_by_time_cap": clock.capped,
                 "prepare_seconds": round(prepared, 1),
                 "train_seconds": round(trained, 1),
