@@ -1,7 +1,8 @@
 """Quality anchor: RecBole's SASRec beside the suite's on the same leave-last-out split.
 
     python benchmarks/anchor_recbole.py --data-dir results/ml-100k-seq/data \\
-        --split-dir results/ml-100k-seq/split --model results/ml-100k-seq/sasrec-recbole/model.pt \\
+        --split-dir results/ml-100k-seq/split \\
+        --model results/ml-100k-seq/sasrec-recbole.seed~0/model.pt \\
         [--venv .venv-recbole] [--work-dir build/recbole-anchor] [--minutes 25] [--threads 1]
         [--recbole-checkpoint build/recbole-anchor/saved/SASRec-....pth]
 
