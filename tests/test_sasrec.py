@@ -252,7 +252,7 @@ def test_sae_prediction_loss_on_the_hidden_states_equals_brute_force(planted):
     squared = [
         (u_hat[a] @ v_hat[b] - u[a] @ v[b]) ** 2 for a in range(len(u)) for b in range(len(v))
     ]
-    assert float(terms["pred"]) == pytest.approx(np.mean(squared), rel=1e-5)
+    assert float(terms["pred"].detach()) == pytest.approx(np.mean(squared), rel=1e-5)
     terms["pred"].backward()
     assert all(p.grad is None for p in model.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in sae.parameters())
